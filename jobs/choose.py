@@ -1,0 +1,42 @@
+"""Which mixture the final training uses, per method: pure, from the observations."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mixtura_jobs import gp_ucb
+from mixtura_jobs.simplex import uniform_weights
+
+MIN_TRIALS_FOR_POSTERIOR = 4
+
+
+def final_mixture(
+    method: str,
+    *,
+    manual: np.ndarray | None,
+    madmix: np.ndarray | None,
+    trials_x: np.ndarray,
+    trials_loss: np.ndarray,
+    seed: int,
+    d: int,
+) -> tuple[np.ndarray, dict]:
+    """(weights, provenance). Searches pick the observed trial with the best posterior mean (robust to a
+    lucky noisy run); with few trials, the best observed one."""
+    if method == "uniform":
+        return uniform_weights(d), {"source": "uniform"}
+    if method == "manual":
+        return manual / manual.sum(), {"source": "manual"}
+    if method == "madmix":
+        return madmix, {"source": "madmix"}
+    if len(trials_loss) == 0:
+        raise ValueError(f"method {method}: no successful trial to choose the final mixture from")
+    if len(trials_loss) < MIN_TRIALS_FOR_POSTERIOR:
+        best = int(np.argmin(trials_loss))
+        return trials_x[best], {"source": "best-observed", "index": best}
+    best, mean, std = gp_ucb.posterior_best(trials_x, -trials_loss, seed=seed)
+    return trials_x[best], {
+        "source": "posterior-mean",
+        "index": best,
+        "posterior_loss": -mean,
+        "posterior_std": std,
+    }

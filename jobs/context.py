@@ -1,0 +1,71 @@
+"""What every step needs: the search's store, its spec snapshot, domain data, seeds and markers."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from mixtura_jobs.shards import DomainSamples, read_domain
+from mixtura_operator import layout
+from mixtura_operator.api.domainset import DomainSet
+from mixtura_operator.api.mixturesearch import MixtureSearch
+from mixtura_operator.store import ArtifactStore, open_store
+
+
+@dataclass
+class StepContext:
+    store: ArtifactStore
+
+    @classmethod
+    def open(cls, search_uri: str) -> StepContext:
+        return cls(open_store(search_uri))
+
+    @cached_property
+    def _snapshot(self) -> dict:
+        return self.store.get_json(layout.SNAPSHOT)
+
+    @cached_property
+    def search(self) -> MixtureSearch:
+        return MixtureSearch.model_validate(self._snapshot["search"])
+
+    @cached_property
+    def domainset(self) -> DomainSet:
+        return DomainSet.model_validate(self._snapshot["domainSet"])
+
+    @property
+    def domain_names(self) -> list[str]:
+        return [d.name for d in self.domainset.spec.domains]
+
+    @property
+    def seed(self) -> int:
+        return self.search.spec.search.seed
+
+    def is_done(self, step_key: str) -> bool:
+        return self.store.exists(layout.success_marker(step_key))
+
+    def mark_done(self, step_key: str) -> None:
+        self.store.put_bytes(layout.success_marker(step_key), b"")
+
+    def domain_path(self, name: str) -> Path:
+        """A local directory with the domain's shards (downloaded once when the URI is s3://)."""
+        domain = next(d for d in self.domainset.spec.domains if d.name == name)
+        if domain.uri.startswith("file://"):
+            return Path(domain.uri.removeprefix("file://")).expanduser()
+        cache = Path(os.environ.get("MIXTURA_CACHE", Path.home() / ".cache" / "mixtura")) / "data"
+        local = cache / hashlib.sha256(domain.uri.encode()).hexdigest()[:16]
+        endpoint = self.search.spec.artifacts.endpoint_url
+        return open_store(domain.uri, endpoint).download_dir("", local)
+
+    def read_domain(self, name: str, max_samples: int | None = None) -> DomainSamples:
+        return read_domain(self.domain_path(name), max_samples=max_samples)
+
+    def vector(self, weights: dict[str, float]) -> np.ndarray:
+        return np.array([weights.get(name, 0.0) for name in self.domain_names], dtype=float)
+
+    def as_weights(self, vector: np.ndarray) -> dict[str, float]:
+        return {name: float(w) for name, w in zip(self.domain_names, vector, strict=True)}

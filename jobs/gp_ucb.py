@@ -1,0 +1,182 @@
+"""GP-UCB batch proposals over mixture weights (shared/methods/mixatlas.md, steps 5-8).
+
+`propose_batch` reads like the botorch loop: fit the GP, build the acquisition, optimise it over a pool of
+candidate mixtures, return the batch. The GP sees the first d-1 weights (the free coordinates of the
+simplex, each in [0, 1]); the last weight is 1 minus their sum.
+"""
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from botorch.acquisition import qUpperConfidenceBound
+from botorch.fit import fit_gpytorch_mll
+from botorch.models import SingleTaskGP
+from botorch.models.transforms.outcome import Standardize
+from botorch.optim import optimize_acqf_discrete
+from botorch.sampling import SobolQMCNormalSampler
+from gpytorch.kernels import MaternKernel, ScaleKernel
+from gpytorch.mlls import ExactMarginalLogLikelihood
+from gpytorch.priors import GammaPrior
+
+from mixtura_jobs.simplex import apply_caps, dirichlet_design, uniform_weights
+
+DTYPE = torch.float64
+MC_SAMPLES = 512
+# Strengths of the Dirichlet around the best observed mixture: from a wide look around it to a close one.
+LOCAL_STRENGTHS = (1.0, 100.0)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """q mixtures to evaluate next; the GP's posterior at them, absent for the initial design."""
+
+    weights: np.ndarray  # (q, d), rows on the simplex
+    predicted_mean: np.ndarray | None  # (q,) in the objective's units
+    predicted_std: np.ndarray | None  # (q,) of the latent objective, without observation noise
+
+
+def srinivas_beta(t: int, n_candidates: int, delta: float = 0.1) -> float:
+    """beta_t = 2 log(|D| t^2 pi^2 / (6 delta)) for a finite candidate set D (Srinivas et al. 2010, Thm 1)."""
+    if t < 1 or n_candidates < 1 or not 0 < delta < 1:
+        raise ValueError(f"need t >= 1, n_candidates >= 1, 0 < delta < 1; got {t}, {n_candidates}, {delta}")
+    return 2.0 * math.log(n_candidates * t**2 * math.pi**2 / (6.0 * delta))
+
+
+def _check_observations(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] < 2 or y.shape != (x.shape[0],):
+        raise ValueError(f"X must be (n, d) with d >= 2 and y (n,), got {x.shape} and {y.shape}")
+    if np.any(x < -1e-12) or np.any(np.abs(x.sum(axis=1) - 1.0) > 1e-6):
+        raise ValueError("every row of X must be a mixture: non-negative weights summing to 1")
+    if not np.all(np.isfinite(y)):
+        raise ValueError("y must be finite; leave failed trials out of the observations")
+    return x, y
+
+
+@contextmanager
+def _torch_seeded(seed: int) -> Iterator[None]:
+    """Seed torch for the block and restore the caller's random state afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def _free(w: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(w[:, :-1], dtype=DTYPE)
+
+
+def _fit_gp(x: np.ndarray, y: np.ndarray) -> SingleTaskGP:
+    """SingleTaskGP, Matérn-5/2 with ARD, standardised outcomes, hyperparameters by marginal likelihood."""
+    train_x = _free(x)
+    covar = ScaleKernel(
+        MaternKernel(nu=2.5, ard_num_dims=train_x.shape[-1], lengthscale_prior=GammaPrior(3.0, 6.0)),
+        outputscale_prior=GammaPrior(2.0, 0.15),
+    )
+    train_y = torch.as_tensor(y, dtype=DTYPE).unsqueeze(-1)
+    model = SingleTaskGP(train_x, train_y, covar_module=covar, outcome_transform=Standardize(m=1))
+    fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+    return model
+
+
+def _predict(model: SingleTaskGP, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    with torch.no_grad():
+        posterior = model.posterior(_free(w))
+        mean = posterior.mean.squeeze(-1).numpy()
+        std = posterior.variance.clamp_min(0.0).sqrt().squeeze(-1).numpy()
+    return mean, std
+
+
+def _initial_design(
+    x: np.ndarray, q: int, center: np.ndarray, center_first: bool, caps: np.ndarray | None, rng: np.random.Generator
+) -> np.ndarray:
+    design = dirichlet_design(q, center, rng)
+    if caps is not None:
+        design = apply_caps(design, caps)
+    if center_first and not np.any(np.all(np.abs(x - center) <= 1e-9, axis=1)):
+        design[0] = center
+    return design
+
+
+def _candidate_pool(
+    best: np.ndarray, center: np.ndarray, caps: np.ndarray | None, pool_size: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Dirichlet candidates: a third around the best mixture, a third around the center, a third uniform."""
+    third = pool_size // 3
+    pool = np.concatenate(
+        [
+            dirichlet_design(third, best, rng, strength_range=LOCAL_STRENGTHS),
+            dirichlet_design(third, center, rng),
+            # Concentration 1 everywhere: uniform over the simplex.
+            dirichlet_design(pool_size - 2 * third, uniform_weights(center.size), rng, strength_range=(1.0, 1.0)),
+        ]
+    )
+    return pool if caps is None else apply_caps(pool, caps)
+
+
+def propose_batch(
+    X: np.ndarray,
+    y: np.ndarray,
+    q: int,
+    *,
+    seed: int,
+    beta: float | Literal["srinivas"] = 2.0,
+    prior_center: np.ndarray | None = None,
+    n_initial: int | None = None,
+    caps: np.ndarray | None = None,
+    pool_size: int = 10000,
+) -> Proposal:
+    """The next q distinct mixtures to evaluate, maximising y.
+
+    X: (n, d) observed mixtures (n may be 0); y: (n,) their objective. While n < n_initial (default q, at
+    least 2) the batch comes from the initial design: `prior_center` first (MaD-Mix weights or the natural
+    distribution; once, unless already observed), then Dirichlet draws around it (around uniform without
+    one). After that: GP-UCB over a pool of `pool_size` Dirichlet candidates, the batch picked greedily.
+    `beta="srinivas"` uses srinivas_beta(t=n+1, |D|=pool_size). The result depends only on the arguments.
+    """
+    x, y = _check_observations(X, y)
+    n, d = x.shape
+    if not 1 <= q <= pool_size:
+        raise ValueError(f"q must be between 1 and pool_size ({pool_size}), got {q}")
+    if beta != "srinivas" and not (isinstance(beta, int | float) and beta > 0):
+        raise ValueError(f"beta must be positive or 'srinivas', got {beta!r}")
+    center = uniform_weights(d) if prior_center is None else np.asarray(prior_center, dtype=np.float64)
+    if center.shape != (d,):
+        raise ValueError(f"prior_center must have {d} weights, got shape {center.shape}")
+    if caps is not None:
+        center = apply_caps(center, caps)
+    # The draws depend on how many observations there are, so each round gets fresh ones.
+    rng = np.random.default_rng([seed, n])
+    if n < max(q if n_initial is None else n_initial, 2):
+        return Proposal(_initial_design(x, q, center, prior_center is not None, caps, rng), None, None)
+
+    with _torch_seeded(int(rng.integers(2**63))):
+        model = _fit_gp(x, y)
+        observed_mean, _ = _predict(model, x)
+        pool = _candidate_pool(x[np.argmax(observed_mean)], center, caps, pool_size, rng)
+        acquisition = qUpperConfidenceBound(
+            model,
+            beta=srinivas_beta(n + 1, pool_size) if beta == "srinivas" else float(beta),
+            sampler=SobolQMCNormalSampler(sample_shape=torch.Size([MC_SAMPLES]), seed=int(rng.integers(2**31))),
+        )
+        choices = _free(pool)
+        chosen, _ = optimize_acqf_discrete(acquisition, q=q, choices=choices, unique=True)
+    weights = pool[torch.cdist(chosen, choices).argmin(dim=-1).numpy()]
+    mean, std = _predict(model, weights)
+    return Proposal(weights, mean, std)
+
+
+def posterior_best(X: np.ndarray, y: np.ndarray, *, seed: int) -> tuple[int, float, float]:
+    """The observed mixture with the best GP posterior mean (robust to noise): index, mean, std in y units."""
+    x, y = _check_observations(X, y)
+    if x.shape[0] < 2:
+        raise ValueError("posterior_best needs at least 2 observations")
+    with _torch_seeded(seed):
+        mean, std = _predict(_fit_gp(x, y), x)
+    best = int(np.argmax(mean))
+    return best, float(mean[best]), float(std[best])

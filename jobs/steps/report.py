@@ -1,0 +1,139 @@
+"""report: an HTML page with PNG plots of the search, written to `report/` in the store."""
+
+from __future__ import annotations
+
+import argparse
+import html
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from mixtura_jobs.context import StepContext
+from mixtura_jobs.simplex import uniform_weights
+from mixtura_operator import layout
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def weights_plot(domains: list[str], columns: dict[str, np.ndarray]) -> bytes:
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(domains)), 3.6))
+    width = 0.8 / len(columns)
+    for i, (label, w) in enumerate(columns.items()):
+        ax.bar(np.arange(len(domains)) + (i - (len(columns) - 1) / 2) * width, w, width, label=label)
+    ax.set_xticks(np.arange(len(domains)), domains, rotation=30, ha="right")
+    ax.set_ylabel("weight")
+    ax.set_title("Mixture weights per method")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def trials_plot(rounds: np.ndarray, losses: np.ndarray) -> bytes:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    order = np.arange(len(losses))
+    left.scatter(order, losses, c=rounds, cmap="viridis")
+    left.plot(order, np.minimum.accumulate(losses), color="black", lw=1, label="best so far")
+    left.set_xlabel("trial")
+    left.set_ylabel("held-out loss (lower is better)")
+    left.set_title("Objective per trial")
+    left.legend(fontsize=8)
+    per_round = [losses[rounds <= r].min() for r in np.unique(rounds)]
+    right.plot(np.unique(rounds), per_round, marker="o")
+    right.set_xlabel("round")
+    right.set_ylabel("best held-out loss")
+    right.set_title("Best so far per round")
+    return _png(fig)
+
+
+def loss_curve_plot(train_loss: list[float]) -> bytes:
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot(train_loss)
+    ax.set_xlabel("log interval")
+    ax.set_ylabel("training loss")
+    ax.set_title("Final training")
+    return _png(fig)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def run(ctx: StepContext, args: argparse.Namespace) -> None:
+    if ctx.is_done("report"):
+        return
+    spec, store, names = ctx.search.spec, ctx.store, ctx.domain_names
+    columns = {"uniform": uniform_weights(len(names))}
+    manual = {d.name: d.weight for d in ctx.domainset.spec.domains if d.weight is not None}
+    if manual:
+        columns["manual"] = ctx.vector(manual) / sum(manual.values())
+    if store.exists(layout.MADMIX):
+        columns["MaD-Mix"] = ctx.vector(store.get_json(layout.MADMIX)["weights"])
+    final = store.get_json(layout.FINAL_MIXTURE) if store.exists(layout.FINAL_MIXTURE) else None
+    final_metrics = store.get_json(layout.FINAL_METRICS) if store.exists(layout.FINAL_METRICS) else None
+    trials = []
+    for key in store.list("trials"):
+        if key.endswith("/_SUCCESS"):
+            tid = key.split("/")[1]
+            trials.append(
+                (tid, store.get_json(layout.trial_mixture(tid)), store.get_json(layout.trial_metrics(tid)))
+            )
+    failed = sorted(key.split("/")[1] for key in store.list("trials") if key.endswith("/_FAILED"))
+    if trials:
+        best = min(trials, key=lambda t: t[2]["objective"])
+        columns["best trial"] = ctx.vector(best[1]["weights"])
+    if final:
+        columns[f"final ({final['source']})"] = ctx.vector(final["weights"])
+
+    images = {"weights.png": weights_plot(names, columns)}
+    if trials:
+        rounds = np.array([t[1]["round"] for t in trials])
+        images["trials.png"] = trials_plot(rounds, np.array([t[2]["objective"] for t in trials]))
+    if final_metrics and final_metrics.get("train_loss"):
+        images["final-training.png"] = loss_curve_plot(final_metrics["train_loss"])
+    for name, data in images.items():
+        store.put_bytes(f"report/{name}", data)
+
+    weight_rows = [[n] + [f"{w[i]:.4f}" for w in columns.values()] for i, n in enumerate(names)]
+    trial_rows = [
+        [
+            tid,
+            str(m["round"]),
+            m["source"],
+            f"{r['objective']:.4f}",
+            r.get("augmentation", "none"),
+            " ".join(f"{n}={w:.2f}" for n, w in m["weights"].items()),
+        ]
+        for tid, m, r in trials
+    ] + [[tid, "", "", "failed", "", ""] for tid in failed]
+    summary = [
+        ["search", f"{ctx.search.metadata.namespace}/{ctx.search.metadata.name}"],
+        ["method", spec.method],
+        ["trials", f"{len(trials)} succeeded, {len(failed)} failed of {spec.budget.max_trials}"],
+        ["augmentation", spec.training.augmentation.type],
+    ]
+    if final_metrics:
+        summary.append(["final held-out loss", f"{final_metrics['objective']:.4f}"])
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Mixtura: {html.escape(ctx.search.metadata.name)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:70em}}table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left;font-size:90%}}img{{max-width:100%}}</style></head><body>
+<h1>Mixture search {html.escape(ctx.search.metadata.name)}</h1>
+{_table(["", ""], summary)}
+<h2>Weights</h2><img src="weights.png" alt="weights per method">
+{_table(["domain", *columns], weight_rows)}
+{'<h2>Trials</h2><img src="trials.png" alt="objective per trial">' if trials else ""}
+{_table(["trial", "round", "source", "held-out loss", "augmentation", "weights"], trial_rows) if trial_rows else ""}
+{'<h2>Final training</h2><img src="final-training.png" alt="final training loss">' if "final-training.png" in images else ""}
+</body></html>"""
+    store.put_bytes(layout.REPORT, page.encode())
+    print(f"report {store.uri}/{layout.REPORT}", flush=True)
+    ctx.mark_done("report")

@@ -1,0 +1,80 @@
+"""DomainSet: the corpus, a list of training domains."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from mixtura_operator.api.base import ApiModel, Condition, ObjectMeta, Rule
+
+Modality = Literal["image", "text", "video"]
+TaskType = Literal["captioning", "ocr", "grounding", "detection", "vqa", "text"]
+DATA_URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|file://.+)$"
+
+
+class Domain(ApiModel):
+    name: str = Field(
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40, description="Unique DNS-label name."
+    )
+    uri: str = Field(
+        pattern=DATA_URI_PATTERN, description="s3:// or file:// prefix of the domain's shards."
+    )
+    modalities: list[Modality] = Field(
+        min_length=1, max_length=3, json_schema_extra={"x-kubernetes-list-type": "set"}
+    )
+    task_type: TaskType
+    samples: int | None = Field(default=None, ge=0, description="Sample count, if known.")
+    weight: float | None = Field(default=None, ge=0, description="Manual weight (the human baseline).")
+
+    rules = (
+        Rule(
+            cel="self.taskType != 'text' || self.modalities == ['text']",
+            message="a domain with taskType text must have modalities [text]",
+            field=".modalities",
+            check=lambda d: d.task_type != "text" or d.modalities == ["text"],
+        ),
+    )
+
+
+class DomainSetSpec(ApiModel):
+    domains: list[Domain] = Field(
+        min_length=1,
+        max_length=256,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+
+    rules = (
+        Rule(
+            cel="self.domains.all(d, self.domains.exists_one(e, e.name == d.name))",
+            message="domain names must be unique",
+            field=".domains",
+            check=lambda s: len({d.name for d in s.domains}) == len(s.domains),
+        ),
+        Rule(
+            cel="!self.domains.exists(d, has(d.weight)) || self.domains.exists(d, has(d.weight) && d.weight > 0.0)",
+            message="manual weights must not all be zero",
+            field=".domains",
+            check=lambda s: all(d.weight is None for d in s.domains) or any((d.weight or 0) > 0 for d in s.domains),
+        ),
+    )
+
+
+class DomainCount(ApiModel):
+    name: str
+    samples: dict[str, int] = Field(default_factory=dict, description="Validated sample count per modality.")
+
+
+class DomainSetStatus(ApiModel):
+    domains: list[DomainCount] = Field(default_factory=list)
+    total_samples: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = None
+
+
+class DomainSet(ApiModel):
+    api_version: Literal["mixtura.dev/v1alpha1"] = "mixtura.dev/v1alpha1"
+    kind: Literal["DomainSet"] = "DomainSet"
+    metadata: ObjectMeta
+    spec: DomainSetSpec
+    status: DomainSetStatus | None = None

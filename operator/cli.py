@@ -1,0 +1,127 @@
+"""The `mixtura` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mixtura_operator.api import crdgen
+from mixtura_operator.api.manifests import ManifestError, load
+from mixtura_operator.api.mixturesearch import MixtureSearchStatus, Phase
+
+CRDS_DIR = Path(__file__).resolve().parent.parent / "crds"
+
+
+def _progress(decision) -> None:
+    from mixtura_operator.local_runner import describe
+
+    for event in decision.events:
+        print(describe(event), flush=True)
+    status: MixtureSearchStatus = decision.status
+    best = f" best={status.best_trial.objective:.4f} (trial {status.best_trial.id})" if status.best_trial else ""
+    line = f"  {status.phase.value:<10} trials {status.trials.progress:>7} running={status.trials.running}{best}"
+    if line != getattr(_progress, "last", None):
+        print(line, flush=True)
+        _progress.last = line
+
+
+def weights_table(status: MixtureSearchStatus) -> str:
+    columns = {"madmix": status.madmix_weights, "best trial": status.best_trial and status.best_trial.weights,
+               "final": status.final_weights}
+    columns = {k: v for k, v in columns.items() if v}
+    domains = sorted({d for weights in columns.values() for d in weights})
+    rows = [f"{'domain':<14}" + "".join(f"{name:>12}" for name in columns)]
+    for domain in domains:
+        rows.append(f"{domain:<14}" + "".join(f"{w.get(domain, 0.0):>12.4f}" for w in columns.values()))
+    return "\n".join(rows)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mixtura_operator.local_runner import run_local
+
+    bundle = load(Path(args.manifest))
+    if not bundle.searches:
+        raise ManifestError(f"{args.manifest}: no MixtureSearch in the file")
+    failed = False
+    for search in bundle.searches:
+        print(f"MixtureSearch {search.metadata.name}: method {search.spec.method}", flush=True)
+        status = run_local(search, bundle.domainset_for(search), workers=args.workers, on_decision=_progress)
+        print(weights_table(status))
+        if status.final_objective is not None:
+            print(f"final held-out loss: {status.final_objective:.4f}")
+        print(f"phase: {status.phase.value}  {status.message}")
+        if status.artifacts.report:
+            print(f"report: {status.artifacts.report.removeprefix('file://')}")
+        failed |= status.phase == Phase.FAILED
+    return 1 if failed else 0
+
+
+def cmd_crds(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    stale = []
+    for name, crd in crdgen.crds().items():
+        text = crdgen.render(crd)
+        path = out / name
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(str(path))
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(path)
+    if stale:
+        print("stale CRDs (run `mixtura crds`): " + ", ".join(stale), file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    bundle = load(Path(args.manifest))
+    for search in bundle.searches:
+        bundle.domainset_for(search)
+    print(f"{args.manifest}: {len(bundle.domainsets)} DomainSet(s), {len(bundle.searches)} MixtureSearch(es) valid")
+    return 0
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    from mixtura_jobs.demo_data import make_demo_corpus
+
+    domains = make_demo_corpus(Path(args.dir), samples_per_domain=args.samples, seed=args.seed)
+    for domain in domains:
+        print(f"{domain['name']:<12} {domain['taskType']:<11} {','.join(domain['modalities']):<12} {domain['uri']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mixtura", description="Find the data mixture for training a VLM.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the MixtureSearch(es) of a manifest file locally")
+    run.add_argument("manifest")
+    run.add_argument("--workers", type=int, default=None, help="parallel local steps (default: CPU count)")
+    run.set_defaults(func=cmd_run)
+    crds = sub.add_parser("crds", help="write the CRDs generated from the resource models")
+    crds.add_argument("--out", default=str(CRDS_DIR))
+    crds.add_argument("--check", action="store_true", help="fail when the files differ from the models")
+    crds.set_defaults(func=cmd_crds)
+    validate = sub.add_parser("validate", help="validate a manifest file as the API server would")
+    validate.add_argument("manifest")
+    validate.set_defaults(func=cmd_validate)
+    demo = sub.add_parser("demo-data", help="make the demo corpus (no downloads)")
+    demo.add_argument("dir")
+    demo.add_argument("--samples", type=int, default=96)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=cmd_demo_data)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ManifestError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Runs job steps as local subprocesses: the embedded default of `mixtura run`, no cluster needed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mixtura_operator.reconcile import CreateJob, JobState
+
+
+def job_command(job: CreateJob, search_uri: str) -> list[str]:
+    """The container command of a step; the Kubernetes executor uses the same one."""
+    return ["python", "-m", "mixtura_jobs", job.step, "--search-uri", search_uri, *job.args]
+
+
+@dataclass
+class _Run:
+    job: CreateJob
+    process: subprocess.Popen | None = None
+    attempts: int = 0
+    log: Path | None = None
+
+
+class LocalExecutor:
+    """At most `max_parallel` steps at once; a failing step is retried `backoff_limit` times, like a Job."""
+
+    def __init__(
+        self, search_uri: str, log_dir: Path, max_parallel: int, backoff_limit: int, env: dict[str, str]
+    ) -> None:
+        self.search_uri = search_uri
+        self.log_dir = log_dir
+        self.max_parallel = max(1, max_parallel)
+        self.backoff_limit = backoff_limit
+        self.env = {**os.environ, **env}
+        self.queue: list[_Run] = []
+        self.running: dict[str, _Run] = {}
+        self.finished: dict[str, JobState] = {}
+        log_dir.mkdir(parents=True, exist_ok=True)
+
+    def create(self, job: CreateJob) -> None:
+        if job.step_key in self.running or job.step_key in self.finished:
+            return
+        if all(run.job.step_key != job.step_key for run in self.queue):
+            self.queue.append(_Run(job))
+
+    def observe(self) -> dict[str, JobState]:
+        self._poll()
+        states = dict(self.finished)
+        states.update({key: JobState("Running") for key in self.running})
+        states.update({run.job.step_key: JobState("Pending") for run in self.queue})
+        return states
+
+    def wait(self, seconds: float) -> None:
+        """Sleep until a step ends or `seconds` pass."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if any(run.process and run.process.poll() is not None for run in self.running.values()):
+                return
+            time.sleep(0.05)
+
+    def shutdown(self) -> None:
+        for run in self.running.values():
+            if run.process:
+                run.process.terminate()
+        for run in self.running.values():
+            if run.process:
+                run.process.wait()
+
+    def _poll(self) -> None:
+        for key, run in list(self.running.items()):
+            code = run.process.poll() if run.process else None
+            if code is None:
+                continue
+            del self.running[key]
+            if code == 0:
+                self.finished[key] = JobState("Succeeded")
+            elif run.attempts <= self.backoff_limit:
+                self.queue.insert(0, run)
+            else:
+                self.finished[key] = JobState("Failed", _failure_message(code, run.log))
+        while self.queue and len(self.running) < self.max_parallel:
+            self._start(self.queue.pop(0))
+
+    def _start(self, run: _Run) -> None:
+        run.attempts += 1
+        run.log = self.log_dir / f"{run.job.step_key.replace('/', '-')}.log"
+        command = job_command(run.job, self.search_uri)
+        command[0] = sys.executable
+        with run.log.open("ab") as log:
+            log.write(f"--- attempt {run.attempts}: {' '.join(command)}\n".encode())
+            log.flush()
+            run.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        self.running[run.job.step_key] = run
+
+
+def _failure_message(code: int, log: Path | None) -> str:
+    lines = log.read_text(errors="replace").strip().splitlines() if log and log.exists() else []
+    last = next((line for line in reversed(lines) if line.strip()), "")
+    return f"exit code {code}: {last[:300]}" if last else f"exit code {code}"

@@ -1,0 +1,81 @@
+"""Where everything lives: artifact keys of a search, step keys, job names. One place, used by both sides.
+
+A *step key* names one unit of work: `embed/<domain>`, `score`, `propose/<round>`, `trial/<id>`,
+`final`, `report`. Each writes its outputs under its folder and `_SUCCESS` last; a failure the
+operator observed is recorded as `_FAILED` there, so the store alone says what happened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+SNAPSHOT = "spec.json"
+MADMIX = "scores/madmix.json"
+FINAL_MIXTURE = "final/mixture.json"
+FINAL_METRICS = "final/metrics.json"
+REPORT = "report/index.html"
+
+_FOLDERS = {"embed": "embeddings", "score": "scores", "propose": "proposals", "trial": "trials"}
+
+
+def search_root(namespace: str, name: str, uid: str) -> str:
+    return f"{namespace}/{name}/{uid}"
+
+
+def step_folder(step_key: str) -> str:
+    step, _, arg = step_key.partition("/")
+    folder = _FOLDERS.get(step, step)
+    if step == "propose":
+        return f"{folder}/round-{arg}"
+    return f"{folder}/{arg}" if arg else folder
+
+
+def success_marker(step_key: str) -> str:
+    return f"{step_folder(step_key)}/_SUCCESS"
+
+
+def failure_marker(step_key: str) -> str:
+    return f"{step_folder(step_key)}/_FAILED"
+
+
+def trial_id(index: int) -> str:
+    return f"{index:03d}"
+
+
+def trial_mixture(tid: str) -> str:
+    return f"trials/{tid}/mixture.json"
+
+
+def trial_metrics(tid: str) -> str:
+    return f"trials/{tid}/metrics.json"
+
+
+def proposal(round_index: int) -> str:
+    return f"proposals/round-{round_index}/proposal.json"
+
+
+def embedding(domain: str, modality: str, samples: bool = False) -> str:
+    return f"embeddings/{domain}/{modality}.{'samples.' if samples else ''}npy"
+
+
+def job_name(search: str, step_key: str) -> str:
+    """Deterministic DNS-1123 name (<= 63 chars): a restarted operator finds, never duplicates, a job."""
+    slug = re.sub(r"[^a-z0-9-]+", "-", step_key.lower().replace("/", "-")).strip("-")
+    name = f"{search}-{slug}"
+    if len(name) <= 63:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: 63 - 9].rstrip('-')}-{digest}"
+
+
+def step_key_of_marker(key: str) -> str | None:
+    """Inverse of `success_marker`/`failure_marker`: the step key a marker belongs to."""
+    folder, _, name = key.rpartition("/")
+    if name not in ("_SUCCESS", "_FAILED"):
+        return None
+    head, _, arg = folder.partition("/")
+    step = {v: k for k, v in _FOLDERS.items()}.get(head, head)
+    if step == "propose":
+        arg = arg.removeprefix("round-")
+    return f"{step}/{arg}" if arg else step

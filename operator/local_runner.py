@@ -1,0 +1,89 @@
+"""`mixtura run`: the reconcile loop with the local executor and the manifest's artifact store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mixtura_operator import layout
+from mixtura_operator.api.domainset import DomainSet
+from mixtura_operator.api.mixturesearch import MixtureSearch, MixtureSearchStatus, Phase
+from mixtura_operator.executors.local import LocalExecutor
+from mixtura_operator.observe import StoreObserver, domain_data_problems
+from mixtura_operator.reconcile import CreateJob, Decision, Event, RecordFailure, WriteSnapshot, reconcile
+from mixtura_operator.store import ArtifactStore, open_store
+
+STATUS = "status.json"
+
+
+def local_uid(search: MixtureSearch, domainset: DomainSet) -> str:
+    """Stable across reruns of the same manifests (so a rerun resumes), new when the spec changes."""
+    canonical = json.dumps([search.spec.wire(), domainset.spec.wire()], sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def snapshot(search: MixtureSearch, domainset: DomainSet) -> dict:
+    return {
+        "search": search.model_copy(update={"status": None}).wire(),
+        "domainSet": domainset.model_copy(update={"status": None}).wire(),
+    }
+
+
+def apply_record(store: ArtifactStore, search: MixtureSearch, domainset: DomainSet, action) -> None:
+    """Carry out the actions that touch only the store (shared with the operator)."""
+    if isinstance(action, WriteSnapshot):
+        store.put_json(layout.SNAPSHOT, snapshot(search, domainset))
+    elif isinstance(action, RecordFailure):
+        store.put_bytes(layout.failure_marker(action.step_key), action.message.encode())
+
+
+def run_local(
+    search: MixtureSearch,
+    domainset: DomainSet,
+    *,
+    workers: int | None = None,
+    on_decision: Callable[[Decision], None] = lambda d: None,
+    poll_seconds: float = 0.5,
+) -> MixtureSearchStatus:
+    """Run one search to the end; rerunning after an interruption resumes from the store."""
+    spec = search.spec
+    uid = local_uid(search, domainset)
+    search = search.model_copy(deep=True)
+    search.metadata.uid = uid
+    search.metadata.generation = search.metadata.generation or 1
+    root = layout.search_root(search.metadata.namespace, search.metadata.name, uid)
+    store = open_store(spec.artifacts.uri, spec.artifacts.endpoint_url).child(root)
+    if store.exists(STATUS):
+        search.status = MixtureSearchStatus.model_validate(store.get_json(STATUS))
+    parallel = min(spec.budget.parallel_trials, workers or os.cpu_count() or 1)
+    env = {"MIXTURA_S3_ENDPOINT": spec.artifacts.endpoint_url} if spec.artifacts.endpoint_url else {}
+    log_dir = Path(os.environ.get("MIXTURA_LOG_DIR", ".mixtura/logs")) / search.metadata.name / uid
+    executor = LocalExecutor(store.uri, log_dir, parallel, spec.resources.backoff_limit, env)
+    observer = StoreObserver(store)
+    problems = domain_data_problems(domainset, spec.artifacts.endpoint_url)
+    try:
+        while True:
+            observed = observer.observe(executor.observe(), problems)
+            decision = reconcile(search, domainset, observed, datetime.now(UTC))
+            for action in decision.actions:
+                if isinstance(action, CreateJob):
+                    executor.create(action)
+                else:
+                    apply_record(store, search, domainset, action)
+            search.status = decision.status
+            store.put_json(STATUS, decision.status.wire())
+            on_decision(decision)
+            if decision.status.phase in (Phase.SUCCEEDED, Phase.FAILED):
+                return decision.status
+            if not decision.actions:
+                executor.wait(poll_seconds)
+    finally:
+        executor.shutdown()
+
+
+def describe(event: Event) -> str:
+    return f"[{event.type}] {event.reason}: {event.message}"

@@ -1,0 +1,283 @@
+"""The reconcile state machine: (spec, status, what exists) → (actions, next status, events).
+
+Pure: no Kubernetes, no store, no clock. The operator and the local runner observe the world into
+an `Observed`, call `reconcile`, and carry out the actions; so both behave the same and this
+module is tested without either.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from mixtura_operator import layout
+from mixtura_operator.api.base import Condition, set_condition
+from mixtura_operator.api.domainset import DomainSet
+from mixtura_operator.api.mixturesearch import (
+    ArtifactRefs,
+    BestTrial,
+    MixtureSearch,
+    MixtureSearchSpec,
+    MixtureSearchStatus,
+    Phase,
+    TrialCounts,
+)
+
+JobPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
+TERMINAL = (Phase.SUCCEEDED, Phase.FAILED)
+GPU_STEPS = ("embed", "trial", "final")
+
+
+@dataclass(frozen=True)
+class JobState:
+    phase: JobPhase
+    message: str = ""
+    unschedulable: bool = False
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    objective: float
+    weights: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What exists, read from the store (the source of truth) and the executor."""
+
+    root_uri: str = ""
+    snapshot: bool = False
+    done: frozenset[str] = frozenset()
+    failed: Mapping[str, str] = field(default_factory=dict)
+    jobs: Mapping[str, JobState] = field(default_factory=dict)
+    trials: Mapping[str, TrialResult] = field(default_factory=dict)
+    madmix_weights: Mapping[str, float] | None = None
+    final: TrialResult | None = None
+    domain_problems: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WriteSnapshot:
+    """Write spec.json (search + domain set) so that every job reads the same inputs."""
+
+
+@dataclass(frozen=True)
+class CreateJob:
+    step_key: str
+    args: tuple[str, ...] = ()
+    gpus: int = 0
+
+    @property
+    def step(self) -> str:
+        """The jobs CLI subcommand that runs this step."""
+        prefix = self.step_key.partition("/")[0]
+        return {"trial": "proxy-train", "final": "final-train"}.get(prefix, prefix)
+
+
+@dataclass(frozen=True)
+class RecordFailure:
+    step_key: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Event:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+Action = WriteSnapshot | CreateJob | RecordFailure
+
+
+@dataclass(frozen=True)
+class Decision:
+    actions: tuple[Action, ...]
+    status: MixtureSearchStatus
+    events: tuple[Event, ...]
+
+
+def uses_embeddings(spec: MixtureSearchSpec) -> bool:
+    return spec.method in ("madmix", "madmix+mixatlas", "mixatlas")
+
+
+def uses_madmix(spec: MixtureSearchSpec) -> bool:
+    return spec.method in ("madmix", "madmix+mixatlas")
+
+
+def searches(spec: MixtureSearchSpec) -> bool:
+    return spec.method in ("mixatlas", "madmix+mixatlas", "random", "regression")
+
+
+def rounds(spec: MixtureSearchSpec) -> list[list[str]]:
+    """Trial ids per round: batches of `parallelTrials`, `maxTrials` in all."""
+    q, n = spec.budget.parallel_trials, spec.budget.max_trials
+    return [[layout.trial_id(i) for i in range(k * q, min((k + 1) * q, n))] for k in range(math.ceil(n / q))]
+
+
+def input_problem(search: MixtureSearch, domainset: DomainSet, observed: Observed) -> str | None:
+    """A message naming the bad input, or None. Checks that need more than one resource or the data."""
+    for index, domain in enumerate(domainset.spec.domains):
+        if domain.name in observed.domain_problems:
+            return f"spec.domains[{index}] ({domain.name}): {observed.domain_problems[domain.name]}"
+        if search.spec.method == "manual" and domain.weight is None:
+            return f"spec.domains[{index}].weight ({domain.name}): required by method manual"
+    return None
+
+
+class _Builder:
+    """Accumulates the decision while the stages are walked."""
+
+    def __init__(self, search: MixtureSearch, observed: Observed, now: datetime) -> None:
+        self.search, self.observed, self.now = search, observed, now
+        self.old = search.status or MixtureSearchStatus()
+        self.status = self.old.model_copy(deep=True)
+        self.actions: list[Action] = []
+        self.events: list[Event] = []
+
+    def condition(self, type_: str, status: bool, reason: str, message: str = "") -> None:
+        new = Condition(
+            type=type_,
+            status="True" if status else "False",
+            reason=reason,
+            message=message,
+            last_transition_time=self.now,
+            observed_generation=self.search.metadata.generation,
+        )
+        self.status.conditions = set_condition(self.status.conditions, new)
+
+    def ensure(self, step_key: str, *args: str) -> None:
+        """Create the step's job unless it is done, failed or already exists."""
+        if step_key in self.observed.done or step_key in self.observed.jobs:
+            return
+        gpus = self.search.spec.resources.gpus_per_job if step_key.split("/")[0] in GPU_STEPS else 0
+        self.actions.append(CreateJob(step_key, tuple(args), gpus))
+
+    def finish(self, phase: Phase, reason: str, message: str) -> Decision:
+        self.status.phase = phase
+        self.status.message = message
+        terminal = phase in TERMINAL
+        if terminal and self.status.completion_time is None:
+            self.status.completion_time = self.now
+        if phase != Phase.PENDING and self.status.start_time is None:
+            self.status.start_time = self.now
+        self.condition("Ready", phase == Phase.SUCCEEDED, reason, message)
+        self.condition("Progressing", not terminal and phase != Phase.PENDING, reason, message)
+        if phase == Phase.FAILED:
+            self.condition("Degraded", True, reason, message)
+        if phase != self.old.phase:
+            kind = "Warning" if phase == Phase.FAILED else "Normal"
+            self.events.append(Event(kind, reason, f"{self.old.phase.value} → {phase.value}: {message}"))
+        return Decision(tuple(self.actions), self.status, tuple(self.events))
+
+
+def reconcile(
+    search: MixtureSearch, domainset: DomainSet | None, observed: Observed, now: datetime
+) -> Decision:
+    b = _Builder(search, observed, now)
+    b.status.observed_generation = search.metadata.generation
+    if b.old.phase in TERMINAL:
+        return Decision((), b.status, ())
+    if domainset is None:
+        name = search.spec.domain_set_ref.name
+        return b.finish(Phase.PENDING, "DomainSetNotFound", f"waiting for DomainSet {name!r}")
+    problem = input_problem(search, domainset, observed)
+    if problem:
+        return b.finish(Phase.FAILED, "InvalidInput", problem)
+    if not observed.snapshot:
+        b.actions.append(WriteSnapshot())
+
+    failed = dict(observed.failed)
+    for key, job in sorted(observed.jobs.items()):
+        if key in observed.done or key in failed:
+            continue
+        if job.phase == "Failed" or job.phase == "Succeeded":
+            message = job.message or "the job succeeded but wrote no _SUCCESS marker"
+            failed[key] = message
+            b.actions.append(RecordFailure(key, message))
+            b.events.append(Event("Warning", "TrialFailed" if key.startswith("trial/") else "StepFailed",
+                                  f"{key}: {message}"))
+    _summarise(b, failed)
+
+    step_failures = {k: m for k, m in failed.items() if not k.startswith("trial/")}
+    if step_failures:
+        key, message = sorted(step_failures.items())[0]
+        return b.finish(Phase.FAILED, "StepFailed", f"step {key} failed: {message}")
+    if b.status.trials.failed >= search.spec.budget.max_failed_trials:
+        return b.finish(
+            Phase.FAILED,
+            "TooManyFailedTrials",
+            f"{b.status.trials.failed} trials failed (maxFailedTrials: {search.spec.budget.max_failed_trials})",
+        )
+    return _advance(b, domainset, failed)
+
+
+def _advance(b: _Builder, domainset: DomainSet, failed: Mapping[str, str]) -> Decision:
+    spec, done = b.search.spec, b.observed.done
+    if uses_embeddings(spec):
+        keys = [f"embed/{d.name}" for d in domainset.spec.domains]
+        if not all(k in done for k in keys):
+            for key in keys:
+                b.ensure(key, "--domain", key.partition("/")[2])
+            return b.finish(Phase.EMBEDDING, "Embedding", f"{sum(k in done for k in keys)}/{len(keys)} domains embedded")
+    if uses_madmix(spec) and "score" not in done:
+        b.ensure("score")
+        return b.finish(Phase.SCORING, "Scoring", "computing MaD-Mix weights")
+    if searches(spec):
+        for index, ids in enumerate(rounds(spec)):
+            b.status.round = index
+            propose = f"propose/{index}"
+            if propose not in done:
+                b.ensure(propose, "--round", str(index), "--trials", ",".join(ids))
+                return b.finish(Phase.SEARCHING, "Proposing", f"proposing round {index}")
+            open_trials = [t for t in ids if f"trial/{t}" not in done and f"trial/{t}" not in failed]
+            if open_trials:
+                for tid in open_trials:
+                    b.ensure(f"trial/{tid}", "--trial", tid)
+                return b.finish(Phase.SEARCHING, "TrialsRunning", f"round {index}: {b.status.trials.progress} trials finished")
+    if spec.final_training.enabled and "final" not in done:
+        b.ensure("final")
+        return b.finish(Phase.TRAINING, "FinalTraining", "training the target model on the chosen mixture")
+    if "report" not in done:
+        b.ensure("report")
+        return b.finish(Phase.TRAINING if spec.final_training.enabled else Phase.SEARCHING, "Reporting", "writing the report")
+    return b.finish(Phase.SUCCEEDED, "Succeeded", "search finished")
+
+
+def _summarise(b: _Builder, failed: Mapping[str, str]) -> None:
+    """Trial counts, best trial, MaD-Mix and final weights, unschedulable jobs: all from observations."""
+    spec, observed, status = b.search.spec, b.observed, b.status
+    trial_jobs = {k: j for k, j in observed.jobs.items() if k.startswith("trial/")}
+    n_failed = sum(k.startswith("trial/") for k in failed)
+    n_done = len(observed.trials)
+    total = spec.budget.max_trials if searches(spec) else 0
+    status.trials = TrialCounts(
+        total=total,
+        succeeded=n_done,
+        failed=n_failed,
+        running=sum(j.phase == "Running" for k, j in trial_jobs.items() if k not in observed.done),
+        pending=sum(j.phase == "Pending" for k, j in trial_jobs.items() if k not in observed.done),
+        progress=f"{n_done + n_failed}/{total}",
+    )
+    if observed.trials:
+        tid, best = min(observed.trials.items(), key=lambda item: (item[1].objective, item[0]))
+        status.best_trial = BestTrial(id=tid, objective=best.objective, weights=dict(best.weights))
+    if observed.madmix_weights is not None:
+        status.madmix_weights = dict(observed.madmix_weights)
+    if observed.final is not None:
+        status.final_weights = dict(observed.final.weights)
+        status.final_objective = observed.final.objective
+    status.artifacts = ArtifactRefs(
+        root=observed.root_uri or None,
+        report=f"{observed.root_uri}/{layout.REPORT}" if "report" in observed.done else None,
+    )
+    stuck = sorted((k, j.message) for k, j in observed.jobs.items() if j.unschedulable and k not in observed.done)
+    if stuck:
+        b.condition("Degraded", True, "Unschedulable", f"job {stuck[0][0]} cannot be scheduled: {stuck[0][1]}")
+    elif n_failed:
+        b.condition("Degraded", True, "TrialsFailed", f"{n_failed} trial(s) failed")
+    else:
+        b.condition("Degraded", False, "AsExpected")

@@ -1,0 +1,90 @@
+"""The artifact-store interface: keys are '/'-separated paths under the store's root URI."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class ArtifactNotFound(KeyError):
+    """The key does not exist in the store."""
+
+
+class ArtifactStore(ABC):
+    """Bytes in, bytes out. Everything else (JSON, arrays, directories) is built on the four primitives."""
+
+    uri: str
+
+    @abstractmethod
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def get_bytes(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> list[str]:
+        """Every key under `prefix`, sorted."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None: ...
+
+    @abstractmethod
+    def child(self, prefix: str) -> ArtifactStore:
+        """A store rooted at `prefix` under this one."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    def put_json(self, key: str, value: Any) -> None:
+        self.put_bytes(key, json.dumps(value, indent=2, sort_keys=True).encode())
+
+    def get_json(self, key: str) -> Any:
+        return json.loads(self.get_bytes(key))
+
+    def put_array(self, key: str, array: np.ndarray) -> None:
+        buffer = io.BytesIO()
+        np.save(buffer, array, allow_pickle=False)
+        self.put_bytes(key, buffer.getvalue())
+
+    def get_array(self, key: str) -> np.ndarray:
+        return np.load(io.BytesIO(self.get_bytes(key)), allow_pickle=False)
+
+    def delete_prefix(self, prefix: str = "") -> int:
+        keys = self.list(prefix)
+        for key in keys:
+            self.delete(key)
+        return len(keys)
+
+    def upload_dir(self, local: Path, prefix: str) -> None:
+        for path in sorted(p for p in local.rglob("*") if p.is_file()):
+            self.put_bytes(f"{prefix}/{path.relative_to(local).as_posix()}", path.read_bytes())
+
+    def download_dir(self, prefix: str, local: Path) -> Path:
+        """Copy every key under `prefix` into `local`; keys already there with the same size are kept."""
+        for key in self.list(prefix):
+            target = local / key[len(prefix) :].lstrip("/")
+            data = None if target.exists() else self.get_bytes(key)
+            if data is not None:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+        return local
+
+
+def open_store(uri: str, endpoint_url: str | None = None) -> ArtifactStore:
+    """The store for a `file://` or `s3://` URI. S3 credentials come from the environment (a Secret)."""
+    if uri.startswith("file://"):
+        from mixtura_operator.store.file import FileStore
+
+        return FileStore(Path(os.path.expanduser(uri.removeprefix("file://"))))
+    if uri.startswith("s3://"):
+        from mixtura_operator.store.s3 import S3Store
+
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        return S3Store(bucket, prefix.strip("/"), endpoint_url or os.environ.get("MIXTURA_S3_ENDPOINT"))
+    raise ValueError(f"unsupported artifact URI {uri!r}: expected file://PATH or s3://BUCKET/PREFIX")

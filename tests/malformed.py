@@ -1,0 +1,67 @@
+"""Malformed manifests, each with the field its error must name: refused by `mixtura validate` and by the
+real API server alike (tests/test_api.py, tests/test_crds_on_apiserver.py)."""
+
+from __future__ import annotations
+
+import copy
+
+
+def domainset(**spec_changes) -> dict:
+    doc = {
+        "apiVersion": "mixtura.dev/v1alpha1",
+        "kind": "DomainSet",
+        "metadata": {"name": "corpus"},
+        "spec": {
+            "domains": [
+                {"name": "digits", "uri": "file:///data/digits", "modalities": ["image", "text"], "taskType": "captioning"},
+                {"name": "prose", "uri": "s3://bucket/prose", "modalities": ["text"], "taskType": "text"},
+            ]
+        },
+    }
+    doc["spec"].update(spec_changes)
+    return doc
+
+
+def search(**spec_changes) -> dict:
+    doc = {
+        "apiVersion": "mixtura.dev/v1alpha1",
+        "kind": "MixtureSearch",
+        "metadata": {"name": "find"},
+        "spec": {"domainSetRef": {"name": "corpus"}, "artifacts": {"uri": "s3://bucket/runs"}},
+    }
+    for key, value in spec_changes.items():
+        doc["spec"][key] = value
+    return doc
+
+
+def _domain(index: int, **changes) -> dict:
+    doc = domainset()
+    doc["spec"]["domains"][index].update(changes)
+    return doc
+
+
+def _duplicate() -> dict:
+    doc = domainset()
+    doc["spec"]["domains"].append(copy.deepcopy(doc["spec"]["domains"][0]))
+    return doc
+
+
+# (description, manifest, field path the error must name)
+MALFORMED: list[tuple[str, dict, str]] = [
+    ("parallel > max trials", search(budget={"maxTrials": 4, "parallelTrials": 8}), "spec.budget.parallelTrials"),
+    ("unknown method", search(method="bandit"), "spec.method"),
+    ("negative manual weight", _domain(0, weight=-0.5), "spec.domains[0].weight"),
+    ("data URI not s3/file", _domain(1, uri="http://example.com/x"), "spec.domains[1].uri"),
+    ("no modalities", _domain(0, modalities=[]), "spec.domains[0].modalities"),
+    ("unknown modality", _domain(0, modalities=["audio"]), "spec.domains[0].modalities[0]"),
+    ("unknown task type", _domain(0, taskType="segmentation"), "spec.domains[0].taskType"),
+    ("text task with images", _domain(1, modalities=["image", "text"]), "spec.domains[1].modalities"),
+    ("zero max trials", search(budget={"maxTrials": 0}), "spec.budget.maxTrials"),
+    ("non-positive lambda", search(madmix={"lambda": 0}), "spec.madmix.lambda"),
+    ("too few concept clusters", search(search={"conceptClusters": 1}), "spec.search.conceptClusters"),
+    ("bad artifact URI", search(artifacts={"uri": "ftp://x"}), "spec.artifacts.uri"),
+    ("negative GPUs", search(resources={"gpusPerJob": -1}), "spec.resources.gpusPerJob"),
+    ("bad domain name", _domain(0, name="Has_Caps"), "spec.domains[0].name"),
+    ("madmix with a cell space", search(method="madmix", search={"space": "full"}), "spec.search.space"),
+]
+DUPLICATE = ("duplicate domain names", _duplicate(), "spec.domains")

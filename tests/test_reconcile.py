@@ -1,0 +1,180 @@
+"""The reconcile state machine, alone: no executor, no store — a tiny in-memory world plays the jobs."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+
+from malformed import domainset, search
+from mixtura_operator.api.domainset import DomainSet
+from mixtura_operator.api.mixturesearch import MixtureSearch, Phase
+from mixtura_operator.reconcile import CreateJob, JobState, Observed, RecordFailure, TrialResult, WriteSnapshot, reconcile
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def make(method="madmix+mixatlas", max_trials=6, parallel=2, max_failed=2, final=True, **ds) -> tuple[MixtureSearch, DomainSet]:
+    s = MixtureSearch.model_validate(search(
+        method=method, budget={"maxTrials": max_trials, "parallelTrials": parallel, "maxFailedTrials": max_failed},
+        finalTraining={"enabled": final},
+    ))
+    s.metadata.generation = 1
+    return s, DomainSet.model_validate(domainset(**ds))
+
+
+class World:
+    """Carries out actions: created jobs start Running; `finish` ends them as the jobs would."""
+
+    def __init__(self) -> None:
+        self.observed = Observed(root_uri="file:///x")
+        self.created: list[str] = []
+
+    def apply(self, actions) -> None:
+        jobs = dict(self.observed.jobs)
+        failed = dict(self.observed.failed)
+        for action in actions:
+            if isinstance(action, WriteSnapshot):
+                self.observed = replace(self.observed, snapshot=True)
+            elif isinstance(action, CreateJob):
+                assert action.step_key not in jobs, f"duplicate job {action.step_key}"
+                self.created.append(action.step_key)
+                jobs[action.step_key] = JobState("Running")
+            elif isinstance(action, RecordFailure):
+                failed[action.step_key] = action.message
+        self.observed = replace(self.observed, jobs=jobs, failed=failed)
+
+    def finish(self, key: str, ok: bool = True, objective: float = 1.0) -> None:
+        jobs = dict(self.observed.jobs)
+        if not ok:
+            jobs[key] = JobState("Failed", "exit code 1: boom")
+            self.observed = replace(self.observed, jobs=jobs)
+            return
+        jobs[key] = JobState("Succeeded")
+        trials = dict(self.observed.trials)
+        if key.startswith("trial/"):
+            trials[key.split("/")[1]] = TrialResult(objective, {"digits": 0.5, "prose": 0.5})
+        extra = {"madmix_weights": {"digits": 0.6, "prose": 0.4}} if key == "score" else {}
+        self.observed = replace(self.observed, jobs=jobs, done=self.observed.done | {key}, trials=trials, **extra)
+
+    def running(self) -> list[str]:
+        return [k for k, j in self.observed.jobs.items() if j.phase == "Running" and k not in self.observed.done]
+
+
+def drive(s, ds, world, fail=(), limit=200):
+    """Reconcile until terminal, finishing every running job each turn; returns the phases seen."""
+    phases = []
+    for _ in range(limit):
+        decision = reconcile(s, ds, world.observed, NOW)
+        world.apply(decision.actions)
+        s = s.model_copy(update={"status": decision.status})
+        if not phases or phases[-1] != decision.status.phase:
+            phases.append(decision.status.phase)
+        if decision.status.phase in (Phase.SUCCEEDED, Phase.FAILED):
+            return s, phases
+        running = world.running()
+        assert sum(k.startswith("trial/") for k in running) <= s.spec.budget.parallel_trials
+        for index, key in enumerate(running):
+            world.finish(key, ok=key not in fail, objective=1.0 + index / 10)
+    raise AssertionError("no terminal phase")
+
+
+def test_full_search_walks_every_phase_once_and_never_duplicates_a_job():
+    s, ds = make()
+    world = World()
+    s, phases = drive(s, ds, world)
+    assert phases == [Phase.EMBEDDING, Phase.SCORING, Phase.SEARCHING, Phase.TRAINING, Phase.SUCCEEDED]
+    assert world.created == [
+        "embed/digits", "embed/prose", "score",
+        "propose/0", "trial/000", "trial/001", "propose/1", "trial/002", "trial/003", "propose/2", "trial/004", "trial/005",
+        "final", "report",
+    ]
+    status = s.status
+    assert status.trials.succeeded == 6 and status.trials.progress == "6/6"
+    assert status.best_trial.objective == 1.0
+    assert status.madmix_weights == {"digits": 0.6, "prose": 0.4}
+    assert {c.type: c.status for c in status.conditions} == {"Ready": "True", "Progressing": "False", "Degraded": "False"}
+    assert status.start_time == NOW and status.completion_time == NOW
+
+
+@pytest.mark.parametrize(
+    ("method", "expected"),
+    [
+        ("madmix", ["embed/digits", "embed/prose", "score", "final", "report"]),
+        ("uniform", ["final", "report"]),
+        ("random", ["propose/0", "trial/000", "trial/001", "propose/1", "trial/002", "trial/003", "final", "report"]),
+    ],
+)
+def test_methods_run_only_their_steps(method, expected):
+    s, ds = make(method=method, max_trials=4)
+    world = World()
+    drive(s, ds, world)
+    assert world.created == expected
+
+
+def test_a_failed_trial_is_recorded_and_the_search_goes_on():
+    s, ds = make(max_failed=2)
+    world = World()
+    s, phases = drive(s, ds, world, fail={"trial/001"})
+    assert phases[-1] == Phase.SUCCEEDED
+    assert s.status.trials.failed == 1 and s.status.trials.succeeded == 5
+    assert world.observed.failed == {"trial/001": "exit code 1: boom"}
+    assert "trial/001" in world.created and world.created.count("trial/001") == 1
+
+
+def test_too_many_failed_trials_fail_the_search_with_a_reason():
+    s, ds = make(max_failed=1)
+    s, phases = drive(s, ds, World(), fail={"trial/000"})
+    assert phases[-1] == Phase.FAILED
+    ready = next(c for c in s.status.conditions if c.type == "Ready")
+    assert ready.reason == "TooManyFailedTrials" and "maxFailedTrials: 1" in ready.message
+
+
+def test_a_failed_step_fails_the_search_naming_it():
+    s, ds = make()
+    s, _ = drive(s, ds, World(), fail={"score"})
+    assert s.status.phase == Phase.FAILED
+    assert s.status.message == "step score failed: exit code 1: boom"
+
+
+def test_missing_domainset_waits():
+    s, _ = make()
+    decision = reconcile(s, None, Observed(), NOW)
+    assert decision.status.phase == Phase.PENDING and decision.actions == ()
+    assert "DomainSet 'corpus'" in decision.status.message
+
+
+def test_a_domain_without_data_fails_naming_the_domain():
+    s, ds = make()
+    decision = reconcile(s, ds, Observed(domain_problems={"prose": "no data at s3://bucket/prose"}), NOW)
+    assert decision.status.phase == Phase.FAILED
+    assert decision.status.message == "spec.domains[1] (prose): no data at s3://bucket/prose"
+
+
+def test_manual_method_needs_every_weight():
+    s, ds = make(method="manual")
+    decision = reconcile(s, ds, Observed(), NOW)
+    assert decision.status.message == "spec.domains[0].weight (digits): required by method manual"
+
+
+def test_unschedulable_jobs_show_in_degraded():
+    s, ds = make()
+    jobs = {"embed/digits": JobState("Pending", "0/2 nodes are available: 2 Insufficient nvidia.com/gpu.", True)}
+    decision = reconcile(s, ds, Observed(snapshot=True, jobs=jobs), NOW)
+    degraded = next(c for c in decision.status.conditions if c.type == "Degraded")
+    assert degraded.status == "True" and degraded.reason == "Unschedulable"
+    assert "Insufficient nvidia.com/gpu" in degraded.message
+
+
+def test_finished_searches_take_no_action():
+    s, ds = make(method="uniform")
+    s, _ = drive(s, ds, World())
+    decision = reconcile(s, ds, Observed(), NOW)
+    assert decision.actions == () and decision.status.phase == Phase.SUCCEEDED
+
+
+def test_phase_changes_emit_events():
+    s, ds = make()
+    decision = reconcile(s, ds, Observed(), NOW)
+    assert [(e.type, e.reason) for e in decision.events] == [("Normal", "Embedding")]

@@ -1,0 +1,118 @@
+"""The test bed's stand-in for a kubelet: runs the first container of each Running Job pod on a KWOK
+node as a local process with the pod's environment, then records the exit code on the pod, where a
+KWOK Stage turns it into Succeeded or Failed, so that Jobs progress through the real job controller."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from kubernetes import client
+
+EXIT_CODE = "testbed.mixtura.dev/exit-code"
+OUTPUT = "testbed.mixtura.dev/output"
+TESTBED_ENV = "MIXTURA_TESTBED"
+
+
+def _field(pod, path: str) -> str:
+    meta = pod.metadata
+    values = {"metadata.name": meta.name, "metadata.namespace": meta.namespace, "metadata.uid": meta.uid,
+              "spec.nodeName": pod.spec.node_name, "spec.serviceAccountName": pod.spec.service_account_name}
+    if path in values:
+        return values[path] or ""
+    for kind, mapping in (("labels", meta.labels), ("annotations", meta.annotations)):
+        prefix = f"metadata.{kind}['"
+        if path.startswith(prefix):
+            return (mapping or {}).get(path[len(prefix):-2], "")
+    raise ValueError(f"fieldRef {path} is not supported by the test pod runner")
+
+
+class PodRunner:
+    def __init__(self, api: client.CoreV1Api, log_dir: Path, cwd: Path, extra_env: dict[str, str]) -> None:
+        self.api, self.log_dir, self.cwd, self.extra_env = api, log_dir, cwd, extra_env
+        self.started: dict[str, subprocess.Popen | None] = {}
+        self.exit_codes: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="pod-runner", daemon=True)
+        log_dir.mkdir(parents=True, exist_ok=True)
+
+    def start(self) -> PodRunner:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        for process in list(self.started.values()):
+            if process and process.poll() is None:
+                process.kill()
+
+    def _env(self, pod, container) -> dict[str, str]:
+        env = {**self.extra_env, TESTBED_ENV: "1"}
+        ns = pod.metadata.namespace
+        for source in container.env_from or []:
+            if source.secret_ref:
+                data = self.api.read_namespaced_secret(source.secret_ref.name, ns).data or {}
+                env.update({k: base64.b64decode(v).decode() for k, v in data.items()})
+            if source.config_map_ref:
+                env.update(self.api.read_namespaced_config_map(source.config_map_ref.name, ns).data or {})
+        for var in container.env or []:
+            if var.value_from is None:
+                env[var.name] = var.value or ""
+            elif var.value_from.secret_key_ref:
+                ref = var.value_from.secret_key_ref
+                env[var.name] = base64.b64decode(self.api.read_namespaced_secret(ref.name, ns).data[ref.key]).decode()
+            elif var.value_from.config_map_key_ref:
+                ref = var.value_from.config_map_key_ref
+                env[var.name] = self.api.read_namespaced_config_map(ref.name, ns).data[ref.key]
+            elif var.value_from.field_ref:
+                env[var.name] = _field(pod, var.value_from.field_ref.field_path)
+        return env
+
+    def _run(self, pod) -> None:
+        uid = pod.metadata.uid
+        container = pod.spec.containers[0]
+        argv = [*(container.command or []), *(container.args or [])]
+        if argv and argv[0] in ("python", "python3"):
+            argv[0] = sys.executable
+        log = self.log_dir / f"{pod.metadata.namespace}_{pod.metadata.name}.log"
+        try:
+            env = self._env(pod, container)
+            with log.open("wb") as out:
+                process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                           cwd=container.working_dir or self.cwd)
+                self.started[uid] = process
+                code = process.wait()
+        except Exception as error:  # noqa: BLE001 - a pod that cannot start fails like a real one
+            log.write_text(f"pod runner could not start the container: {error}\n")
+            code = 128
+        self.exit_codes[uid] = code
+        output = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        try:
+            self.api.patch_namespaced_pod(pod.metadata.name, pod.metadata.namespace,
+                                          {"metadata": {"annotations": {EXIT_CODE: str(code), OUTPUT: output}}})
+        except client.ApiException as error:
+            if error.status != 404:
+                raise
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.2):
+            try:
+                pods = self.api.list_pod_for_all_namespaces(field_selector="status.phase=Running").items
+            except Exception:  # noqa: BLE001 - the API may be restarting; try again
+                continue
+            running = set()
+            for pod in pods:
+                uid = pod.metadata.uid
+                running.add(uid)
+                owned_by_job = any(o.kind == "Job" for o in pod.metadata.owner_references or [])
+                annotated = EXIT_CODE in (pod.metadata.annotations or {})
+                if owned_by_job and not annotated and uid not in self.started and not pod.metadata.deletion_timestamp:
+                    self.started[uid] = None
+                    threading.Thread(target=self._run, args=(pod,), daemon=True).start()
+            for uid, process in list(self.started.items()):
+                if uid not in running and process and process.poll() is None and uid not in self.exit_codes:
+                    process.kill()

@@ -1,0 +1,33 @@
+"""An S3-protocol server on loopback (moto's server mode)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+# moto accepts any credentials; these fixed ones keep boto3 from looking at the host's.
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testbed", "AWS_SECRET_ACCESS_KEY": "testbed-secret", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@dataclass
+class S3Server:
+    server: ThreadedMotoServer
+    endpoint: str
+
+    def client(self):
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint, aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"], region_name=CREDENTIALS["AWS_DEFAULT_REGION"],
+        )
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def start_s3() -> S3Server:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    return S3Server(server, f"http://{host}:{port}")
