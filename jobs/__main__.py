@@ -11,8 +11,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mixtura_jobs")
     sub = parser.add_subparsers(dest="step", required=True)
     steps = {
-        name: sub.add_parser(name)
-        for name in ("embed", "score", "propose", "proxy-train", "final-train", "report")
+        name: sub.add_parser(name) for name in ("embed", "score", "propose", "proxy-train", "final-train", "report")
     }
     for step in steps.values():
         step.add_argument("--search-uri", required=True)

@@ -6,12 +6,12 @@ Pillow's default font, matplotlib, the stdlib's pydoc topics), so nothing is dow
 
 from collections.abc import Callable
 from pathlib import Path
+from pydoc_data.topics import topics
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
-from pydoc_data.topics import topics
 from skimage import data as skdata
 from skimage.transform import resize
 from sklearn.datasets import load_digits
@@ -31,10 +31,14 @@ DEMO_DOMAINS: list[dict] = [
     {"name": "video", "taskType": "captioning", "modalities": ["text", "video"]},
 ]
 
-_WORDS = (
-    "the of and data model image text mix cell task loss step batch train test grid node pod job "
-    "search trial score weight merge token patch frame video chart shape photo digit page line"
-).split()
+# fmt: off
+_WORDS = [
+    "the", "of", "and", "data", "model", "image", "text", "mix", "cell", "task", "loss", "step",
+    "batch", "train", "test", "grid", "node", "pod", "job", "search", "trial", "score", "weight",
+    "merge", "token", "patch", "frame", "video", "chart", "shape", "photo", "digit", "page",
+    "line",
+]
+# fmt: on
 _COLOURS = {
     "red": (220, 40, 40),
     "green": (40, 160, 60),

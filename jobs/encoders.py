@@ -27,7 +27,15 @@ DEFAULT_CONFIG: dict = {
         "weights": None,  # a local checkpoint for a named model; None keeps random weights
         "embed_dim": 64,
         # pool_type "avg": the image embedding is the mean over patch tokens, not the CLS token.
-        "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
+        # (A named model keeps the pooling it was trained with.)
+        "vision_cfg": {
+            "image_size": 64,
+            "layers": 2,
+            "width": 64,
+            "patch_size": 8,
+            "head_width": 32,
+            "pool_type": "avg",
+        },
         "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
     },
     "text": {
@@ -38,7 +46,7 @@ DEFAULT_CONFIG: dict = {
         "intermediate_size": 128,
         "max_tokens": 128,
     },
-    "video": {"frames": 8},
+    "video": {"frames": 4},  # evenly spaced frames per video
 }
 
 
@@ -84,8 +92,7 @@ def _minilm() -> Callable[[list[str]], torch.Tensor]:
 
 def _image_model(cfg: dict) -> nn.Module:
     if cfg["model"] is None:
-        vision_cfg = {"pool_type": "avg", **cfg["vision_cfg"]}
-        model = open_clip.CLIP(embed_dim=cfg["embed_dim"], vision_cfg=vision_cfg, text_cfg=cfg["text_cfg"])
+        model = open_clip.CLIP(embed_dim=cfg["embed_dim"], vision_cfg=cfg["vision_cfg"], text_cfg=cfg["text_cfg"])
         if cfg["weights"] is not None:
             model.load_state_dict(torch.load(cfg["weights"], map_location="cpu", weights_only=True))
         return model
@@ -117,12 +124,13 @@ class Encoders:
 
     def embed(self, modality: str, samples: DomainSamples, batch_size: int = 64) -> np.ndarray:
         """Per-sample embeddings (n, d) of one modality, L2-normalised, as float32."""
-        encode, inputs = {
-            "image": (self._encode_images, samples.images),
-            "text": (self.text_model, [f"{p} {a}" for p, a in zip(samples.prompts, samples.answers, strict=True)]),
-            "video": (self._encode_videos, samples.videos),
-        }.get(modality, (None, None))
-        if encode is None:
+        if modality == "text":
+            encode, inputs = self.text_model, samples.texts
+        elif modality == "image":
+            encode, inputs = self._encode_images, samples.images
+        elif modality == "video":
+            encode, inputs = self._encode_videos, samples.videos
+        else:
             raise ValueError(f"unknown modality {modality!r}; expected image, text or video")
         if inputs is None:
             raise ValueError(f"the samples have no {modality} data")

@@ -1,8 +1,10 @@
 """GP-UCB batch proposals over mixture weights (shared/methods/mixatlas.md, steps 5-8).
 
 `propose_batch` reads like the botorch loop: fit the GP, build the acquisition, optimise it over a pool of
-candidate mixtures, return the batch. The GP sees the first d-1 weights (the free coordinates of the
-simplex, each in [0, 1]); the last weight is 1 minus their sum.
+candidate mixtures, return the batch. The GP sees all d weights, not the d-1 free coordinates: the
+Matérn kernel restricted to the simplex's hyperplane is still a valid kernel, every domain gets its own
+lengthscale, and no domain is singled out as the implicit one (with the last weight left implicit the
+search came 10-30x further from the optimum on the acceptance test's objective).
 """
 
 import math
@@ -26,7 +28,7 @@ from gpytorch.priors import GammaPrior
 from mixtura_jobs.simplex import apply_caps, dirichlet_design, uniform_weights
 
 DTYPE = torch.float64
-MC_SAMPLES = 512
+MC_SAMPLES = 256
 # Strengths of the Dirichlet around the best observed mixture: from a wide look around it to a close one.
 LOCAL_STRENGTHS = (1.0, 100.0)
 
@@ -67,13 +69,13 @@ def _torch_seeded(seed: int) -> Iterator[None]:
         yield
 
 
-def _free(w: np.ndarray) -> torch.Tensor:
-    return torch.as_tensor(w[:, :-1], dtype=DTYPE)
+def _inputs(w: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(w, dtype=DTYPE)
 
 
-def _fit_gp(x: np.ndarray, y: np.ndarray) -> SingleTaskGP:
+def fit_gp(x: np.ndarray, y: np.ndarray) -> SingleTaskGP:
     """SingleTaskGP, Matérn-5/2 with ARD, standardised outcomes, hyperparameters by marginal likelihood."""
-    train_x = _free(x)
+    train_x = _inputs(x)
     covar = ScaleKernel(
         MaternKernel(nu=2.5, ard_num_dims=train_x.shape[-1], lengthscale_prior=GammaPrior(3.0, 6.0)),
         outputscale_prior=GammaPrior(2.0, 0.15),
@@ -86,14 +88,19 @@ def _fit_gp(x: np.ndarray, y: np.ndarray) -> SingleTaskGP:
 
 def _predict(model: SingleTaskGP, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     with torch.no_grad():
-        posterior = model.posterior(_free(w))
+        posterior = model.posterior(_inputs(w))
         mean = posterior.mean.squeeze(-1).numpy()
         std = posterior.variance.clamp_min(0.0).sqrt().squeeze(-1).numpy()
     return mean, std
 
 
 def _initial_design(
-    x: np.ndarray, q: int, center: np.ndarray, center_first: bool, caps: np.ndarray | None, rng: np.random.Generator
+    x: np.ndarray,
+    q: int,
+    center: np.ndarray,
+    center_first: bool,
+    caps: np.ndarray | None,
+    rng: np.random.Generator,
 ) -> np.ndarray:
     design = dirichlet_design(q, center, rng)
     if caps is not None:
@@ -156,7 +163,7 @@ def propose_batch(
         return Proposal(_initial_design(x, q, center, prior_center is not None, caps, rng), None, None)
 
     with _torch_seeded(int(rng.integers(2**63))):
-        model = _fit_gp(x, y)
+        model = fit_gp(x, y)
         observed_mean, _ = _predict(model, x)
         pool = _candidate_pool(x[np.argmax(observed_mean)], center, caps, pool_size, rng)
         acquisition = qUpperConfidenceBound(
@@ -164,9 +171,8 @@ def propose_batch(
             beta=srinivas_beta(n + 1, pool_size) if beta == "srinivas" else float(beta),
             sampler=SobolQMCNormalSampler(sample_shape=torch.Size([MC_SAMPLES]), seed=int(rng.integers(2**31))),
         )
-        choices = _free(pool)
-        chosen, _ = optimize_acqf_discrete(acquisition, q=q, choices=choices, unique=True)
-    weights = pool[torch.cdist(chosen, choices).argmin(dim=-1).numpy()]
+        chosen, _ = optimize_acqf_discrete(acquisition, q=q, choices=_inputs(pool), unique=True)
+    weights = chosen.numpy()
     mean, std = _predict(model, weights)
     return Proposal(weights, mean, std)
 
@@ -177,6 +183,6 @@ def posterior_best(X: np.ndarray, y: np.ndarray, *, seed: int) -> tuple[int, flo
     if x.shape[0] < 2:
         raise ValueError("posterior_best needs at least 2 observations")
     with _torch_seeded(seed):
-        mean, std = _predict(_fit_gp(x, y), x)
+        mean, std = _predict(fit_gp(x, y), x)
     best = int(np.argmax(mean))
     return best, float(mean[best]), float(std[best])

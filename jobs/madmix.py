@@ -122,7 +122,10 @@ def madmix_weights(
     score: Literal["dual", "leverage"] = "dual",
     domain_names: Sequence[str] | None = None,
 ) -> MadmixResult:
-    """MaD-Mix weights p = softmax(S / tau), S = K_MM (K_MM + lam I)^-1 delta (or its diagonal, `leverage`)."""
+    """MaD-Mix weights p = softmax(S / tau) with S = K_MM (K_MM + lam I)^-1 delta.
+
+    `score="leverage"` takes S_i = [K_MM (K_MM + lam I)^-1]_ii instead (Chameleon's ridge leverage scores).
+    """
     if not lam > 0:
         raise ValueError(f"lam must be positive, got {lam}")
     if not tau > 0:

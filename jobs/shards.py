@@ -34,6 +34,11 @@ class DomainSamples:
         present = {"image": self.images is not None, "text": True, "video": self.videos is not None}
         return [m for m, has in present.items() if has]
 
+    @property
+    def texts(self) -> list[str]:
+        """The text modality of each sample: its prompt and answer."""
+        return [f"{p} {a}" for p, a in zip(self.prompts, self.answers, strict=True)]
+
     def select(self, idx: np.ndarray | list[int]) -> "DomainSamples":
         """The samples at positions `idx`, in that order."""
         idx = np.asarray(idx, dtype=np.int64)

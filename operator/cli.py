@@ -27,8 +27,11 @@ def _progress(decision) -> None:
 
 
 def weights_table(status: MixtureSearchStatus) -> str:
-    columns = {"madmix": status.madmix_weights, "best trial": status.best_trial and status.best_trial.weights,
-               "final": status.final_weights}
+    columns = {
+        "madmix": status.madmix_weights,
+        "best trial": status.best_trial and status.best_trial.weights,
+        "final": status.final_weights,
+    }
     columns = {k: v for k, v in columns.items() if v}
     domains = sorted({d for weights in columns.values() for d in weights})
     rows = [f"{'domain':<14}" + "".join(f"{name:>12}" for name in columns)]

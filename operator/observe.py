@@ -16,7 +16,7 @@ def domain_data_problems(domainset: DomainSet, endpoint_url: str | None = None) 
     for domain in domainset.spec.domains:
         try:
             empty = not open_store(domain.uri, endpoint_url).list()
-        except Exception as error:  # noqa: BLE001 - any store error is reported on the domain
+        except Exception as error:
             problems[domain.name] = f"cannot read {domain.uri}: {type(error).__name__}: {error}"
             continue
         if empty:

@@ -174,9 +174,7 @@ class _Builder:
         return Decision(tuple(self.actions), self.status, tuple(self.events))
 
 
-def reconcile(
-    search: MixtureSearch, domainset: DomainSet | None, observed: Observed, now: datetime
-) -> Decision:
+def reconcile(search: MixtureSearch, domainset: DomainSet | None, observed: Observed, now: datetime) -> Decision:
     b = _Builder(search, observed, now)
     b.status.observed_generation = search.metadata.generation
     if b.old.phase in TERMINAL:
@@ -198,8 +196,13 @@ def reconcile(
             message = job.message or "the job succeeded but wrote no _SUCCESS marker"
             failed[key] = message
             b.actions.append(RecordFailure(key, message))
-            b.events.append(Event("Warning", "TrialFailed" if key.startswith("trial/") else "StepFailed",
-                                  f"{key}: {message}"))
+            b.events.append(
+                Event(
+                    "Warning",
+                    "TrialFailed" if key.startswith("trial/") else "StepFailed",
+                    f"{key}: {message}",
+                )
+            )
     _summarise(b, failed)
 
     step_failures = {k: m for k, m in failed.items() if not k.startswith("trial/")}
@@ -222,7 +225,9 @@ def _advance(b: _Builder, domainset: DomainSet, failed: Mapping[str, str]) -> De
         if not all(k in done for k in keys):
             for key in keys:
                 b.ensure(key, "--domain", key.partition("/")[2])
-            return b.finish(Phase.EMBEDDING, "Embedding", f"{sum(k in done for k in keys)}/{len(keys)} domains embedded")
+            return b.finish(
+                Phase.EMBEDDING, "Embedding", f"{sum(k in done for k in keys)}/{len(keys)} domains embedded"
+            )
     if uses_madmix(spec) and "score" not in done:
         b.ensure("score")
         return b.finish(Phase.SCORING, "Scoring", "computing MaD-Mix weights")
@@ -237,13 +242,21 @@ def _advance(b: _Builder, domainset: DomainSet, failed: Mapping[str, str]) -> De
             if open_trials:
                 for tid in open_trials:
                     b.ensure(f"trial/{tid}", "--trial", tid)
-                return b.finish(Phase.SEARCHING, "TrialsRunning", f"round {index}: {b.status.trials.progress} trials finished")
+                return b.finish(
+                    Phase.SEARCHING,
+                    "TrialsRunning",
+                    f"round {index}: {b.status.trials.progress} trials finished",
+                )
     if spec.final_training.enabled and "final" not in done:
         b.ensure("final")
         return b.finish(Phase.TRAINING, "FinalTraining", "training the target model on the chosen mixture")
     if "report" not in done:
         b.ensure("report")
-        return b.finish(Phase.TRAINING if spec.final_training.enabled else Phase.SEARCHING, "Reporting", "writing the report")
+        return b.finish(
+            Phase.TRAINING if spec.final_training.enabled else Phase.SEARCHING,
+            "Reporting",
+            "writing the report",
+        )
     return b.finish(Phase.SUCCEEDED, "Succeeded", "search finished")
 
 

@@ -26,7 +26,7 @@ def control_plane(tmp_path_factory) -> ControlPlane:
 
 @pytest.fixture(scope="session")
 def kube(control_plane):
-    from kubernetes import client, config
+    from kubernetes import config
 
     return config.new_client_from_config(str(control_plane.kubeconfig_path))
 

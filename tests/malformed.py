@@ -13,7 +13,12 @@ def domainset(**spec_changes) -> dict:
         "metadata": {"name": "corpus"},
         "spec": {
             "domains": [
-                {"name": "digits", "uri": "file:///data/digits", "modalities": ["image", "text"], "taskType": "captioning"},
+                {
+                    "name": "digits",
+                    "uri": "file:///data/digits",
+                    "modalities": ["image", "text"],
+                    "taskType": "captioning",
+                },
                 {"name": "prose", "uri": "s3://bucket/prose", "modalities": ["text"], "taskType": "text"},
             ]
         },
@@ -48,7 +53,11 @@ def _duplicate() -> dict:
 
 # (description, manifest, field path the error must name)
 MALFORMED: list[tuple[str, dict, str]] = [
-    ("parallel > max trials", search(budget={"maxTrials": 4, "parallelTrials": 8}), "spec.budget.parallelTrials"),
+    (
+        "parallel > max trials",
+        search(budget={"maxTrials": 4, "parallelTrials": 8}),
+        "spec.budget.parallelTrials",
+    ),
     ("unknown method", search(method="bandit"), "spec.method"),
     ("negative manual weight", _domain(0, weight=-0.5), "spec.domains[0].weight"),
     ("data URI not s3/file", _domain(1, uri="http://example.com/x"), "spec.domains[1].uri"),

@@ -55,7 +55,9 @@ def test_valid_examples_parse():
     parse(search())
 
 
-@pytest.mark.parametrize(("what", "manifest", "field"), [*MALFORMED, DUPLICATE], ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    ("what", "manifest", "field"), [*MALFORMED, DUPLICATE], ids=lambda v: v if isinstance(v, str) else ""
+)
 def test_malformed_manifest_names_the_field(what, manifest, field):
     with pytest.raises(ManifestError) as error:
         parse(manifest)

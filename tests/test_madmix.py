@@ -56,7 +56,11 @@ def test_domain_without_modality_is_refused_by_name() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"lam": 0.0}, "lam must be positive"), ({"tau": -1.0}, "tau must be positive"), ({"score": "x"}, "score")],
+    [
+        ({"lam": 0.0}, "lam must be positive"),
+        ({"tau": -1.0}, "tau must be positive"),
+        ({"score": "x"}, "score"),
+    ],
 )
 def test_bad_parameters_are_refused(kwargs: dict, message: str) -> None:
     embeddings, present = worked_example()
@@ -100,7 +104,7 @@ def problems(
     dim_range: tuple[int, int] = (1, 6),
     video: bool | None = None,
 ) -> Problem:
-    """Random domains with image and text (video if asked, else sometimes), each holding at least one modality."""
+    """Domains with image and text (video if asked, else sometimes), each holding at least one modality."""
     k = draw(st.integers(*k_range))
     with_video = draw(st.booleans()) if video is None else video
     modalities = ["image", "text"] + (["video"] if with_video else [])
@@ -166,7 +170,7 @@ def test_leverage_is_invariant_to_scaling_kernel_and_lambda_together(p: Problem,
 
 
 @settings(max_examples=60, deadline=None)
-@given(problems(k_range=(5, 16), dim_range=(1, 2)))
+@given(problems(k_range=(7, 16), dim_range=(1, 2)))
 def test_primal_direct_and_eigendecomposition_agree(p: Problem) -> None:
     """sum d < k here, so the public function takes the primal form; zero columns force the direct solve."""
     primal = {score: madmix_weights(p.embeddings, p.present, lam=p.lam, score=score) for score in SCORES}

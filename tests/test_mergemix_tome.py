@@ -88,6 +88,14 @@ def test_sizes_sum_to_n0_after_every_layer(n0: int, r: list[int], seed: int):
         assert_invariants(sizes, source, n0)
 
 
+def test_bfloat16_tokens_keep_exact_float32_sizes():
+    x = torch.randn(1, 4, 8).bfloat16()
+    sizes = torch.tensor([[1.0, 300.0, 257.0, 3.0]])  # 257 has no bfloat16 value
+    merged, new_sizes = merge_wavg(x, sizes, bipartite_soft_matching(x, 1))
+    assert merged.dtype == torch.bfloat16 and new_sizes.dtype == torch.float32
+    assert sorted(new_sizes[0].tolist()) in ([1.0, 3.0, 557.0], [1.0, 260.0, 300.0])
+
+
 def test_matching_merges_the_most_similar_pair():
     metric = torch.eye(5)[None].clone()
     metric[0, 2] = metric[0, 3]  # token 2 (in A) duplicates token 3 (in B)
@@ -154,6 +162,11 @@ def test_proportional_attention_is_a_no_op_without_merging():
         merged_proportional = tome_forward(tower, images(), r=8, proportional_attention=True)
     torch.testing.assert_close(plain.tokens, proportional.tokens)
     assert not torch.allclose(merged_plain.tokens, merged_proportional.tokens)
+
+
+def test_score_layer_outside_the_tower_is_refused():
+    with pytest.raises(ValueError, match="score_layer 3 is outside a tower of 3 layers"):
+        tome_forward(hf_tower(), images(), r=0, score_layer=3)
 
 
 def test_unknown_tower_is_refused():

@@ -10,16 +10,29 @@ import pytest
 from malformed import domainset, search
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import MixtureSearch, Phase
-from mixtura_operator.reconcile import CreateJob, JobState, Observed, RecordFailure, TrialResult, WriteSnapshot, reconcile
+from mixtura_operator.reconcile import (
+    CreateJob,
+    JobState,
+    Observed,
+    RecordFailure,
+    TrialResult,
+    WriteSnapshot,
+    reconcile,
+)
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def make(method="madmix+mixatlas", max_trials=6, parallel=2, max_failed=2, final=True, **ds) -> tuple[MixtureSearch, DomainSet]:
-    s = MixtureSearch.model_validate(search(
-        method=method, budget={"maxTrials": max_trials, "parallelTrials": parallel, "maxFailedTrials": max_failed},
-        finalTraining={"enabled": final},
-    ))
+def make(
+    method="madmix+mixatlas", max_trials=6, parallel=2, max_failed=2, final=True, **ds
+) -> tuple[MixtureSearch, DomainSet]:
+    s = MixtureSearch.model_validate(
+        search(
+            method=method,
+            budget={"maxTrials": max_trials, "parallelTrials": parallel, "maxFailedTrials": max_failed},
+            finalTraining={"enabled": final},
+        )
+    )
     s.metadata.generation = 1
     return s, DomainSet.model_validate(domainset(**ds))
 
@@ -86,15 +99,30 @@ def test_full_search_walks_every_phase_once_and_never_duplicates_a_job():
     s, phases = drive(s, ds, world)
     assert phases == [Phase.EMBEDDING, Phase.SCORING, Phase.SEARCHING, Phase.TRAINING, Phase.SUCCEEDED]
     assert world.created == [
-        "embed/digits", "embed/prose", "score",
-        "propose/0", "trial/000", "trial/001", "propose/1", "trial/002", "trial/003", "propose/2", "trial/004", "trial/005",
-        "final", "report",
+        "embed/digits",
+        "embed/prose",
+        "score",
+        "propose/0",
+        "trial/000",
+        "trial/001",
+        "propose/1",
+        "trial/002",
+        "trial/003",
+        "propose/2",
+        "trial/004",
+        "trial/005",
+        "final",
+        "report",
     ]
     status = s.status
     assert status.trials.succeeded == 6 and status.trials.progress == "6/6"
     assert status.best_trial.objective == 1.0
     assert status.madmix_weights == {"digits": 0.6, "prose": 0.4}
-    assert {c.type: c.status for c in status.conditions} == {"Ready": "True", "Progressing": "False", "Degraded": "False"}
+    assert {c.type: c.status for c in status.conditions} == {
+        "Ready": "True",
+        "Progressing": "False",
+        "Degraded": "False",
+    }
     assert status.start_time == NOW and status.completion_time == NOW
 
 
@@ -103,7 +131,10 @@ def test_full_search_walks_every_phase_once_and_never_duplicates_a_job():
     [
         ("madmix", ["embed/digits", "embed/prose", "score", "final", "report"]),
         ("uniform", ["final", "report"]),
-        ("random", ["propose/0", "trial/000", "trial/001", "propose/1", "trial/002", "trial/003", "final", "report"]),
+        (
+            "random",
+            ["propose/0", "trial/000", "trial/001", "propose/1", "trial/002", "trial/003", "final", "report"],
+        ),
     ],
 )
 def test_methods_run_only_their_steps(method, expected):

@@ -32,7 +32,9 @@ def test_listing_is_by_folder_not_by_string_prefix(store):
     for key in ("trials/001/_SUCCESS", "trials/0010/_SUCCESS", "trials/001/metrics.json", "spec.json"):
         store.put_bytes(key, b"")
     assert store.list("trials/001") == ["trials/001/_SUCCESS", "trials/001/metrics.json"]
-    assert store.list() == sorted(["spec.json", "trials/0010/_SUCCESS", "trials/001/_SUCCESS", "trials/001/metrics.json"])
+    assert store.list() == sorted(
+        ["spec.json", "trials/0010/_SUCCESS", "trials/001/_SUCCESS", "trials/001/metrics.json"]
+    )
     assert store.list("nothing") == []
 
 

@@ -14,27 +14,42 @@ from testbed.podrunner import EXIT_CODE, OUTPUT
 from testbed.procs import free_port
 
 
-
-
 def job(name: str, command: list[str], gpus: int, backoff: int = 0) -> str:
-    return yaml.safe_dump({
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": name},
-        "spec": {
-            "backoffLimit": backoff,
-            "template": {"spec": {
-                "restartPolicy": "Never",
-                "containers": [{"name": "main", "image": "python:3.11", "command": command,
-                                "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}],
-            }},
-        },
-    })
+    return yaml.safe_dump(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": name},
+            "spec": {
+                "backoffLimit": backoff,
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [
+                            {
+                                "name": "main",
+                                "image": "python:3.11",
+                                "command": command,
+                                "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
+                            }
+                        ],
+                    }
+                },
+            },
+        }
+    )
 
 
 def wait_condition(plane, kind_name: str, namespace: str, condition: str, timeout: int = 90) -> None:
-    result = plane.kubectl("wait", kind_name, "-n", namespace, f"--for=condition={condition}", f"--timeout={timeout}s",
-                           check=False)
+    result = plane.kubectl(
+        "wait",
+        kind_name,
+        "-n",
+        namespace,
+        f"--for=condition={condition}",
+        f"--timeout={timeout}s",
+        check=False,
+    )
     assert result.returncode == 0, f"{kind_name} never {condition}: {result.stderr}\n{plane.logs}"
 
 
@@ -45,8 +60,9 @@ def pods_of(plane, job_name: str, namespace: str) -> list[dict]:
 
 @pytest.mark.controlplane
 def test_gpu_job_completes_and_output_is_recorded(control_plane, pod_runner, namespace):
-    control_plane.kubectl("apply", "-n", namespace, "-f", "-",
-                          input=job("hello", ["python", "-c", "print('ok')"], gpus=1))
+    control_plane.kubectl(
+        "apply", "-n", namespace, "-f", "-", input=job("hello", ["python", "-c", "print('ok')"], gpus=1)
+    )
     wait_condition(control_plane, "job/hello", namespace, "Complete")
     (pod,) = pods_of(control_plane, "hello", namespace)
     assert pod["spec"]["nodeName"].startswith("kwok-gpu-")
@@ -57,8 +73,14 @@ def test_gpu_job_completes_and_output_is_recorded(control_plane, pod_runner, nam
 
 @pytest.mark.controlplane
 def test_failing_job_fails_with_its_exit_code(control_plane, pod_runner, namespace):
-    control_plane.kubectl("apply", "-n", namespace, "-f", "-",
-                          input=job("crash", ["python", "-c", "raise SystemExit(3)"], gpus=1, backoff=0))
+    control_plane.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=job("crash", ["python", "-c", "raise SystemExit(3)"], gpus=1, backoff=0),
+    )
     wait_condition(control_plane, "job/crash", namespace, "Failed")
     (pod,) = pods_of(control_plane, "crash", namespace)
     assert pod["metadata"]["annotations"][EXIT_CODE] == "3"
@@ -69,12 +91,18 @@ def test_failing_job_fails_with_its_exit_code(control_plane, pod_runner, namespa
 
 @pytest.mark.controlplane
 def test_pod_asking_for_too_many_gpus_is_unschedulable(control_plane, namespace):
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "greedy"},
-           "spec": {"containers": [{"name": "main", "image": "x", "resources": {"limits": {"nvidia.com/gpu": "16"}}}]}}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "greedy"},
+        "spec": {"containers": [{"name": "main", "image": "x", "resources": {"limits": {"nvidia.com/gpu": "16"}}}]},
+    }
     control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(pod))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        status = yaml.safe_load(control_plane.kubectl("get", "pod", "greedy", "-n", namespace, "-o", "yaml").stdout)["status"]
+        status = yaml.safe_load(control_plane.kubectl("get", "pod", "greedy", "-n", namespace, "-o", "yaml").stdout)[
+            "status"
+        ]
         scheduled = [c for c in status.get("conditions", []) if c["type"] == "PodScheduled"]
         if scheduled and scheduled[0]["reason"] == "Unschedulable":
             assert status["phase"] == "Pending"
@@ -86,8 +114,14 @@ def test_pod_asking_for_too_many_gpus_is_unschedulable(control_plane, namespace)
 
 @pytest.mark.controlplane
 def test_foreground_deletion_removes_the_jobs_pods(control_plane, pod_runner, namespace):
-    control_plane.kubectl("apply", "-n", namespace, "-f", "-",
-                          input=job("sleeper", ["python", "-c", "import time; time.sleep(600)"], gpus=1))
+    control_plane.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=job("sleeper", ["python", "-c", "import time; time.sleep(600)"], gpus=1),
+    )
     deadline = time.monotonic() + 60
     while not pods_of(control_plane, "sleeper", namespace):
         assert time.monotonic() < deadline, "the job controller never made a pod"
@@ -128,6 +162,10 @@ def test_prometheus_scrapes_an_exporter(tmp_path):
 
 @pytest.mark.controlplane
 def test_helm_runs_from_the_built_binary(control_plane):
-    out = subprocess.run([str(control_plane.bin_dir / "helm"), "version", "--short"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [str(control_plane.bin_dir / "helm"), "version", "--short"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.startswith("v3.")

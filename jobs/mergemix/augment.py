@@ -9,7 +9,15 @@ import torch
 from torch import Tensor, nn
 
 from .loss import mixed_simpo_loss
-from .mixing import derangement, gaussian_lambda, mix_images, num_kept, recover_scores, sample_lambda, topk_mask
+from .mixing import (
+    derangement,
+    gaussian_lambda,
+    mix_images,
+    num_kept,
+    recover_scores,
+    sample_lambda,
+    topk_mask,
+)
 from .vision import tome_forward
 
 AugmentHook = Callable[..., tuple[Tensor, dict[str, float]]]
@@ -48,6 +56,31 @@ def select_samples(batch: Any, index: Tensor) -> Any:
     return replace(batch, **picked)
 
 
+@dataclass(frozen=True)
+class MixedImages:
+    images: Tensor  # (n, 3, H, W) x̂_i = M_i ⊙ x_i + (1 − M_i) ⊙ x_π(i)
+    lam: float  # the Beta draw
+    lam_hat: Tensor  # (n,) label ratio: the mask area p/L, or its Gaussian re-scaling
+    merged_fraction: float
+
+
+def mergemix_images(tower: nn.Module, images: Tensor, config: MergeMixConfig, rng: np.random.Generator) -> MixedImages:
+    """Mix each of n ≥ 2 images with a partner: its ToMe-salient top-⌊λL⌋ patches over the partner."""
+    with torch.no_grad():
+        tome = tome_forward(tower, images, config.r, config.score_layer, config.proportional_attention)
+    scores = recover_scores(tome.cls_attention, tome.score_source, tome.grid)
+    lam = sample_lambda(config.alpha, rng)
+    partner = derangement(len(images), rng).to(images.device)
+    mixed = mix_images(images, topk_mask(scores, lam, tome.patch_size), partner)
+    area = num_kept(lam, scores[0].numel()) / scores[0].numel()
+    if config.lambda_rescale:
+        z = torch.from_numpy(rng.standard_normal(len(images)))
+        lam_hat = gaussian_lambda(z, tome.merged_fraction, area).to(images.device)
+    else:
+        lam_hat = torch.full((len(images),), area, device=images.device)
+    return MixedImages(mixed, lam, lam_hat, tome.merged_fraction)
+
+
 def make_mergemix_augment(config: MergeMixConfig) -> AugmentHook:
     """Build the per-step hook `(model, batch, step, rng, winner=None) -> (w · L_SimPO^mix, stats)`.
 
@@ -64,38 +97,23 @@ def make_mergemix_augment(config: MergeMixConfig) -> AugmentHook:
         rng: np.random.Generator,
         winner: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, dict[str, float]]:
-        device = batch.has_image.device
         index = batch.has_image.nonzero().flatten()
         if not config.enabled or batch.pixel_values is None or index.numel() < 2:
-            return torch.zeros((), device=device), {"simpo_loss": 0.0, "lambda": 0.0, "merged_fraction": 0.0}
+            zero = torch.zeros((), device=batch.has_image.device)
+            return zero, {"simpo_loss": 0.0, "lambda": 0.0, "lambda_hat": 0.0, "merged_fraction": 0.0}
 
         chosen = select_samples(batch, index)
-        images = chosen.pixel_values
-        with torch.no_grad():
-            tome = tome_forward(
-                model.vision_tower, images, config.r, config.score_layer, config.proportional_attention
-            )
-        scores = recover_scores(tome.cls_attention, tome.score_source, tome.grid)
-        lam = sample_lambda(config.alpha, rng)
-        mixed = mix_images(images, topk_mask(scores, lam, tome.patch_size), derangement(len(index), rng).to(device))
-
-        area = num_kept(lam, scores[0].numel()) / scores[0].numel()
-        if config.lambda_rescale:
-            z = torch.from_numpy(rng.standard_normal(len(index)))
-            lam_hat = gaussian_lambda(z, tome.merged_fraction, area).to(device)
-        else:
-            lam_hat = torch.full((len(index),), area, device=device)
-
+        mixed = mergemix_images(model.vision_tower, chosen.pixel_values, config, rng)
         logp_w, n_tokens = model.answer_logprobs(chosen) if winner is None else (winner[0][index], winner[1][index])
         # The released code runs the loser under no_grad; that also saves its activations' memory.
         with torch.set_grad_enabled(torch.is_grad_enabled() and not config.detach_loser):
-            logp_l, _ = model.answer_logprobs(replace(chosen, pixel_values=mixed))
-        loss = mixed_simpo_loss(logp_w, logp_l, n_tokens, lam_hat, config.beta, config.detach_loser)
+            logp_l, _ = model.answer_logprobs(replace(chosen, pixel_values=mixed.images))
+        loss = mixed_simpo_loss(logp_w, logp_l, n_tokens, mixed.lam_hat, config.beta, config.detach_loser)
         stats = {
             "simpo_loss": loss.item(),
-            "lambda": lam,
-            "lambda_hat": lam_hat.mean().item(),
-            "merged_fraction": tome.merged_fraction,
+            "lambda": mixed.lam,
+            "lambda_hat": mixed.lam_hat.mean().item(),
+            "merged_fraction": mixed.merged_fraction,
         }
         return config.weight * loss, stats
 

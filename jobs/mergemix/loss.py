@@ -17,13 +17,16 @@ def mixed_simpo_loss(
 
     `logp_*` are per-sample sums of answer-token log-probabilities (B,), `num_tokens` is |y| (B,).
     With λ̂ = 0 this is plain SimPO with γ = 1; with λ̂ = 1 and x̂ = x it is log 2.
+    Samples without answer tokens (truncated away) are left out of the mean.
     `detach_loser` stops the gradient through the mixed image's branch, as the released code does.
     """
     if detach_loser:
         logp_rejected = logp_rejected.detach()
-    scale = beta / num_tokens.to(logp_chosen.dtype)
+    scored = num_tokens > 0
+    scale = beta / num_tokens.clamp(min=1).to(logp_chosen.dtype)
     margin = 1.0 - torch.as_tensor(lam_hat, dtype=logp_chosen.dtype, device=logp_chosen.device)
-    return -F.logsigmoid(scale * logp_chosen - scale * logp_rejected - margin).mean()
+    losses = -F.logsigmoid(scale * logp_chosen - scale * logp_rejected - margin)
+    return (losses * scored).sum() / scored.sum().clamp(min=1)
 
 
 def mixed_cross_entropy(

@@ -40,7 +40,7 @@ def parse_r(num_layers: int, r: int | tuple[int, float] | Sequence[int]) -> list
     lo = int(r * (1.0 - inflect))
     hi = 2 * r - lo
     step = (hi - lo) / (num_layers - 1)
-    return [max(int(lo + step * i), 0) for i in range(num_layers)]
+    return [int(lo + step * i) for i in range(num_layers)]
 
 
 def max_merge(num_tokens: int, protected: int = 1) -> int:
@@ -83,10 +83,10 @@ def merge(x: Tensor, m: Matching, mode: str = "sum") -> Tensor:
 
 def merge_wavg(x: Tensor, sizes: Tensor, m: Matching) -> tuple[Tensor, Tensor]:
     """Size-weighted average merge; keeps sum(sizes) and sum(sizes * x) unchanged."""
-    s = sizes[..., None].to(x.dtype)
-    x = merge(x * s, m, "sum")
+    s = sizes[..., None]
+    weighted = merge(x * s, m, "sum")
     s = merge(s, m, "sum")
-    return x / s, s[..., 0]
+    return (weighted / s).to(x.dtype), s[..., 0]
 
 
 def merge_source(source: Tensor, m: Matching) -> Tensor:
@@ -95,8 +95,11 @@ def merge_source(source: Tensor, m: Matching) -> Tensor:
 
 
 def initial_state(tokens: Tensor) -> tuple[Tensor, Tensor]:
-    """Sizes of ones and the identity source matrix for (B, N0, C) input tokens."""
+    """Sizes of ones and the identity source matrix for (B, N0, C) input tokens.
+
+    Both are float32 whatever the tokens' dtype: bfloat16 counts exactly only up to 256.
+    """
     batch, n0, _ = tokens.shape
-    sizes = tokens.new_ones(batch, n0)
-    source = torch.eye(n0, dtype=tokens.dtype, device=tokens.device).expand(batch, n0, n0)
+    sizes = torch.ones(batch, n0, device=tokens.device)
+    source = torch.eye(n0, device=tokens.device).expand(batch, n0, n0)
     return sizes, source

@@ -49,20 +49,22 @@ class ToMeOutput:
         return (n0 - k) / (n0 - 1)
 
 
+def _hf_block(layer: nn.Module) -> Block:
+    attn = layer.self_attn
+    return Block(
+        norm1=layer.layer_norm1,
+        qkv=lambda h: (attn.q_proj(h), attn.k_proj(h), attn.v_proj(h)),
+        out=attn.out_proj,
+        mlp=lambda x: layer.mlp(layer.layer_norm2(x)),
+        num_heads=attn.num_heads,
+    )
+
+
 def _hf_tower(model: nn.Module) -> Tower:
     def embed(pixel_values: Tensor) -> Tensor:
         return model.pre_layrnorm(model.embeddings(pixel_values))
 
-    blocks = [
-        Block(
-            norm1=layer.layer_norm1,
-            qkv=lambda h, a=layer.self_attn: (a.q_proj(h), a.k_proj(h), a.v_proj(h)),
-            out=layer.self_attn.out_proj,
-            mlp=lambda x, layer=layer: layer.mlp(layer.layer_norm2(x)),
-            num_heads=layer.self_attn.num_heads,
-        )
-        for layer in model.encoder.layers
-    ]
+    blocks = [_hf_block(layer) for layer in model.encoder.layers]
     return Tower(embed=embed, blocks=blocks, patch_size=model.embeddings.patch_size)
 
 
@@ -102,8 +104,8 @@ def _heads(x: Tensor, num_heads: int) -> Tensor:
 
 
 def cls_attention_row(q: Tensor, k: Tensor, bias: Tensor | None) -> Tensor:
-    """Softmax attention of the CLS query over all keys, summed over heads: (B, H, N, d) -> (B, N)."""
-    logits = q[:, :, :1] @ k.transpose(-1, -2) * q.shape[-1] ** -0.5
+    """CLS query's softmax attention over all keys, summed over heads, in float32: (B, H, N, d) -> (B, N)."""
+    logits = (q[:, :, :1] @ k.transpose(-1, -2)).float() * q.shape[-1] ** -0.5
     if bias is not None:
         logits = logits + bias
     return logits.softmax(dim=-1).sum(dim=1)[:, 0]
@@ -118,16 +120,19 @@ def tome_forward(
 ) -> ToMeOutput:
     """Forward a CLIP vision tower with r tokens merged per layer, tracking sizes and sources.
 
-    `r` is anything `parse_r` takes; `score_layer` (negative counts from the end)
-    is where the CLS attention row is read, together with the source matrix at that layer's input.
+    `r` is anything `parse_r` takes; `score_layer` (negative counts from the end) is where the CLS
+    attention row is read, together with the source matrix at that layer's input.
     """
     t = adapt_tower(tower)
     grid = (pixel_values.shape[-2] // t.patch_size, pixel_values.shape[-1] // t.patch_size)
     x = t.embed(pixel_values)
     if x.shape[1] != 1 + grid[0] * grid[1]:
         raise ValueError(f"tower gave {x.shape[1]} tokens for a {grid} grid; is patch dropout active?")
-    schedule = parse_r(len(t.blocks), r)
-    score_layer %= len(t.blocks)
+    depth = len(t.blocks)
+    if not -depth <= score_layer < depth:
+        raise ValueError(f"score_layer {score_layer} is outside a tower of {depth} layers")
+    schedule = parse_r(depth, r)
+    score_layer %= depth
     sizes, source = initial_state(x)
     for i, (block, r_i) in enumerate(zip(t.blocks, schedule, strict=True)):
         q, k, v = (_heads(z, block.num_heads) for z in block.qkv(block.norm1(x)))

@@ -42,9 +42,7 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
     trial_ids = args.trials.split(",")
     q, seed = len(trial_ids), ctx.seed + 7919 * args.round
     _, x, y = observations(ctx)
-    madmix = (
-        ctx.vector(ctx.store.get_json(layout.MADMIX)["weights"]) if spec.method == "madmix+mixatlas" else None
-    )
+    madmix = ctx.vector(ctx.store.get_json(layout.MADMIX)["weights"]) if spec.method == "madmix+mixatlas" else None
     center = madmix if madmix is not None else natural_weights(ctx)
     mean = std = None
     first_round = spec.budget.parallel_trials
@@ -54,9 +52,7 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
         weights, source = regression_batch(x, y, q, seed=seed, center=center), "regression"
     else:
         beta = "srinivas" if spec.search.beta_schedule == "srinivas" else spec.search.beta
-        proposal = gp_ucb.propose_batch(
-            x, y, q, seed=seed, beta=beta, prior_center=center, n_initial=first_round
-        )
+        proposal = gp_ucb.propose_batch(x, y, q, seed=seed, beta=beta, prior_center=center, n_initial=first_round)
         weights, mean, std = proposal.weights, proposal.predicted_mean, proposal.predicted_std
         source = "initial-design" if mean is None else "gp-ucb"
     for index, (tid, w) in enumerate(zip(trial_ids, weights, strict=True)):

@@ -47,6 +47,7 @@ def trials_plot(rounds: np.ndarray, losses: np.ndarray) -> bytes:
     left.legend(fontsize=8)
     per_round = [losses[rounds <= r].min() for r in np.unique(rounds)]
     right.plot(np.unique(rounds), per_round, marker="o")
+    right.set_xticks(np.unique(rounds))
     right.set_xlabel("round")
     right.set_ylabel("best held-out loss")
     right.set_title("Best so far per round")
@@ -84,9 +85,7 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
     for key in store.list("trials"):
         if key.endswith("/_SUCCESS"):
             tid = key.split("/")[1]
-            trials.append(
-                (tid, store.get_json(layout.trial_mixture(tid)), store.get_json(layout.trial_metrics(tid)))
-            )
+            trials.append((tid, store.get_json(layout.trial_mixture(tid)), store.get_json(layout.trial_metrics(tid))))
     failed = sorted(key.split("/")[1] for key in store.list("trials") if key.endswith("/_FAILED"))
     if trials:
         best = min(trials, key=lambda t: t[2]["objective"])
@@ -123,16 +122,23 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
     ]
     if final_metrics:
         summary.append(["final held-out loss", f"{final_metrics['objective']:.4f}"])
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Mixtura: {html.escape(ctx.search.metadata.name)}</title>
+    name = html.escape(ctx.search.metadata.name)
+    trials_plot_html = '<h2>Trials</h2><img src="trials.png" alt="objective per trial">' if trials else ""
+    final_plot_html = (
+        '<h2>Final training</h2><img src="final-training.png" alt="final training loss">'
+        if "final-training.png" in images
+        else ""
+    )
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Mixtura: {name}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:70em}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left;font-size:90%}}img{{max-width:100%}}</style></head><body>
-<h1>Mixture search {html.escape(ctx.search.metadata.name)}</h1>
+<h1>Mixture search {name}</h1>
 {_table(["", ""], summary)}
 <h2>Weights</h2><img src="weights.png" alt="weights per method">
 {_table(["domain", *columns], weight_rows)}
-{'<h2>Trials</h2><img src="trials.png" alt="objective per trial">' if trials else ""}
+{trials_plot_html}
 {_table(["trial", "round", "source", "held-out loss", "augmentation", "weights"], trial_rows) if trial_rows else ""}
-{'<h2>Final training</h2><img src="final-training.png" alt="final training loss">' if "final-training.png" in images else ""}
+{final_plot_html}
 </body></html>"""
     store.put_bytes(layout.REPORT, page.encode())
     print(f"report {store.uri}/{layout.REPORT}", flush=True)

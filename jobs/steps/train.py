@@ -21,7 +21,7 @@ def _train(ctx: StepContext, weights: dict[str, float], model: dict, steps: int,
         from mixtura_jobs.mergemix import MergeMixConfig, make_mergemix_augment
 
         settings = spec.training.augmentation.mergemix
-        augment = make_mergemix_augment(MergeMixConfig(**settings.model_dump()))
+        augment = make_mergemix_augment(MergeMixConfig(enabled=True, **settings.model_dump()))
     config = {"model": model, "steps": steps}
     metrics = train_on_mixture(domains, weights, config, seed=seed, augment=augment)
     metrics["augmentation"] = spec.training.augmentation.type
@@ -36,9 +36,7 @@ def run_proxy(ctx: StepContext, args: argparse.Namespace) -> None:
     if spec.models.proxy.config.get("failTrials") and args.trial in spec.models.proxy.config["failTrials"]:
         raise SystemExit(f"trial {args.trial}: failure injected by models.proxy.config.failTrials")
     weights = ctx.store.get_json(layout.trial_mixture(args.trial))["weights"]
-    metrics = _train(
-        ctx, weights, spec.models.proxy.config, spec.budget.proxy_steps, ctx.seed * 1000 + int(args.trial)
-    )
+    metrics = _train(ctx, weights, spec.models.proxy.config, spec.budget.proxy_steps, ctx.seed * 1000 + int(args.trial))
     ctx.store.put_json(layout.trial_metrics(args.trial), metrics)
     print(f"trial={args.trial} objective={metrics['objective']:.4f}", flush=True)
     ctx.mark_done(step_key)

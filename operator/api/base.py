@@ -37,9 +37,7 @@ class ApiModel(BaseModel):
     def _check_rules(self) -> ApiModel:
         for rule in type(self).rules:
             if not rule.check(self):
-                raise PydanticCustomError(
-                    "cel_rule", "{message}", {"message": rule.message, "field": rule.field}
-                )
+                raise PydanticCustomError("cel_rule", "{message}", {"message": rule.message, "field": rule.field})
         return self
 
     def wire(self) -> dict[str, Any]:

@@ -14,15 +14,9 @@ DATA_URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|file://.+)$"
 
 
 class Domain(ApiModel):
-    name: str = Field(
-        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40, description="Unique DNS-label name."
-    )
-    uri: str = Field(
-        pattern=DATA_URI_PATTERN, description="s3:// or file:// prefix of the domain's shards."
-    )
-    modalities: list[Modality] = Field(
-        min_length=1, max_length=3, json_schema_extra={"x-kubernetes-list-type": "set"}
-    )
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40, description="Unique DNS-label name.")
+    uri: str = Field(pattern=DATA_URI_PATTERN, description="s3:// or file:// prefix of the domain's shards.")
+    modalities: list[Modality] = Field(min_length=1, max_length=3, json_schema_extra={"x-kubernetes-list-type": "set"})
     task_type: TaskType
     samples: int | None = Field(default=None, ge=0, description="Sample count, if known.")
     weight: float | None = Field(default=None, ge=0, description="Manual weight (the human baseline).")

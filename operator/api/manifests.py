@@ -12,7 +12,10 @@ from pydantic import ValidationError
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import MixtureSearch
 
-KINDS: dict[str, type[DomainSet] | type[MixtureSearch]] = {"DomainSet": DomainSet, "MixtureSearch": MixtureSearch}
+KINDS: dict[str, type[DomainSet] | type[MixtureSearch]] = {
+    "DomainSet": DomainSet,
+    "MixtureSearch": MixtureSearch,
+}
 
 
 class ManifestError(ValueError):
@@ -27,7 +30,9 @@ class Bundle:
     def domainset_for(self, search: MixtureSearch) -> DomainSet:
         name = search.spec.domain_set_ref.name
         if name not in self.domainsets:
-            raise ManifestError(f"MixtureSearch/{search.metadata.name}: spec.domainSetRef.name: DomainSet {name!r} not found")
+            raise ManifestError(
+                f"MixtureSearch/{search.metadata.name}: spec.domainSetRef.name: DomainSet {name!r} not found"
+            )
         return self.domainsets[name]
 
 

@@ -52,17 +52,44 @@ def _name(cn: str, org: str | None = None) -> x509.Name:
 def make_pki(directory: Path) -> dict[str, Path]:
     """Writes the PKI into `directory`; returns the file paths by role."""
     directory.mkdir(parents=True, exist_ok=True)
-    paths = {name: directory / f"{name}.pem" for name in ("ca", "ca-key", "server", "server-key", "admin", "admin-key", "sa-key", "sa-pub")}
+    paths = {
+        name: directory / f"{name}.pem"
+        for name in ("ca", "ca-key", "server", "server-key", "admin", "admin-key", "sa-key", "sa-pub")
+    }
     ca_key = _key()
     ca = _cert(_name("mixtura-testbed-ca"), ca_key, _name("mixtura-testbed-ca"), ca_key, ca=True)
-    sans = [x509.DNSName("localhost"), x509.DNSName("kubernetes.default"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-            x509.IPAddress(ipaddress.ip_address("10.96.0.1"))]
+    sans = [
+        x509.DNSName("localhost"),
+        x509.DNSName("kubernetes.default"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        x509.IPAddress(ipaddress.ip_address("10.96.0.1")),
+    ]
     server_key, admin_key, sa_key = _key(), _key(), _key()
-    server = _cert(_name("kube-apiserver"), server_key, ca.subject, ca_key, ca=False, sans=sans, usage=ExtendedKeyUsageOID.SERVER_AUTH)
-    admin = _cert(_name("admin", "system:masters"), admin_key, ca.subject, ca_key, ca=False, usage=ExtendedKeyUsageOID.CLIENT_AUTH)
+    server = _cert(
+        _name("kube-apiserver"),
+        server_key,
+        ca.subject,
+        ca_key,
+        ca=False,
+        sans=sans,
+        usage=ExtendedKeyUsageOID.SERVER_AUTH,
+    )
+    admin = _cert(
+        _name("admin", "system:masters"),
+        admin_key,
+        ca.subject,
+        ca_key,
+        ca=False,
+        usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+    )
     for name, cert in (("ca", ca), ("server", server), ("admin", admin)):
         paths[name].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    for name, key in (("ca-key", ca_key), ("server-key", server_key), ("admin-key", admin_key), ("sa-key", sa_key)):
+    for name, key in (
+        ("ca-key", ca_key),
+        ("server-key", server_key),
+        ("admin-key", admin_key),
+        ("sa-key", sa_key),
+    ):
         _write_key(paths[name], key)
     paths["sa-pub"].write_bytes(
         sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)

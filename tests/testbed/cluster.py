@@ -23,15 +23,15 @@ GPU_NODES = {"kwok-gpu-8": 8, "kwok-gpu-1": 1}
 
 def build_binaries() -> Path:
     """Runs tools/build-testbed.sh (a no-op when the cache is warm); returns the bin directory."""
-    result = subprocess.run(
-        [str(REPO / "tools" / "build-testbed.sh")], capture_output=True, text=True, check=False
-    )
+    result = subprocess.run([str(REPO / "tools" / "build-testbed.sh")], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"tools/build-testbed.sh failed:\n{result.stderr[-4000:]}")
     return Path(result.stdout.strip().splitlines()[-1])
 
 
-def kubeconfig(server: str, ca: Path, *, cert: Path | None = None, key: Path | None = None, token: str | None = None) -> dict:
+def kubeconfig(
+    server: str, ca: Path, *, cert: Path | None = None, key: Path | None = None, token: str | None = None
+) -> dict:
     user = {"token": token} if token else {"client-certificate": str(cert), "client-key": str(key)}
     return {
         "apiVersion": "v1",
@@ -85,7 +85,10 @@ class ControlPlane:
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(
             [str(self.bin_dir / "kubectl"), "--kubeconfig", str(self.kubeconfig_path), *args],
-            input=input, capture_output=True, text=True, check=check,
+            input=input,
+            capture_output=True,
+            text=True,
+            check=check,
         )
 
     def start(self) -> ControlPlane:
@@ -93,56 +96,146 @@ class ControlPlane:
         etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
         self.server = f"https://127.0.0.1:{api_port}"
         etcd = f"http://127.0.0.1:{etcd_port}"
-        self._start("etcd", [
-            str(self.bin_dir / "etcd"), "--name", "testbed", "--data-dir", str(self.work / "etcd"),
-            "--listen-client-urls", etcd, "--advertise-client-urls", etcd,
-            "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
-            "--initial-cluster", f"testbed=http://127.0.0.1:{peer_port}", "--log-level", "warn",
-        ])
+        self._start(
+            "etcd",
+            [
+                str(self.bin_dir / "etcd"),
+                "--name",
+                "testbed",
+                "--data-dir",
+                str(self.work / "etcd"),
+                "--listen-client-urls",
+                etcd,
+                "--advertise-client-urls",
+                etcd,
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{peer_port}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{peer_port}",
+                "--initial-cluster",
+                f"testbed=http://127.0.0.1:{peer_port}",
+                "--log-level",
+                "warn",
+            ],
+        )
         p = self.pki
-        self._start("kube-apiserver", [
-            str(self.bin_dir / "kube-apiserver"), "--etcd-servers", etcd,
-            "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", str(api_port),
-            "--tls-cert-file", str(p["server"]), "--tls-private-key-file", str(p["server-key"]),
-            "--client-ca-file", str(p["ca"]),
-            "--service-account-issuer", "https://kubernetes.default.svc",
-            "--service-account-key-file", str(p["sa-pub"]), "--service-account-signing-key-file", str(p["sa-key"]),
-            "--service-cluster-ip-range", "10.96.0.0/16", "--authorization-mode", "Node,RBAC",
-            # Loopback cannot be a Service endpoint, and pods here mount no token volumes.
-            "--endpoint-reconciler-type", "none", "--disable-admission-plugins", "ServiceAccount",
-            "--enable-priority-and-fairness=false", "--profiling=false", "--v=1",
-        ])
+        self._start(
+            "kube-apiserver",
+            [
+                str(self.bin_dir / "kube-apiserver"),
+                "--etcd-servers",
+                etcd,
+                "--bind-address",
+                "127.0.0.1",
+                "--advertise-address",
+                "127.0.0.1",
+                "--secure-port",
+                str(api_port),
+                "--tls-cert-file",
+                str(p["server"]),
+                "--tls-private-key-file",
+                str(p["server-key"]),
+                "--client-ca-file",
+                str(p["ca"]),
+                "--service-account-issuer",
+                "https://kubernetes.default.svc",
+                "--service-account-key-file",
+                str(p["sa-pub"]),
+                "--service-account-signing-key-file",
+                str(p["sa-key"]),
+                "--service-cluster-ip-range",
+                "10.96.0.0/16",
+                "--authorization-mode",
+                "Node,RBAC",
+                # Loopback cannot be a Service endpoint, and pods here mount no token volumes.
+                "--endpoint-reconciler-type",
+                "none",
+                "--disable-admission-plugins",
+                "ServiceAccount",
+                "--enable-priority-and-fairness=false",
+                "--profiling=false",
+                "--v=1",
+            ],
+        )
         kc = self.work / "admin.kubeconfig"
         kc.write_text(yaml.safe_dump(kubeconfig(self.server, p["ca"], cert=p["admin"], key=p["admin-key"])))
         self.kubeconfig_path = kc
         wait_for("kube-apiserver", lambda: self._get("/readyz"), 120, self.processes)
-        self._start("kube-controller-manager", [
-            str(self.bin_dir / "kube-controller-manager"), "--kubeconfig", str(kc),
-            "--bind-address", "127.0.0.1", "--secure-port", str(free_port()), "--leader-elect=false",
-            "--controllers", "*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
-            "--service-account-private-key-file", str(p["sa-key"]), "--root-ca-file", str(p["ca"]),
-            "--node-monitor-grace-period", "60s", "--concurrent-job-syncs", "10", "--v=1",
-        ])
-        self._start("kube-scheduler", [
-            str(self.bin_dir / "kube-scheduler"), "--kubeconfig", str(kc),
-            "--bind-address", "127.0.0.1", "--secure-port", str(free_port()), "--leader-elect=false", "--v=1",
-        ])
-        self._start("kwok", [
-            str(self.bin_dir / "kwok"), "--kubeconfig", str(kc), "--config", str(STAGES),
-            "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake",
-            "--cidr", "10.0.0.1/24", "--node-ip", "10.0.0.1", "--server-address", f"127.0.0.1:{free_port()}",
-        ])
+        self._start(
+            "kube-controller-manager",
+            [
+                str(self.bin_dir / "kube-controller-manager"),
+                "--kubeconfig",
+                str(kc),
+                "--bind-address",
+                "127.0.0.1",
+                "--secure-port",
+                str(free_port()),
+                "--leader-elect=false",
+                "--controllers",
+                "*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
+                "--service-account-private-key-file",
+                str(p["sa-key"]),
+                "--root-ca-file",
+                str(p["ca"]),
+                "--node-monitor-grace-period",
+                "60s",
+                "--concurrent-job-syncs",
+                "10",
+                "--v=1",
+            ],
+        )
+        self._start(
+            "kube-scheduler",
+            [
+                str(self.bin_dir / "kube-scheduler"),
+                "--kubeconfig",
+                str(kc),
+                "--bind-address",
+                "127.0.0.1",
+                "--secure-port",
+                str(free_port()),
+                "--leader-elect=false",
+                "--v=1",
+            ],
+        )
+        self._start(
+            "kwok",
+            [
+                str(self.bin_dir / "kwok"),
+                "--kubeconfig",
+                str(kc),
+                "--config",
+                str(STAGES),
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector",
+                "kwok.x-k8s.io/node=fake",
+                "--cidr",
+                "10.0.0.1/24",
+                "--node-ip",
+                "10.0.0.1",
+                "--server-address",
+                f"127.0.0.1:{free_port()}",
+            ],
+        )
         for name, gpus in GPU_NODES.items():
             self.kubectl("apply", "-f", "-", input=yaml.safe_dump(node_manifest(name, gpus)))
         wait_for("KWOK nodes Ready", self._nodes_ready, 60, self.processes)
-        wait_for("default ServiceAccount", lambda: self.kubectl("get", "sa", "default", check=False).returncode == 0,
-                 60, self.processes)
+        wait_for(
+            "default ServiceAccount",
+            lambda: self.kubectl("get", "sa", "default", check=False).returncode == 0,
+            60,
+            self.processes,
+        )
         return self
 
     def _nodes_ready(self) -> bool:
-        out = self.kubectl("get", "nodes", "-o",
-                           "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}{' '}{end}").stdout
+        out = self.kubectl(
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}{' '}{end}",
+        ).stdout
         return out.split() == ["True"] * len(GPU_NODES)
 
     def stop(self) -> None:

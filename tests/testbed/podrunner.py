@@ -19,14 +19,19 @@ TESTBED_ENV = "MIXTURA_TESTBED"
 
 def _field(pod, path: str) -> str:
     meta = pod.metadata
-    values = {"metadata.name": meta.name, "metadata.namespace": meta.namespace, "metadata.uid": meta.uid,
-              "spec.nodeName": pod.spec.node_name, "spec.serviceAccountName": pod.spec.service_account_name}
+    values = {
+        "metadata.name": meta.name,
+        "metadata.namespace": meta.namespace,
+        "metadata.uid": meta.uid,
+        "spec.nodeName": pod.spec.node_name,
+        "spec.serviceAccountName": pod.spec.service_account_name,
+    }
     if path in values:
         return values[path] or ""
     for kind, mapping in (("labels", meta.labels), ("annotations", meta.annotations)):
         prefix = f"metadata.{kind}['"
         if path.startswith(prefix):
-            return (mapping or {}).get(path[len(prefix):-2], "")
+            return (mapping or {}).get(path[len(prefix) : -2], "")
     raise ValueError(f"fieldRef {path} is not supported by the test pod runner")
 
 
@@ -82,18 +87,22 @@ class PodRunner:
         try:
             env = self._env(pod, container)
             with log.open("wb") as out:
-                process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                           cwd=container.working_dir or self.cwd)
+                process = subprocess.Popen(
+                    argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=container.working_dir or self.cwd
+                )
                 self.started[uid] = process
                 code = process.wait()
-        except Exception as error:  # noqa: BLE001 - a pod that cannot start fails like a real one
+        except Exception as error:
             log.write_text(f"pod runner could not start the container: {error}\n")
             code = 128
         self.exit_codes[uid] = code
         output = log.read_text(errors="replace")[-2000:] if log.exists() else ""
         try:
-            self.api.patch_namespaced_pod(pod.metadata.name, pod.metadata.namespace,
-                                          {"metadata": {"annotations": {EXIT_CODE: str(code), OUTPUT: output}}})
+            self.api.patch_namespaced_pod(
+                pod.metadata.name,
+                pod.metadata.namespace,
+                {"metadata": {"annotations": {EXIT_CODE: str(code), OUTPUT: output}}},
+            )
         except client.ApiException as error:
             if error.status != 404:
                 raise
@@ -102,7 +111,7 @@ class PodRunner:
         while not self._stop.wait(0.2):
             try:
                 pods = self.api.list_pod_for_all_namespaces(field_selector="status.phase=Running").items
-            except Exception:  # noqa: BLE001 - the API may be restarting; try again
+            except Exception:
                 continue
             running = set()
             for pod in pods:

@@ -25,7 +25,10 @@ class Process:
         self.log = log_dir / f"{name}.log"
         self._handle = self.log.open("ab")
         self.popen = subprocess.Popen(
-            argv, stdout=self._handle, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+            argv,
+            stdout=self._handle,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
             start_new_session=True,
         )
 
@@ -57,7 +60,7 @@ def wait_for(what: str, ready: Callable[[], bool], timeout: float, processes: li
         try:
             if ready():
                 return
-        except Exception:  # noqa: BLE001 - not ready yet, whatever the reason
+        except Exception:
             pass
         time.sleep(0.2)
     raise TimeoutError(f"{what}: not ready after {timeout}s\n" + "\n".join(p.tail() for p in processes))

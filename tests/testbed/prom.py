@@ -53,10 +53,17 @@ def start_prometheus(work: Path, targets: list[str], rule_files: list[Path] = ()
     }
     (work / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
-    process = Process("prometheus", [
-        binary, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle",
-    ], work)
+    process = Process(
+        "prometheus",
+        [
+            binary,
+            f"--config.file={work / 'prometheus.yml'}",
+            f"--storage.tsdb.path={work / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--web.enable-lifecycle",
+        ],
+        work,
+    )
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:

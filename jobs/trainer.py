@@ -1,0 +1,161 @@
+"""The proxy / final trainer: train a TinyVLM on a data mixture, then score it on held-out data per domain.
+
+One loop in the nanoGPT manner; the caller owns the process settings (e.g. torch.set_num_threads).
+"""
+
+import math
+import time
+import zlib
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from mixtura_jobs.shards import DomainSamples
+from mixtura_jobs.tiny_vlm import TinyVLM, VLMBatch, build_vlm, sft_loss
+
+DEFAULT_CONFIG: dict = {
+    "steps": 60,
+    "batch_size": 16,
+    "lr": 3e-3,
+    "min_lr_ratio": 0.1,  # cosine decay ends at lr * min_lr_ratio
+    "warmup_steps": 5,
+    "weight_decay": 0.01,
+    "grad_clip": 1.0,
+    "heldout_fraction": 0.2,
+    "max_heldout_samples": 256,  # per domain: bounds evaluation time on large domains
+    "eval_batch_size": 64,
+    "log_every": 10,
+    "model": None,  # a tiny_vlm config; None is the `proxy` preset
+}
+
+# augment(model, batch, step, rng, winner=(sum_logp, n_tokens)) -> (extra_loss, logs); `winner` is the clean
+# batch's answer_logprobs, already computed for the SFT loss, so the hook need not run that forward again.
+Augment = Callable[..., tuple[torch.Tensor, dict]]
+
+
+def sample_batch_indices(
+    weights: dict[str, float], sizes: dict[str, int], batch_size: int, rng: np.random.Generator
+) -> list[tuple[str, int]]:
+    """Draw each row's domain by the mixture weights, then a sample uniformly within that domain."""
+    unknown = sorted(set(weights) - set(sizes))
+    if unknown:
+        raise ValueError(f"mixture weights name unknown domains: {unknown}")
+    # Sorted names: the draw must not depend on the order the weights happen to be listed in.
+    names = [d for d in sorted(weights) if weights[d] > 0 and sizes[d] > 0]
+    if not names:
+        raise ValueError("the mixture puts no weight on any domain that has samples")
+    p = np.array([weights[d] for d in names], dtype=np.float64)
+    picks = rng.choice(len(names), size=batch_size, p=p / p.sum())
+    return [(names[k], int(rng.integers(sizes[names[k]]))) for k in picks]
+
+
+def split_heldout(name: str, n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) indices of a domain's n samples, in random order (so any prefix is a fair subset).
+
+    Seeded by the domain's name, not the trial's seed: every trial of a search is scored on the same samples.
+    """
+    if n < 2:
+        raise ValueError(f"domain {name} has {n} samples; training and held-out scoring need at least 2")
+    order = np.random.default_rng(zlib.crc32(name.encode())).permutation(n)
+    k = min(n - 1, max(1, round(n * fraction)))
+    return order[k:], order[:k]
+
+
+def make_batch(model: TinyVLM, domains: dict[str, DomainSamples], picks: list[tuple[str, int]]) -> VLMBatch:
+    """Collate the picked (domain, index) samples, grouped by domain."""
+    by_domain: dict[str, list[int]] = {}
+    for name, index in picks:
+        by_domain.setdefault(name, []).append(index)
+    return model.collate([domains[name].select(idx) for name, idx in by_domain.items()])
+
+
+def evaluate(model: TinyVLM, heldout: dict[str, DomainSamples], batch_size: int) -> dict[str, float]:
+    """Mean loss per answer token on each domain's held-out samples."""
+    model.eval()
+    losses = {}
+    with torch.no_grad():
+        for name, samples in heldout.items():
+            nll, tokens = 0.0, 0
+            for start in range(0, len(samples), batch_size):
+                chunk = samples.select(np.arange(start, min(start + batch_size, len(samples))))
+                sum_logp, n_tokens = model.answer_logprobs(model.collate([chunk]))
+                nll -= float(sum_logp.sum())
+                tokens += int(n_tokens.sum())
+            losses[name] = nll / max(tokens, 1)
+    model.train()
+    return losses
+
+
+def lr_at(step: int, cfg: dict) -> float:
+    """Linear warm-up, then cosine decay to `min_lr_ratio` of the peak."""
+    if step < cfg["warmup_steps"]:
+        return cfg["lr"] * (step + 1) / cfg["warmup_steps"]
+    progress = (step - cfg["warmup_steps"]) / max(1, cfg["steps"] - cfg["warmup_steps"])
+    floor = cfg["lr"] * cfg["min_lr_ratio"]
+    return floor + 0.5 * (cfg["lr"] - floor) * (1 + math.cos(math.pi * progress))
+
+
+def train_on_mixture(
+    domains: dict[str, DomainSamples],
+    weights: dict[str, float],
+    config: dict,
+    seed: int,
+    on_log: Callable[[dict], None] | None = None,
+    augment: Augment | None = None,
+) -> dict:
+    """Train on `weights` over the train split of `domains`; return held-out losses and throughput.
+
+    `augment` (see `Augment`) adds a term to the SFT loss, e.g. MergeMix; its logs join each log line's dict.
+    The objective is the mean held-out loss over all domains, weighted or not; lower is better.
+    """
+    cfg = {**DEFAULT_CONFIG, **config}
+    splits = {name: split_heldout(name, len(s), cfg["heldout_fraction"]) for name, s in domains.items()}
+    train = {name: domains[name].select(tr) for name, (tr, _) in splits.items()}
+    heldout = {name: domains[name].select(ho[: cfg["max_heldout_samples"]]) for name, (_, ho) in splits.items()}
+    sizes = {name: len(s) for name, s in train.items()}
+
+    model = build_vlm(cfg["model"], seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    data_rng = np.random.default_rng(seed)
+    # A separate stream, so an augmentation never changes which samples are drawn.
+    augment_rng = np.random.default_rng([seed, 1])
+
+    start = time.perf_counter()
+    train_loss: list[float] = []
+    window: list[float] = []
+    for step in range(cfg["steps"]):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        batch = make_batch(model, train, sample_batch_indices(weights, sizes, cfg["batch_size"], data_rng))
+        sum_logp, n_tokens = model.answer_logprobs(batch)
+        loss, _ = sft_loss(sum_logp, n_tokens)
+        logs: dict = {}
+        if augment is not None:
+            extra, logs = augment(model, batch, step, augment_rng, winner=(sum_logp, n_tokens))
+            loss = loss + extra
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+        optimizer.step()
+
+        window.append(loss.item())
+        if (step + 1) % cfg["log_every"] == 0 or step + 1 == cfg["steps"]:
+            mean_loss = sum(window) / len(window)
+            window.clear()
+            train_loss.append(mean_loss)
+            rate = (step + 1) * cfg["batch_size"] / (time.perf_counter() - start)
+            print(f"step={step + 1} loss={mean_loss:.4f} samples_per_s={rate:.1f}", flush=True)
+            if on_log is not None:
+                on_log({"step": step + 1, "loss": mean_loss, "samples_per_s": rate, **logs})
+    train_seconds = time.perf_counter() - start
+
+    heldout_loss = evaluate(model, heldout, cfg["eval_batch_size"])
+    return {
+        "heldout_loss": heldout_loss,
+        "objective": sum(heldout_loss.values()) / len(heldout_loss),
+        "train_loss": train_loss,
+        "steps": cfg["steps"],
+        "seconds": time.perf_counter() - start,
+        "samples_per_second": cfg["steps"] * cfg["batch_size"] / train_seconds,
+    }

@@ -1,0 +1,135 @@
+"""The tiny VLM and the mixture trainer: batches of every modality, learning, determinism, mixture effects."""
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from mixtura_jobs import tokenizer
+from mixtura_jobs.demo_data import make_demo_corpus
+from mixtura_jobs.shards import DomainSamples, read_domain
+from mixtura_jobs.tiny_vlm import build_vlm
+from mixtura_jobs.trainer import sample_batch_indices, split_heldout, train_on_mixture
+
+NAMES = ["digits", "shapes", "text", "video"]
+CONFIG = {"steps": 30, "batch_size": 16, "log_every": 10}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # As the job CLIs do: on a small shared machine, more threads only add contention.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def domains(tmp_path_factory) -> dict[str, DomainSamples]:
+    root = tmp_path_factory.mktemp("demo")
+    make_demo_corpus(root, samples_per_domain=60, seed=0)
+    return {name: read_domain(root / name) for name in NAMES}
+
+
+@pytest.fixture(scope="module")
+def uniform_run(domains: dict[str, DomainSamples]) -> dict:
+    return train_on_mixture(domains, dict.fromkeys(NAMES, 1.0), CONFIG, seed=0)
+
+
+def test_sampling_follows_the_weights() -> None:
+    rng = np.random.default_rng(0)
+    picks = sample_batch_indices({"a": 3.0, "b": 1.0, "c": 0.0}, {"a": 5, "b": 7, "c": 9}, 4000, rng)
+    counts = Counter(name for name, _ in picks)
+    assert counts["c"] == 0 and abs(counts["a"] / 4000 - 0.75) < 0.03
+    assert all(0 <= i < 5 for name, i in picks if name == "a") and {i for n, i in picks if n == "b"} == set(range(7))
+    reordered = sample_batch_indices(
+        {"c": 0.0, "b": 1.0, "a": 3.0}, {"a": 5, "b": 7, "c": 9}, 4000, np.random.default_rng(0)
+    )
+    assert reordered == picks
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"), [({"a": 0.0}, "no weight"), ({"a": 1.0, "zz": 1.0}, "unknown domains")]
+)
+def test_sampling_refuses_bad_mixtures(weights: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        sample_batch_indices(weights, {"a": 5}, 4, np.random.default_rng(0))
+
+
+def test_heldout_split_is_fixed_per_domain() -> None:
+    train, heldout = split_heldout("digits", 60, 0.2)
+    assert len(heldout) == 12 and not set(train) & set(heldout) and len(train) + len(heldout) == 60
+    again = split_heldout("digits", 60, 0.2)
+    assert np.array_equal(again[1], heldout) and not np.array_equal(split_heldout("charts", 60, 0.2)[1], heldout)
+
+
+def test_batches_of_every_modality(domains: dict[str, DomainSamples]) -> None:
+    model = build_vlm(None, seed=0)
+    image, text, video = (domains[n].select(range(3)) for n in ("digits", "text", "video"))
+    for parts in ([text], [video], [image], [image, text, video]):
+        batch = model.collate(parts)
+        loss, per_sample = model.loss(batch)
+        assert torch.isfinite(loss) and per_sample.shape == (len(batch.input_ids),)
+    assert model.collate([text]).pixel_values is None and model.collate([text]).video_values is None
+    mixed = model.collate([image, text, video])
+    assert mixed.has_image.tolist() == [True] * 3 + [False] * 6 and mixed.has_video.tolist() == [False] * 6 + [True] * 3
+    assert mixed.pixel_values.shape == (9, 3, 64, 64) and mixed.video_values.shape == (9, 4, 3, 64, 64)
+    sum_logp, n_tokens = model.answer_logprobs(mixed)
+    answers = image.answers + text.answers + video.answers
+    assert n_tokens.tolist() == [len(tokenizer.encode(a)) + 1 for a in answers]  # answer bytes and EOS
+    assert (sum_logp < 0).all()
+    # A row's loss does not depend on what else is in the batch (padding and visual tokens are masked).
+    _, alone = model.loss(model.collate([text]))
+    torch.testing.assert_close(model.loss(mixed)[1][3:6], alone, atol=1e-5, rtol=1e-5)
+    assert model.image_tokens(mixed.pixel_values[:2]).shape == (2, 1 + 64, 64)
+
+
+def test_same_seed_same_model_and_rng_untouched() -> None:
+    torch.manual_seed(5)
+    expected = torch.rand(1)
+    torch.manual_seed(5)
+    a, b = build_vlm({"preset": "target"}, seed=1), build_vlm({"preset": "target"}, seed=1)
+    assert torch.equal(torch.rand(1), expected)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    assert sum(p.numel() for p in a.parameters()) > sum(p.numel() for p in build_vlm(None, 1).parameters())
+
+
+def test_proxy_learns(uniform_run: dict) -> None:
+    losses = uniform_run["train_loss"]
+    assert len(losses) == 3 and losses[-1] < losses[0] - 1.0
+    assert set(uniform_run["heldout_loss"]) == set(NAMES)
+    assert uniform_run["objective"] == pytest.approx(np.mean(list(uniform_run["heldout_loss"].values())))
+    assert uniform_run["steps"] == 30 and uniform_run["samples_per_second"] > 0
+
+
+def test_training_is_deterministic(domains: dict[str, DomainSamples], uniform_run: dict, capsys) -> None:
+    logged: list[dict] = []
+    again = train_on_mixture(domains, dict.fromkeys(NAMES, 1.0), CONFIG, seed=0, on_log=logged.append)
+    for key in ("heldout_loss", "objective", "train_loss"):
+        assert again[key] == uniform_run[key]
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step=")]
+    assert len(lines) == 3 and lines[-1].startswith("step=30 loss=") and "samples_per_s=" in lines[-1]
+    assert [entry["step"] for entry in logged] == [10, 20, 30]
+
+
+def test_a_domain_left_out_is_learned_worse(domains: dict[str, DomainSamples], uniform_run: dict) -> None:
+    without = train_on_mixture(domains, {**dict.fromkeys(NAMES, 1.0), "digits": 0.0}, CONFIG, seed=0)
+    assert without["heldout_loss"]["digits"] > uniform_run["heldout_loss"]["digits"] + 0.2
+
+
+def test_augment_hook_adds_to_the_loss(domains: dict[str, DomainSamples]) -> None:
+    calls: list[tuple[int, int]] = []
+
+    def augment(model, batch, step, rng, winner):
+        sum_logp, n_tokens = winner
+        assert sum_logp.requires_grad and n_tokens.shape == batch.has_image.shape
+        calls.append((step, len(batch.input_ids)))
+        return torch.tensor(10.0), {"extra": float(rng.random())}
+
+    config = {**CONFIG, "steps": 2, "log_every": 1}
+    logged: list[dict] = []
+    plain = train_on_mixture(domains, {"digits": 1.0}, config, seed=0)
+    hooked = train_on_mixture(domains, {"digits": 1.0}, config, seed=0, on_log=logged.append, augment=augment)
+    assert calls == [(0, 16), (1, 16)] and all("extra" in entry for entry in logged)
+    assert hooked["train_loss"][0] == pytest.approx(plain["train_loss"][0] + 10.0)
