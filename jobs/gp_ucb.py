@@ -19,11 +19,10 @@ from botorch.acquisition import qUpperConfidenceBound
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
 from botorch.models.transforms.outcome import Standardize
+from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
 from botorch.optim import optimize_acqf_discrete
 from botorch.sampling import SobolQMCNormalSampler
-from gpytorch.kernels import MaternKernel, ScaleKernel
 from gpytorch.mlls import ExactMarginalLogLikelihood
-from gpytorch.priors import GammaPrior
 
 from mixtura_jobs.simplex import apply_caps, dirichlet_design, uniform_weights
 
@@ -74,14 +73,18 @@ def _inputs(w: np.ndarray) -> torch.Tensor:
 
 
 def fit_gp(x: np.ndarray, y: np.ndarray) -> SingleTaskGP:
-    """SingleTaskGP, Matérn-5/2 with ARD, standardised outcomes, hyperparameters by marginal likelihood."""
+    """SingleTaskGP: Matérn-5/2 with ARD, standardised outcomes, hyperparameters by marginal likelihood.
+
+    The lengthscale prior is botorch's dimension-scaled log-normal (Hvarfner et al. 2024); with the classic
+    Gamma(3, 6) prior the acceptance test's regret was about twice as large.
+    """
     train_x = _inputs(x)
-    covar = ScaleKernel(
-        MaternKernel(nu=2.5, ard_num_dims=train_x.shape[-1], lengthscale_prior=GammaPrior(3.0, 6.0)),
-        outputscale_prior=GammaPrior(2.0, 0.15),
+    model = SingleTaskGP(
+        train_x,
+        torch.as_tensor(y, dtype=DTYPE).unsqueeze(-1),
+        covar_module=get_covar_module_with_dim_scaled_prior(train_x.shape[-1], use_rbf_kernel=False),
+        outcome_transform=Standardize(m=1),
     )
-    train_y = torch.as_tensor(y, dtype=DTYPE).unsqueeze(-1)
-    model = SingleTaskGP(train_x, train_y, covar_module=covar, outcome_transform=Standardize(m=1))
     fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
     return model
 

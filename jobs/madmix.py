@@ -114,6 +114,26 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
+def _dual(x: np.ndarray, kernel: np.ndarray, delta: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """alpha = (K + lam I)^-1 delta and S = K alpha, in the primal when sum d < k."""
+    k, total_dim = x.shape
+    if total_dim < k:
+        # Push-through identity: K (K + lam I)^-1 = X (X^T X + lam I)^-1 X^T, a (sum d)-sized solve.
+        scores = x @ np.linalg.solve(x.T @ x + lam * np.eye(total_dim), x.T @ delta)
+        return (delta - scores) / lam, scores  # S = K alpha = delta - lam alpha
+    alpha = np.linalg.solve(kernel + lam * np.eye(k), delta)
+    return alpha, kernel @ alpha
+
+
+def _leverage(x: np.ndarray, kernel: np.ndarray, lam: float) -> np.ndarray:
+    """Ridge leverage scores diag(K (K + lam I)^-1), in the primal when sum d < k."""
+    k, total_dim = x.shape
+    if total_dim < k:
+        return np.einsum("ij,ji->i", x, np.linalg.solve(x.T @ x + lam * np.eye(total_dim), x.T))
+    # K and (K + lam I)^-1 commute, so diag(K (K + lam I)^-1) = diag((K + lam I)^-1 K).
+    return np.diag(np.linalg.solve(kernel + lam * np.eye(k), kernel)).copy()
+
+
 def madmix_weights(
     embeddings: Mapping[str, np.ndarray],
     present: Mapping[str, np.ndarray],
@@ -137,23 +157,3 @@ def madmix_weights(
     alpha, dual = _dual(x, kernel, delta, lam)
     scores = dual if score == "dual" else _leverage(x, kernel, lam)
     return MadmixResult(kernel=kernel, delta=delta, alpha=alpha, scores=scores, weights=_softmax(scores / tau))
-
-
-def _dual(x: np.ndarray, kernel: np.ndarray, delta: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
-    """alpha = (K + lam I)^-1 delta and S = K alpha, in the primal when sum d < k."""
-    k, total_dim = x.shape
-    if total_dim < k:
-        # Push-through identity: K (K + lam I)^-1 = X (X^T X + lam I)^-1 X^T, a (sum d)-sized solve.
-        scores = x @ np.linalg.solve(x.T @ x + lam * np.eye(total_dim), x.T @ delta)
-        return (delta - scores) / lam, scores  # S = K alpha = delta - lam alpha
-    alpha = np.linalg.solve(kernel + lam * np.eye(k), delta)
-    return alpha, kernel @ alpha
-
-
-def _leverage(x: np.ndarray, kernel: np.ndarray, lam: float) -> np.ndarray:
-    """Ridge leverage scores diag(K (K + lam I)^-1), in the primal when sum d < k."""
-    k, total_dim = x.shape
-    if total_dim < k:
-        return np.einsum("ij,ji->i", x, np.linalg.solve(x.T @ x + lam * np.eye(total_dim), x.T))
-    # K and (K + lam I)^-1 commute, so diag(K (K + lam I)^-1) = diag((K + lam I)^-1 K).
-    return np.diag(np.linalg.solve(kernel + lam * np.eye(k), kernel)).copy()

@@ -96,6 +96,13 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_operator(args: argparse.Namespace) -> int:
+    from mixtura_operator.main import run
+
+    run(args.namespace, args.all_namespaces, args.metrics_port, args.health_port, args.bind_address)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mixtura", description="Find the data mixture for training a VLM.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -115,6 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--samples", type=int, default=96)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=cmd_demo_data)
+    op = sub.add_parser("operator", help="run the Kubernetes operator (kopf)")
+    scope = op.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--namespace", action="append", help="a namespace to watch (repeatable)")
+    scope.add_argument("--all-namespaces", action="store_true")
+    op.add_argument("--metrics-port", type=int, default=8080)
+    op.add_argument("--health-port", type=int, default=8081)
+    op.add_argument("--bind-address", default="0.0.0.0")
+    op.set_defaults(func=cmd_operator)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

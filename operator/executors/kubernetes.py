@@ -1,0 +1,144 @@
+"""Runs job steps as batch/v1 Jobs: deterministic names, owner references, GPUs, credentials by secretKeyRef."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from kubernetes import client
+
+from mixtura_operator import layout
+from mixtura_operator.api.mixturesearch import MixtureSearch
+from mixtura_operator.executors.local import job_command
+from mixtura_operator.reconcile import CreateJob, JobState
+
+STEP_KEY = "mixtura.dev/step-key"
+MANAGED = {"app.kubernetes.io/managed-by": "mixtura", "app.kubernetes.io/part-of": "mixtura"}
+
+
+def labels(search: MixtureSearch, job: CreateJob | None = None) -> dict[str, str]:
+    out = {**MANAGED, "app.kubernetes.io/name": "mixtura-job", "mixtura.dev/search": search.metadata.name}
+    if job is not None:
+        out["mixtura.dev/step"] = job.step
+        if job.step_key.startswith("trial/"):
+            out["mixtura.dev/trial"] = job.step_key.partition("/")[2]
+    return out
+
+
+def job_manifest(search: MixtureSearch, job: CreateJob, search_uri: str) -> dict[str, Any]:
+    spec, meta = search.spec, search.metadata
+    resources = spec.resources
+    env: list[dict[str, Any]] = []
+    endpoint = spec.artifacts.endpoint_url or os.environ.get("MIXTURA_S3_ENDPOINT")
+    if endpoint:
+        env.append({"name": "MIXTURA_S3_ENDPOINT", "value": endpoint})
+    if spec.artifacts.credentials_secret:
+        env += [
+            {"name": key, "valueFrom": {"secretKeyRef": {"name": spec.artifacts.credentials_secret, "key": key}}}
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        ]
+    container_resources: dict[str, Any] = {"requests": {"cpu": resources.cpu, "memory": resources.memory}}
+    if job.gpus:
+        container_resources["limits"] = {"nvidia.com/gpu": str(job.gpus)}
+    job_labels = labels(search, job)
+    if resources.queue_name:
+        job_labels["kueue.x-k8s.io/queue-name"] = resources.queue_name
+    job_spec: dict[str, Any] = {
+        "backoffLimit": resources.backoff_limit,
+        "template": {
+            "metadata": {"labels": labels(search, job)},
+            "spec": {
+                "restartPolicy": "Never",
+                "nodeSelector": resources.node_selector,
+                "tolerations": [t.wire() for t in resources.tolerations],
+                "containers": [
+                    {
+                        "name": job.step,
+                        "image": resources.image,
+                        "command": job_command(job, search_uri),
+                        "env": env,
+                        "resources": container_resources,
+                    }
+                ],
+            },
+        },
+    }
+    if resources.queue_name:
+        job_spec["suspend"] = True
+    if resources.active_deadline_seconds:
+        job_spec["activeDeadlineSeconds"] = resources.active_deadline_seconds
+    if resources.ttl_seconds_after_finished is not None:
+        job_spec["ttlSecondsAfterFinished"] = resources.ttl_seconds_after_finished
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": layout.job_name(meta.name, job.step_key),
+            "namespace": meta.namespace,
+            "labels": job_labels,
+            "annotations": {STEP_KEY: job.step_key},
+            "ownerReferences": [
+                {
+                    "apiVersion": search.api_version,
+                    "kind": search.kind,
+                    "name": meta.name,
+                    "uid": meta.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": job_spec,
+    }
+
+
+def job_state(job: client.V1Job, pods: list[client.V1Pod]) -> JobState:
+    """A Job's state for the state machine; a pending pod the scheduler refused is flagged unschedulable."""
+    status = job.status
+    for condition in status.conditions or []:
+        if condition.status != "True":
+            continue
+        if condition.type == "Complete":
+            return JobState("Succeeded")
+        if condition.type == "Failed":
+            return JobState("Failed", f"{condition.reason}: {condition.message}".strip(": "))
+    for pod in pods:
+        for condition in pod.status.conditions or []:
+            if condition.type == "PodScheduled" and condition.status == "False" and condition.reason == "Unschedulable":
+                return JobState("Pending", condition.message or "Unschedulable", unschedulable=True)
+    return JobState("Running" if (status.ready or 0) > 0 else "Pending")
+
+
+class KubernetesExecutor:
+    """Observes and creates one search's Jobs."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.batch = client.BatchV1Api(api)
+        self.core = client.CoreV1Api(api)
+
+    def observe(self, search: MixtureSearch) -> tuple[dict[str, JobState], dict[str, client.V1Job]]:
+        selector = f"mixtura.dev/search={search.metadata.name},app.kubernetes.io/managed-by=mixtura"
+        jobs = self.batch.list_namespaced_job(search.metadata.namespace, label_selector=selector).items
+        owned = [j for j in jobs if any(o.uid == search.metadata.uid for o in j.metadata.owner_references or [])]
+        waiting = [j for j in owned if not (j.status.ready or j.status.succeeded or j.status.failed)]
+        pods_by_job: dict[str, list[client.V1Pod]] = {}
+        if waiting:
+            for pod in self.core.list_namespaced_pod(search.metadata.namespace, label_selector=selector).items:
+                pods_by_job.setdefault((pod.metadata.labels or {}).get("job-name", ""), []).append(pod)
+        states, by_key = {}, {}
+        for job in owned:
+            key = (job.metadata.annotations or {}).get(STEP_KEY)
+            if key:
+                states[key] = job_state(job, pods_by_job.get(job.metadata.name, []))
+                by_key[key] = job
+        return states, by_key
+
+    def create(self, search: MixtureSearch, job: CreateJob, search_uri: str) -> bool:
+        """Creates the Job; False when it already exists (a restarted operator never duplicates one)."""
+        try:
+            self.batch.create_namespaced_job(search.metadata.namespace, job_manifest(search, job, search_uri))
+        except client.ApiException as error:
+            if error.status == 409:
+                return False
+            raise
+        return True

@@ -1,0 +1,69 @@
+"""kopf handlers: each translates a Kubernetes event into a call of the controller, and nothing else."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from mixtura_operator.api import GROUP, VERSION
+from mixtura_operator.api.domainset import DomainSet
+from mixtura_operator.controller import SearchController
+from mixtura_operator.domainsets import count_domain, domainset_status
+from mixtura_operator.observe import domain_data_problems
+
+SEARCHES = (GROUP, VERSION, "mixturesearches")
+DOMAINSETS = (GROUP, VERSION, "domainsets")
+controller: SearchController | None = None
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # The operator may not list CRDs (least privilege) and runs its own Lease-based leader election.
+    settings.scanning.disabled = True
+    settings.peering.standalone = True
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="mixtura.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="mixtura.dev", key="last-handled-configuration"
+    )
+    settings.posting.level = logging.ERROR
+    settings.watching.server_timeout = 60
+
+
+@kopf.on.resume(*SEARCHES)
+@kopf.on.create(*SEARCHES)
+def search_created(body: kopf.Body, **_: Any) -> None:
+    controller.reconcile(dict(body))
+
+
+@kopf.timer(*SEARCHES, interval=2.0, sharp=False)
+def search_tick(body: kopf.Body, **_: Any) -> None:
+    controller.reconcile(dict(body))
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": "mixtura"})
+def job_changed(namespace: str, labels: kopf.Labels, **_: Any) -> None:
+    controller.reconcile_named(namespace, labels["mixtura.dev/search"])
+
+
+@kopf.on.delete(*SEARCHES, field="spec.artifacts.policy", value="Delete")
+def delete_artifacts(body: kopf.Body, **_: Any) -> None:
+    controller.delete_artifacts(dict(body))
+
+
+@kopf.on.delete(*SEARCHES, optional=True)
+def search_deleted(namespace: str, name: str, uid: str, **_: Any) -> None:
+    controller.forget(namespace, name, uid)
+
+
+@kopf.on.resume(*DOMAINSETS)
+@kopf.on.create(*DOMAINSETS)
+@kopf.on.update(*DOMAINSETS, field="spec")
+def domainset_changed(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    domainset = DomainSet.model_validate({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+    problems = domain_data_problems(domainset)
+    counts = {d.name: count_domain(d.uri) for d in domainset.spec.domains if d.name not in problems}
+    status = domainset_status(domainset, problems, counts, datetime.now(UTC))
+    patch.status.update(status.wire())
