@@ -83,7 +83,9 @@ class Toleration(ApiModel):
 
 
 class JobResources(ApiModel):
-    image: str = Field(default="ghcr.io/mixtura/jobs:0.1.0", min_length=1)
+    image: str | None = Field(
+        default=None, min_length=1, description="Jobs image; default: the operator's MIXTURA_JOBS_IMAGE."
+    )
     gpus_per_job: int = Field(default=1, ge=0, le=64)
     cpu: str = Field(default="2", pattern=r"^[0-9]+(\.[0-9]+)?m?$")
     memory: str = Field(default="8Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)?$")

@@ -13,6 +13,7 @@ from mixtura_operator.executors.local import job_command
 from mixtura_operator.reconcile import CreateJob, JobState
 
 STEP_KEY = "mixtura.dev/step-key"
+DEFAULT_JOBS_IMAGE = "ghcr.io/mixtura/jobs:0.1.0"
 MANAGED = {"app.kubernetes.io/managed-by": "mixtura", "app.kubernetes.io/part-of": "mixtura"}
 
 
@@ -54,7 +55,7 @@ def job_manifest(search: MixtureSearch, job: CreateJob, search_uri: str) -> dict
                 "containers": [
                     {
                         "name": job.step,
-                        "image": resources.image,
+                        "image": resources.image or os.environ.get("MIXTURA_JOBS_IMAGE", DEFAULT_JOBS_IMAGE),
                         "command": job_command(job, search_uri),
                         "env": env,
                         "resources": container_resources,

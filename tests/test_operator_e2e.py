@@ -1,0 +1,317 @@
+"""Issues 4 and 6 on the test bed: the chart installed by the built helm, the operator authenticated as the
+chart's ServiceAccount, searches run as real Jobs on KWOK GPU nodes with artifacts in the S3 server, and a
+real Prometheus scraping the operator."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from malformed import DUPLICATE, MALFORMED
+from testbed.cluster import REPO, kubeconfig
+from testbed.procs import free_port
+from testbed.s3 import CREDENTIALS
+
+pytestmark = [pytest.mark.controlplane, pytest.mark.s3, pytest.mark.slow]
+NS = "mixtura-e2e"
+DOMAINS = [
+    ("digits", "captioning", ["image", "text"]),
+    ("text", "text", ["text"]),
+    ("video", "captioning", ["text", "video"]),
+]
+
+
+class Operator:
+    """The operator as a local process, restartable, with the chart ServiceAccount's token."""
+
+    def __init__(self, kubeconfig_path: Path, env: dict[str, str], log: Path) -> None:
+        self.kubeconfig_path, self.env, self.log = kubeconfig_path, env, log
+        self.metrics_port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        argv = [
+            sys.executable,
+            "-m",
+            "mixtura_operator.cli",
+            "operator",
+            "--namespace",
+            NS,
+            "--metrics-port",
+            str(self.metrics_port),
+            "--health-port",
+            str(free_port()),
+            "--bind-address",
+            "127.0.0.1",
+        ]
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, env={**self.env, "KUBECONFIG": str(self.kubeconfig_path)}
+            )
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+    def tail(self) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-60:])
+
+
+@pytest.fixture(scope="module")
+def installed(control_plane, pod_runner, s3_server, s3_bucket, tmp_path_factory):
+    """Chart installed, data uploaded to S3, credentials Secret made, operator running as the chart's SA."""
+    helm = str(control_plane.bin_dir / "helm")
+    subprocess.run(
+        [
+            helm,
+            "install",
+            "mixtura",
+            str(REPO / "charts" / "mixtura"),
+            "--namespace",
+            NS,
+            "--create-namespace",
+            "--kubeconfig",
+            str(control_plane.kubeconfig_path),
+            "--set",
+            "fullnameOverride=mixtura",
+            "--wait=false",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    control_plane.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "crd/mixturesearches.mixtura.dev",
+        "crd/domainsets.mixtura.dev",
+        "--timeout=60s",
+    )
+    token = control_plane.kubectl("create", "token", "mixtura", "-n", NS, "--duration=2h").stdout.strip()
+    work = tmp_path_factory.mktemp("operator")
+    sa_kubeconfig = work / "sa.kubeconfig"
+    sa_kubeconfig.write_text(yaml.safe_dump(kubeconfig(control_plane.server, control_plane.pki["ca"], token=token)))
+
+    from mixtura_jobs.demo_data import make_demo_corpus
+    from mixtura_operator.store import open_store
+
+    corpus = make_demo_corpus(work / "data", samples_per_domain=16, seed=0)
+    store = open_store(f"s3://{s3_bucket}", endpoint_url=s3_server.endpoint)
+    for domain in corpus:
+        store.upload_dir(Path(domain["uri"].removeprefix("file://")), f"data/{domain['name']}")
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "s3-credentials"},
+        "stringData": {k: CREDENTIALS[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")},
+    }
+    control_plane.kubectl("apply", "-n", NS, "-f", "-", input=yaml.safe_dump(secret))
+    env = {
+        **os.environ,
+        **CREDENTIALS,
+        "POD_NAMESPACE": NS,
+        "POD_NAME": "operator-under-test",
+        "MIXTURA_S3_ENDPOINT": s3_server.endpoint,
+    }
+    operator = Operator(sa_kubeconfig, env, work / "operator.log")
+    operator.start()
+    yield {"operator": operator, "bucket": s3_bucket, "endpoint": s3_server.endpoint, "store": store}
+    operator.kill()
+
+
+def manifests(name: str, bucket: str, endpoint: str, **spec) -> str:
+    domainset = {
+        "apiVersion": "mixtura.dev/v1alpha1",
+        "kind": "DomainSet",
+        "metadata": {"name": "corpus"},
+        "spec": {
+            "domains": [
+                {"name": n, "uri": f"s3://{bucket}/data/{n}", "modalities": m, "taskType": t, "weight": 1.0}
+                for n, t, m in DOMAINS
+            ]
+        },
+    }
+    search = {
+        "apiVersion": "mixtura.dev/v1alpha1",
+        "kind": "MixtureSearch",
+        "metadata": {"name": name},
+        "spec": {
+            "domainSetRef": {"name": "corpus"},
+            "method": "madmix+mixatlas",
+            "madmix": {"samplesPerDomain": 16},
+            "budget": {"maxTrials": 4, "parallelTrials": 2, "maxFailedTrials": 2, "proxySteps": 4},
+            "resources": {"gpusPerJob": 1, "backoffLimit": 0, "image": "mixtura/jobs:test"},
+            "artifacts": {"uri": f"s3://{bucket}/runs", "endpointUrl": endpoint, "credentialsSecret": "s3-credentials"},
+            "finalTraining": {"enabled": True, "steps": 4},
+            **spec,
+        },
+    }
+    return yaml.safe_dump_all([domainset, search])
+
+
+def get(plane, name: str) -> dict:
+    return json.loads(plane.kubectl("get", "mixturesearch", name, "-n", NS, "-o", "json").stdout)
+
+
+def proxy_jobs(plane, name: str) -> list[dict]:
+    out = plane.kubectl(
+        "get", "jobs", "-n", NS, "-l", f"mixtura.dev/search={name},mixtura.dev/step=proxy-train", "-o", "json"
+    ).stdout
+    return json.loads(out)["items"]
+
+
+def wait_phase(plane, operator, name, phases, timeout=420, each=None) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = get(plane, name)
+        if each:
+            each(body)
+        if body.get("status", {}).get("phase") in phases:
+            return body
+        time.sleep(1)
+    raise AssertionError(f"{name} never reached {phases}: {body.get('status')}\n{operator.tail()}\n{plane.logs}")
+
+
+def test_search_succeeds_across_two_operator_restarts(control_plane, installed):
+    """Acceptance 2 and 3: Succeeded with the operator killed twice (Embedding, Searching); artifacts in S3;
+    printer columns; never more than 2 proxy Jobs at once; one Job (and one pod) per trial."""
+    plane, operator = control_plane, installed["operator"]
+    plane.kubectl("apply", "-n", NS, "-f", "-", input=manifests("restarts", installed["bucket"], installed["endpoint"]))
+    most_active = [0]
+
+    def count_active(_body):
+        active = [
+            j
+            for j in proxy_jobs(plane, "restarts")
+            if not j["status"].get("succeeded") and not j["status"].get("failed")
+        ]
+        most_active[0] = max(most_active[0], len(active))
+
+    for phase in ("Embedding", "Searching"):
+        wait_phase(plane, operator, "restarts", {phase}, each=count_active)
+        operator.kill()
+        time.sleep(2)
+        operator.start()
+    body = wait_phase(plane, operator, "restarts", {"Succeeded", "Failed"}, each=count_active)
+    assert body["status"]["phase"] == "Succeeded", body["status"]
+    assert most_active[0] <= 2
+    jobs = proxy_jobs(plane, "restarts")
+    assert sorted(j["metadata"]["labels"]["mixtura.dev/trial"] for j in jobs) == ["000", "001", "002", "003"]
+    for job in jobs:
+        pods = plane.kubectl(
+            "get", "pods", "-n", NS, "-l", f"job-name={job['metadata']['name']}", "-o", "name"
+        ).stdout.split()
+        assert len(pods) == 1 and job["status"]["succeeded"] == 1
+    status = body["status"]
+    assert status["trials"]["succeeded"] == 4 and status["trials"]["progress"] == "4/4"
+    root = status["artifacts"]["root"]
+    assert root.startswith(f"s3://{installed['bucket']}/runs/{NS}/restarts/")
+    keys = installed["store"].list(root.removeprefix(f"s3://{installed['bucket']}/"))
+    assert any(k.endswith("report/index.html") for k in keys) and any(k.endswith("final/metrics.json") for k in keys)
+    assert abs(sum(status["finalWeights"].values()) - 1) < 1e-9
+    table = plane.kubectl("get", "mixturesearches", "-n", NS).stdout
+    assert table.split("\n")[0].split() == ["NAME", "PHASE", "METHOD", "TRIALS", "BEST", "AGE"]
+    assert "restarts   Succeeded   madmix+mixatlas   4/4" in " ".join(table.split("\n")[1].split("  ")).replace(
+        "  ", " "
+    ) or (table.split("\n")[1].split()[:4] == ["restarts", "Succeeded", "madmix+mixatlas", "4/4"])
+    events = plane.kubectl(
+        "get",
+        "events",
+        "-n",
+        NS,
+        "--field-selector",
+        "involvedObject.name=restarts",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ).stdout.split()
+    assert {"Embedding", "Scoring", "Succeeded"} <= set(events)
+
+
+def test_a_failing_trial_fails_the_search_with_an_event(control_plane, installed):
+    plane, operator = control_plane, installed["operator"]
+    text = manifests(
+        "failing",
+        installed["bucket"],
+        installed["endpoint"],
+        method="random",
+        budget={"maxTrials": 2, "parallelTrials": 2, "maxFailedTrials": 1, "proxySteps": 4},
+        models={"proxy": {"config": {"failTrials": ["000"]}}},
+    )
+    plane.kubectl("apply", "-n", NS, "-f", "-", input=text)
+    body = wait_phase(plane, operator, "failing", {"Failed", "Succeeded"})
+    ready = next(c for c in body["status"]["conditions"] if c["type"] == "Ready")
+    assert body["status"]["phase"] == "Failed" and ready["reason"] == "TooManyFailedTrials", body["status"]
+    events = plane.kubectl(
+        "get",
+        "events",
+        "-n",
+        NS,
+        "--field-selector",
+        "involvedObject.name=failing",
+        "-o",
+        "jsonpath={range .items[*]}{.reason}={.message}{'\\n'}{end}",
+    ).stdout
+    assert "TrialFailed=trial/000" in events
+
+
+def test_unschedulable_jobs_show_as_a_condition(control_plane, installed):
+    plane, operator = control_plane, installed["operator"]
+    text = manifests(
+        "greedy",
+        installed["bucket"],
+        installed["endpoint"],
+        resources={"gpusPerJob": 16, "backoffLimit": 0, "image": "mixtura/jobs:test"},
+    )
+    plane.kubectl("apply", "-n", NS, "-f", "-", input=text)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        conditions = get(plane, "greedy").get("status", {}).get("conditions", [])
+        degraded = [c for c in conditions if c["type"] == "Degraded" and c["reason"] == "Unschedulable"]
+        if degraded:
+            assert "nvidia.com/gpu" in degraded[0]["message"]
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError(f"no Unschedulable condition within 30 s: {conditions}\n{operator.tail()}")
+    plane.kubectl("delete", "mixturesearch", "greedy", "-n", NS, "--wait=true", "--timeout=60s")
+    deadline = time.monotonic() + 60
+    while plane.kubectl("get", "jobs", "-n", NS, "-l", "mixtura.dev/search=greedy", "-o", "name").stdout.strip():
+        assert time.monotonic() < deadline, "the garbage collector never removed the search's Jobs"
+        time.sleep(1)
+
+
+@pytest.mark.parametrize(
+    ("what", "manifest", "field"), [*MALFORMED, DUPLICATE], ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_the_api_server_refuses_malformed_manifests(control_plane, installed, what, manifest, field):
+    result = control_plane.kubectl(
+        "create", "--dry-run=server", "-n", NS, "-f", "-", input=yaml.safe_dump(manifest), check=False
+    )
+    assert result.returncode != 0, f"{what}: accepted"
+    assert field in result.stderr, f"{what}: {result.stderr}"
+
+
+def test_spec_changes_are_refused(control_plane, installed):
+    text = manifests(
+        "immutable", installed["bucket"], installed["endpoint"], method="uniform", finalTraining={"enabled": False}
+    )
+    control_plane.kubectl("apply", "-n", NS, "-f", "-", input=text)
+    result = control_plane.kubectl(
+        "patch",
+        "mixturesearch",
+        "immutable",
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        '{"spec":{"method":"madmix"}}',
+        check=False,
+    )
+    assert result.returncode != 0 and "spec is immutable" in result.stderr
