@@ -17,9 +17,10 @@ import yaml
 from malformed import DUPLICATE, MALFORMED
 from testbed.cluster import REPO, kubeconfig
 from testbed.procs import free_port
+from testbed.prom import start_prometheus
 from testbed.s3 import CREDENTIALS
 
-pytestmark = [pytest.mark.controlplane, pytest.mark.s3, pytest.mark.slow]
+pytestmark = [pytest.mark.controlplane, pytest.mark.s3, pytest.mark.prometheus, pytest.mark.slow]
 NS = "mixtura-e2e"
 DOMAINS = [
     ("digits", "captioning", ["image", "text"]),
@@ -122,7 +123,15 @@ def installed(control_plane, pod_runner, s3_server, s3_bucket, tmp_path_factory)
     }
     operator = Operator(sa_kubeconfig, env, work / "operator.log")
     operator.start()
-    yield {"operator": operator, "bucket": s3_bucket, "endpoint": s3_server.endpoint, "store": store}
+    prometheus = start_prometheus(work / "prometheus", [f"127.0.0.1:{operator.metrics_port}"])
+    yield {
+        "operator": operator,
+        "bucket": s3_bucket,
+        "endpoint": s3_server.endpoint,
+        "store": store,
+        "prometheus": prometheus,
+    }
+    prometheus.stop()
     operator.kill()
 
 
@@ -315,3 +324,12 @@ def test_spec_changes_are_refused(control_plane, installed):
         check=False,
     )
     assert result.returncode != 0 and "spec is immutable" in result.stderr
+
+
+def test_every_dashboard_panel_returns_series(installed):
+    """Issue 6: after the searches above, each panel's PromQL returns data from the real Prometheus."""
+    dashboard = json.loads((REPO / "charts" / "mixtura" / "files" / "dashboard.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
+    assert len(exprs) >= 6
+    for expr in exprs:
+        assert installed["prometheus"].wait_for_series(expr, timeout=30), expr
