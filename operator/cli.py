@@ -9,6 +9,7 @@ from pathlib import Path
 from mixtura_operator.api import crdgen
 from mixtura_operator.api.manifests import ManifestError, load
 from mixtura_operator.api.mixturesearch import MixtureSearchStatus, Phase
+from mixtura_operator.status_view import render
 
 CRDS_DIR = Path(__file__).resolve().parent.parent / "crds"
 
@@ -26,20 +27,6 @@ def _progress(decision) -> None:
         _progress.last = line
 
 
-def weights_table(status: MixtureSearchStatus) -> str:
-    columns = {
-        "madmix": status.madmix_weights,
-        "best trial": status.best_trial and status.best_trial.weights,
-        "final": status.final_weights,
-    }
-    columns = {k: v for k, v in columns.items() if v}
-    domains = sorted({d for weights in columns.values() for d in weights})
-    rows = [f"{'domain':<14}" + "".join(f"{name:>12}" for name in columns)]
-    for domain in domains:
-        rows.append(f"{domain:<14}" + "".join(f"{w.get(domain, 0.0):>12.4f}" for w in columns.values()))
-    return "\n".join(rows)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from mixtura_operator.local_runner import run_local
 
@@ -50,14 +37,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     for search in bundle.searches:
         print(f"MixtureSearch {search.metadata.name}: method {search.spec.method}", flush=True)
         status = run_local(search, bundle.domainset_for(search), workers=args.workers, on_decision=_progress)
-        print(weights_table(status))
-        if status.final_objective is not None:
-            print(f"final held-out loss: {status.final_objective:.4f}")
-        print(f"phase: {status.phase.value}  {status.message}")
-        if status.artifacts.report:
-            print(f"report: {status.artifacts.report.removeprefix('file://')}")
+        print(render(search.metadata.name, status))
         failed |= status.phase == Phase.FAILED
     return 1 if failed else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    if args.manifest:
+        from mixtura_operator.local_runner import local_status
+
+        bundle = load(Path(args.manifest))
+        searches = [s for s in bundle.searches if s.metadata.name == args.name]
+        if not searches:
+            raise ManifestError(f"{args.manifest}: no MixtureSearch named {args.name!r}")
+        status = local_status(searches[0], bundle.domainset_for(searches[0]))
+    else:
+        from kubernetes import client
+
+        from mixtura_operator.api import GROUP, VERSION
+        from mixtura_operator.main import api_client
+
+        body = client.CustomObjectsApi(api_client()).get_namespaced_custom_object(
+            GROUP, VERSION, args.namespace, "mixturesearches", args.name
+        )
+        status = MixtureSearchStatus.model_validate(body.get("status") or {})
+    if status is None:
+        print(f"MixtureSearch {args.name}: not started")
+        return 1
+    print(render(args.name, status))
+    return 0
 
 
 def cmd_crds(args: argparse.Namespace) -> int:
@@ -122,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--samples", type=int, default=96)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=cmd_demo_data)
+    status = sub.add_parser("status", help="show a search's status (cluster, or local with --manifest)")
+    status.add_argument("name")
+    status.add_argument("-n", "--namespace", default="default")
+    status.add_argument("--manifest", help="the manifest file of a local `mixtura run`")
+    status.set_defaults(func=cmd_status)
     op = sub.add_parser("operator", help="run the Kubernetes operator (kopf)")
     scope = op.add_mutually_exclusive_group(required=True)
     scope.add_argument("--namespace", action="append", help="a namespace to watch (repeatable)")

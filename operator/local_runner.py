@@ -41,6 +41,17 @@ def apply_record(store: ArtifactStore, search: MixtureSearch, domainset: DomainS
         store.put_bytes(layout.failure_marker(action.step_key), action.message.encode())
 
 
+def _search_store(search: MixtureSearch, uid: str) -> ArtifactStore:
+    root = layout.search_root(search.metadata.namespace, search.metadata.name, uid)
+    return open_store(search.spec.artifacts.uri, search.spec.artifacts.endpoint_url).child(root)
+
+
+def local_status(search: MixtureSearch, domainset: DomainSet) -> MixtureSearchStatus | None:
+    """The status a local run left in the store, or None before the first run."""
+    store = _search_store(search, local_uid(search, domainset))
+    return MixtureSearchStatus.model_validate(store.get_json(STATUS)) if store.exists(STATUS) else None
+
+
 def run_local(
     search: MixtureSearch,
     domainset: DomainSet,
@@ -55,10 +66,8 @@ def run_local(
     search = search.model_copy(deep=True)
     search.metadata.uid = uid
     search.metadata.generation = search.metadata.generation or 1
-    root = layout.search_root(search.metadata.namespace, search.metadata.name, uid)
-    store = open_store(spec.artifacts.uri, spec.artifacts.endpoint_url).child(root)
-    if store.exists(STATUS):
-        search.status = MixtureSearchStatus.model_validate(store.get_json(STATUS))
+    store = _search_store(search, uid)
+    search.status = local_status(search, domainset)
     parallel = min(spec.budget.parallel_trials, workers or os.cpu_count() or 1)
     env = {"MIXTURA_S3_ENDPOINT": spec.artifacts.endpoint_url} if spec.artifacts.endpoint_url else {}
     log_dir = Path(os.environ.get("MIXTURA_LOG_DIR", ".mixtura/logs")) / search.metadata.name / uid

@@ -133,3 +133,18 @@ def test_augment_hook_adds_to_the_loss(domains: dict[str, DomainSamples]) -> Non
     hooked = train_on_mixture(domains, {"digits": 1.0}, config, seed=0, on_log=logged.append, augment=augment)
     assert calls == [(0, 16), (1, 16)] and all("extra" in entry for entry in logged)
     assert hooked["train_loss"][0] == pytest.approx(plain["train_loss"][0] + 10.0)
+
+
+def test_mergemix_run_logs_both_losses_against_a_control(domains: dict[str, DomainSamples], uniform_run: dict) -> None:
+    """Issue 7: a tiny CPU run with MergeMix finishes, logs the SFT and SimPO losses, and its held-out loss is
+    finite; `uniform_run` (same data, seed and steps, no augmentation) is the control."""
+    from mixtura_jobs.mergemix import MergeMixConfig, make_mergemix_augment
+
+    logged: list[dict] = []
+    augment = make_mergemix_augment(MergeMixConfig(enabled=True, r=4))
+    mixed = train_on_mixture(domains, dict.fromkeys(NAMES, 1.0), CONFIG, seed=0, on_log=logged.append, augment=augment)
+    assert [entry["step"] for entry in logged] == [10, 20, 30]
+    assert all(np.isfinite(entry["loss"]) and np.isfinite(entry["simpo_loss"]) for entry in logged)
+    assert all(0 <= entry["lambda"] <= 1 for entry in logged)
+    assert np.isfinite(mixed["objective"]) and set(mixed["heldout_loss"]) == set(NAMES)
+    assert mixed["heldout_loss"] != uniform_run["heldout_loss"]
