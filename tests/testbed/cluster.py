@@ -58,10 +58,19 @@ def node_manifest(name: str, gpus: int) -> dict:
     }
 
 
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [{"level": "Metadata"}],
+}
+
+
 @dataclass
 class ControlPlane:
     bin_dir: Path
     work: Path
+    audit: bool = False
     processes: list[Process] = field(default_factory=list)
     server: str = ""
     kubeconfig_path: Path = Path()
@@ -155,6 +164,7 @@ class ControlPlane:
                 "--enable-priority-and-fairness=false",
                 "--profiling=false",
                 "--v=1",
+                *self._audit_flags(),
             ],
         )
         kc = self.work / "admin.kubeconfig"
@@ -182,6 +192,11 @@ class ControlPlane:
                 "60s",
                 "--concurrent-job-syncs",
                 "10",
+                # The default 20 QPS throttles pod creation long before this machine does.
+                "--kube-api-qps",
+                "200",
+                "--kube-api-burst",
+                "400",
                 "--v=1",
             ],
         )
@@ -229,6 +244,18 @@ class ControlPlane:
         )
         return self
 
+    @property
+    def audit_log(self) -> Path:
+        return self.work / "audit.log"
+
+    def _audit_flags(self) -> list[str]:
+        """Every request logged at Metadata level (who, what, when): the bench counts the operator's calls."""
+        if not self.audit:
+            return []
+        policy = self.work / "audit-policy.yaml"
+        policy.write_text(yaml.safe_dump(AUDIT_POLICY))
+        return ["--audit-policy-file", str(policy), "--audit-log-path", str(self.audit_log), "--audit-log-maxsize", "0"]
+
     def _nodes_ready(self) -> bool:
         out = self.kubectl(
             "get",
@@ -243,9 +270,9 @@ class ControlPlane:
             process.stop()
 
 
-def start_control_plane(work: Path | None = None) -> ControlPlane:
+def start_control_plane(work: Path | None = None, audit: bool = False) -> ControlPlane:
     work = work or Path(tempfile.mkdtemp(prefix="mixtura-testbed-"))
-    plane = ControlPlane(build_binaries(), work)
+    plane = ControlPlane(build_binaries(), work, audit)
     try:
         return plane.start()
     except BaseException:

@@ -1,0 +1,238 @@
+"""End to end: `mixtura run` on small demo manifests, every job step a real `python -m mixtura_jobs` process.
+
+Each step pays the ML imports (seconds), so the searches are tiny and the uninterrupted search doubles as
+the reference the interrupted one must reproduce.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pipeline_manifests import domain_set, mixture_search, write_manifest
+
+pytestmark = pytest.mark.slow
+
+# The `mixtura` console script's entry point, run by this interpreter so the jobs use it too.
+MIXTURA = [sys.executable, "-m", "mixtura_operator.cli"]
+# One domain per modality combination (image+text, text only, text+video): MaD-Mix decouples the missing ones.
+SMALL = ("digits", "text", "video")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> list[dict]:
+    from mixtura_jobs.demo_data import make_demo_corpus
+
+    return make_demo_corpus(tmp_path_factory.mktemp("demo-data"), samples_per_domain=24, seed=0)
+
+
+@pytest.fixture(scope="module")
+def small(corpus) -> dict:
+    return domain_set([d for d in corpus if d["name"] in SMALL])
+
+
+def mixtura(*args: str, logs: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MIXTURA_LOG_DIR": str(logs)}
+    return subprocess.run([*MIXTURA, *args], env=env, capture_output=True, text=True, timeout=600)
+
+
+def search_root(artifacts: Path, name: str = "demo") -> Path:
+    (root,) = artifacts.glob(f"*/{name}/*")
+    return root
+
+
+def status(root: Path) -> dict:
+    return json.loads((root / "status.json").read_text())
+
+
+def finished_trials(artifacts: Path) -> set[str]:
+    return {marker.parent.name for marker in artifacts.glob("*/*/*/trials/*/_SUCCESS")}
+
+
+def live_jobs(artifacts: Path) -> list[list[str]]:
+    """The arguments of every live job process of the searches under `artifacts` (zombies have no cmdline)."""
+    jobs = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            args = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "mixtura_jobs" in args and any(str(artifacts) in arg for arg in args):
+            jobs.append(args[args.index("mixtura_jobs") + 1 :])
+    return jobs
+
+
+def assert_no_jobs_left(artifacts: Path) -> None:
+    deadline = time.monotonic() + 5
+    while live_jobs(artifacts) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert live_jobs(artifacts) == []
+
+
+def assert_mixture(weights: dict[str, float], domains: tuple[str, ...]) -> None:
+    assert sorted(weights) == sorted(domains)
+    assert all(w >= 0 for w in weights.values()), weights
+    assert math.isclose(sum(weights.values()), 1.0, rel_tol=0, abs_tol=1e-9), weights
+
+
+def attempts(log: Path) -> int:
+    return log.read_text(errors="replace").count("--- attempt ")
+
+
+def results(root: Path) -> tuple[dict[str, float], dict[str, float]]:
+    """What a search found: each trial's objective, and the final mixture."""
+    objectives = {
+        path.parent.name: json.loads(path.read_text())["objective"] for path in root.glob("trials/*/metrics.json")
+    }
+    return objectives, json.loads((root / "final/mixture.json").read_text())["weights"]
+
+
+def write_search(base: Path, small: dict) -> Path:
+    """The madmix+mixatlas search (MaD-Mix, then 2 rounds of 2 trials), its artifacts under `base`."""
+    return write_manifest(base / "search.yaml", small, mixture_search(base / "artifacts"))
+
+
+@pytest.fixture(scope="module")
+def search(small, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """An uninterrupted run of the search: its base directory and the finished `mixtura run`."""
+    base = tmp_path_factory.mktemp("search")
+    return base, mixtura("run", str(write_search(base, small)), logs=base / "logs")
+
+
+def test_madmix_mixatlas_search_succeeds_with_a_report_and_simplex_weights(search):
+    base, run = search
+    assert run.returncode == 0, run.stdout + run.stderr
+    root = search_root(base / "artifacts")
+    assert status(root)["phase"] == "Succeeded"
+    assert f"report: {root / 'report/index.html'}" in run.stdout.splitlines()
+    for image in ("index.html", "weights.png", "trials.png", "final-training.png"):
+        assert (root / "report" / image).stat().st_size > 0
+    mixtures = [root / "scores/madmix.json", root / "final/mixture.json", *root.glob("trials/*/mixture.json")]
+    assert len(mixtures) == 2 + 4
+    for path in mixtures:
+        assert_mixture(json.loads(path.read_text())["weights"], SMALL)
+    trials = status(root)["trials"]
+    assert (trials["succeeded"], trials["failed"], trials["progress"]) == (4, 0, "4/4")
+
+
+def test_an_interrupted_search_resumes_without_rerunning_finished_trials(search, small, tmp_path):
+    reference, _ = search
+    artifacts, logs = tmp_path / "artifacts", tmp_path / "logs"
+    command = ["run", str(write_search(tmp_path, small))]
+    env = {**os.environ, "MIXTURA_LOG_DIR": str(logs)}
+    with (tmp_path / "out.txt").open("w") as out:
+        process = subprocess.Popen([*MIXTURA, *command], env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 400
+            # Interrupt once round 0 is done and a later step is at work, so there is a job to clean up.
+            while process.poll() is None and time.monotonic() < deadline:
+                done = finished_trials(artifacts)
+                if len(done) >= 2 and any(job[-1] not in done for job in live_jobs(artifacts)):
+                    break
+                time.sleep(0.1)
+            assert process.poll() is None, "the search ended before it could be interrupted"
+            # SIGINT to mixtura alone (a terminal's Ctrl-C reaches the jobs too): it must stop its jobs itself.
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=60) == 130
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert "interrupted: rerun the same command to resume" in (tmp_path / "out.txt").read_text()
+    assert_no_jobs_left(artifacts)
+    root = search_root(artifacts)
+    assert status(root)["phase"] == "Searching"
+    finished = finished_trials(artifacts)
+    before = {tid: _stat(root / f"trials/{tid}/metrics.json") for tid in finished}
+
+    rerun = mixtura(*command, logs=logs)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert status(root)["phase"] == "Succeeded"
+    assert {tid: _stat(root / f"trials/{tid}/metrics.json") for tid in finished} == before
+    trial_logs = logs / "demo" / root.name
+    for tid in finished:
+        assert attempts(trial_logs / f"trial-{tid}.log") == 1
+    for tid in ("000", "001", "002", "003"):
+        assert (trial_logs / f"trial-{tid}.log").read_text().count(f"trial={tid} objective=") == 1
+    assert results(root) == results(search_root(reference / "artifacts"))
+
+
+def _stat(path: Path) -> tuple[bytes, int]:
+    return path.read_bytes(), path.stat().st_mtime_ns
+
+
+def _crashing(tmp_path: Path, small: dict, max_failed_trials: int) -> tuple[subprocess.CompletedProcess, Path]:
+    artifacts = tmp_path / "artifacts"
+    spec = mixture_search(
+        artifacts,
+        method="random",
+        max_trials=2,
+        parallel_trials=2,
+        max_failed_trials=max_failed_trials,
+        final_training=False,
+        fail_trials=("001",),
+    )
+    run = mixtura("run", str(write_manifest(tmp_path / "search.yaml", small, spec)), logs=tmp_path / "logs")
+    return run, search_root(artifacts)
+
+
+def test_a_crashing_trial_within_max_failed_trials_is_recorded_and_the_search_succeeds(small, tmp_path):
+    run, root = _crashing(tmp_path, small, max_failed_trials=2)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert status(root)["phase"] == "Succeeded"
+    assert status(root)["trials"]["failed"] == 1 and status(root)["trials"]["succeeded"] == 1
+    assert "failTrials" in (root / "trials/001/_FAILED").read_text()
+    assert not (root / "trials/001/_SUCCESS").exists() and (root / "trials/000/_SUCCESS").exists()
+    assert attempts(tmp_path / "logs/demo" / root.name / "trial-001.log") == 1
+    assert (root / "report/_SUCCESS").exists()
+
+
+def test_too_many_crashing_trials_fail_the_search(small, tmp_path):
+    run, root = _crashing(tmp_path, small, max_failed_trials=1)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert status(root)["phase"] == "Failed"
+    assert status(root)["message"] == "1 trials failed (maxFailedTrials: 1)"
+    assert status(root)["message"] in run.stdout
+    assert (root / "trials/001/_FAILED").exists() and not (root / "report").exists()
+    assert_no_jobs_left(tmp_path / "artifacts")
+
+
+@pytest.mark.parametrize("make_dir", [True, False], ids=["empty", "missing"])
+def test_a_domain_without_data_fails_the_search_naming_it_before_any_job(corpus, tmp_path, make_dir):
+    video = tmp_path / "video"
+    if make_dir:
+        video.mkdir()
+    domains = [{**d, "uri": video.as_uri()} if d["name"] == "video" else d for d in corpus]
+    assert [d["name"] for d in domains].index("video") == 6
+    manifest = write_manifest(tmp_path / "search.yaml", domain_set(domains), mixture_search(tmp_path / "artifacts"))
+    run = mixtura("run", str(manifest), logs=tmp_path / "logs")
+    message = f"spec.domains[6] (video): no data at {video.as_uri()}"
+    assert run.returncode == 1, run.stdout + run.stderr
+    root = search_root(tmp_path / "artifacts")
+    assert status(root)["phase"] == "Failed" and status(root)["message"] == message
+    assert message in run.stdout
+    assert [p.name for p in root.iterdir()] == ["status.json"]
+    assert list((tmp_path / "logs").rglob("*.log")) == []
+
+
+def test_uniform_without_final_training_runs_only_the_report(small, tmp_path):
+    spec = mixture_search(tmp_path / "artifacts", method="uniform", final_training=False)
+    manifest = write_manifest(tmp_path / "search.yaml", small, spec)
+    start = time.monotonic()
+    run = mixtura("run", str(manifest), logs=tmp_path / "logs")
+    elapsed = time.monotonic() - start
+    assert run.returncode == 0, run.stdout + run.stderr
+    root = search_root(tmp_path / "artifacts")
+    assert status(root)["phase"] == "Succeeded"
+    assert [p.name for p in (tmp_path / "logs").rglob("*.log")] == ["report.log"]
+    assert sorted(p.name for p in root.iterdir()) == ["report", "spec.json", "status.json"]
+    assert (root / "report/weights.png").exists() and not (root / "report/trials.png").exists()
+    assert elapsed < 60, f"one report step took {elapsed:.0f}s"
