@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from kubernetes import client, config, watch  # noqa: E402
+from kubernetes.client.exceptions import ApiException  # noqa: E402
 from urllib3.exceptions import ProtocolError  # noqa: E402
 
 from mixtura_operator import layout  # noqa: E402
@@ -106,20 +107,22 @@ def run_phase(plane, runner, bucket, endpoint, names, parallel, trials, operator
     stop = threading.Event()
 
     def watch_jobs() -> None:
-        stream = watch.Watch().stream(client.BatchV1Api(api).list_namespaced_job, NS, timeout_seconds=timeout)
-        try:
-            for event in stream:
-                if stop.is_set():
-                    return
-                search = event["object"].metadata.labels.get("mixtura.dev/search")
-                if event["type"] != "ADDED" or search not in names:
-                    continue
-                with runner.lock:
-                    done_at = runner.completed.pop(search, None)
-                if done_at is not None:
-                    lags.append(time.monotonic() - done_at)
-        except ProtocolError:
-            return  # the API server closed the watch: the phase is over
+        seen: set[str] = set()
+        while not stop.is_set():
+            stream = watch.Watch().stream(client.BatchV1Api(api).list_namespaced_job, NS, timeout_seconds=60)
+            try:
+                for event in stream:
+                    job = event["object"].metadata
+                    search = job.labels.get("mixtura.dev/search")
+                    if stop.is_set() or event["type"] != "ADDED" or search not in names or job.name in seen:
+                        continue
+                    seen.add(job.name)
+                    with runner.lock:
+                        done_at = runner.completed.pop(search, None)
+                    if done_at is not None:
+                        lags.append(time.monotonic() - done_at)
+            except (ApiException, ProtocolError):
+                time.sleep(0.2)  # a watch the server ended or refused: start a new one
 
     audit_before = plane.audit_log.stat().st_size if plane.audit_log.exists() else 0
     watcher = threading.Thread(target=watch_jobs, daemon=True)

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
+
+STEPS = {
+    "embed": ("embed", "run"),
+    "score": ("score", "run"),
+    "propose": ("propose", "run"),
+    "proxy-train": ("train", "run_proxy"),
+    "final-train": ("train", "run_final"),
+    "report": ("report", "run"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,16 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     # One thread per step keeps results bit-identical across runs and lets steps run side by side.
     torch.set_num_threads(int(os.environ.get("MIXTURA_THREADS", "1")))
     from mixtura_jobs.context import StepContext
-    from mixtura_jobs.steps import embed, propose, report, score, train
 
-    run = {
-        "embed": embed.run,
-        "score": score.run,
-        "propose": propose.run,
-        "proxy-train": train.run_proxy,
-        "final-train": train.run_final,
-        "report": report.run,
-    }[args.step]
+    # Only the step's own module: importing them all (open_clip among them) costs seconds on every job.
+    module, function = STEPS[args.step]
+    run = getattr(importlib.import_module(f"mixtura_jobs.steps.{module}"), function)
     run(StepContext.open(args.search_uri), args)
     return 0
 

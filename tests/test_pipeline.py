@@ -63,7 +63,7 @@ def live_jobs(artifacts: Path) -> list[list[str]]:
         if not proc.name.isdigit():
             continue
         try:
-            args = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            args = (proc / "cmdline").read_bytes().decode(errors="replace").rstrip("\0").split("\0")
         except OSError:
             continue
         if "mixtura_jobs" in args and any(str(artifacts) in arg for arg in args):
@@ -82,6 +82,10 @@ def assert_mixture(weights: dict[str, float], domains: tuple[str, ...]) -> None:
     assert sorted(weights) == sorted(domains)
     assert all(w >= 0 for w in weights.values()), weights
     assert math.isclose(sum(weights.values()), 1.0, rel_tol=0, abs_tol=1e-9), weights
+
+
+def stamp(path: Path) -> tuple[bytes, int]:
+    return path.read_bytes(), path.stat().st_mtime_ns
 
 
 def attempts(log: Path) -> int:
@@ -125,7 +129,8 @@ def test_madmix_mixatlas_search_succeeds_with_a_report_and_simplex_weights(searc
 
 
 def test_an_interrupted_search_resumes_without_rerunning_finished_trials(search, small, tmp_path):
-    reference, _ = search
+    reference, reference_run = search
+    assert reference_run.returncode == 0, reference_run.stdout + reference_run.stderr
     artifacts, logs = tmp_path / "artifacts", tmp_path / "logs"
     command = ["run", str(write_search(tmp_path, small))]
     env = {**os.environ, "MIXTURA_LOG_DIR": str(logs)}
@@ -133,10 +138,12 @@ def test_an_interrupted_search_resumes_without_rerunning_finished_trials(search,
         process = subprocess.Popen([*MIXTURA, *command], env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 400
-            # Interrupt once round 0 is done and a later step is at work, so there is a job to clean up.
+            # Interrupt once round 0 is done and a later step (propose/1, a round-1 trial: its last argument
+            # is no finished trial) is at work, so that mixtura has a job to stop.
             while process.poll() is None and time.monotonic() < deadline:
+                jobs = live_jobs(artifacts)
                 done = finished_trials(artifacts)
-                if len(done) >= 2 and any(job[-1] not in done for job in live_jobs(artifacts)):
+                if len(done) >= 2 and any(job[-1] not in done for job in jobs):
                     break
                 time.sleep(0.1)
             assert process.poll() is None, "the search ended before it could be interrupted"
@@ -151,25 +158,23 @@ def test_an_interrupted_search_resumes_without_rerunning_finished_trials(search,
     root = search_root(artifacts)
     assert status(root)["phase"] == "Searching"
     finished = finished_trials(artifacts)
-    before = {tid: _stat(root / f"trials/{tid}/metrics.json") for tid in finished}
+    before = {tid: stamp(root / f"trials/{tid}/metrics.json") for tid in finished}
 
     rerun = mixtura(*command, logs=logs)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert status(root)["phase"] == "Succeeded"
-    assert {tid: _stat(root / f"trials/{tid}/metrics.json") for tid in finished} == before
-    trial_logs = logs / "demo" / root.name
+    assert {tid: stamp(root / f"trials/{tid}/metrics.json") for tid in finished} == before
+    step_logs = logs / "demo" / root.name
     for tid in finished:
-        assert attempts(trial_logs / f"trial-{tid}.log") == 1
+        assert attempts(step_logs / f"trial-{tid}.log") == 1
+    # The job cut short by the interrupt ran again.
+    assert any(attempts(log) == 2 for log in step_logs.glob("*.log"))
     for tid in ("000", "001", "002", "003"):
-        assert (trial_logs / f"trial-{tid}.log").read_text().count(f"trial={tid} objective=") == 1
+        assert (step_logs / f"trial-{tid}.log").read_text().count(f"trial={tid} objective=") == 1
     assert results(root) == results(search_root(reference / "artifacts"))
 
 
-def _stat(path: Path) -> tuple[bytes, int]:
-    return path.read_bytes(), path.stat().st_mtime_ns
-
-
-def _crashing(tmp_path: Path, small: dict, max_failed_trials: int) -> tuple[subprocess.CompletedProcess, Path]:
+def run_crashing(tmp_path: Path, small: dict, max_failed_trials: int) -> tuple[subprocess.CompletedProcess, Path]:
     artifacts = tmp_path / "artifacts"
     spec = mixture_search(
         artifacts,
@@ -185,7 +190,7 @@ def _crashing(tmp_path: Path, small: dict, max_failed_trials: int) -> tuple[subp
 
 
 def test_a_crashing_trial_within_max_failed_trials_is_recorded_and_the_search_succeeds(small, tmp_path):
-    run, root = _crashing(tmp_path, small, max_failed_trials=2)
+    run, root = run_crashing(tmp_path, small, max_failed_trials=2)
     assert run.returncode == 0, run.stdout + run.stderr
     assert status(root)["phase"] == "Succeeded"
     assert status(root)["trials"]["failed"] == 1 and status(root)["trials"]["succeeded"] == 1
@@ -196,7 +201,7 @@ def test_a_crashing_trial_within_max_failed_trials_is_recorded_and_the_search_su
 
 
 def test_too_many_crashing_trials_fail_the_search(small, tmp_path):
-    run, root = _crashing(tmp_path, small, max_failed_trials=1)
+    run, root = run_crashing(tmp_path, small, max_failed_trials=1)
     assert run.returncode == 1, run.stdout + run.stderr
     assert status(root)["phase"] == "Failed"
     assert status(root)["message"] == "1 trials failed (maxFailedTrials: 1)"

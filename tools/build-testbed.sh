@@ -5,7 +5,10 @@
 set -euo pipefail
 
 KUBE_VERSION=v1.32.13
-KWOK_VERSION=v0.7.0
+# KWOK v0.7.0 (client-go v0.33) asks for streaming watch lists, which need etcd's watch-progress requests
+# (etcd >= 3.4.31); with Debian's etcd 3.4.23 every refused watch left KWOK waiting for a backed-off relist
+# (tens of seconds) before it saw new pods. v0.6.1 (client-go v0.30) watches the classic way.
+KWOK_VERSION=v0.6.1
 HELM_VERSION=v3.17.3
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${MIXTURA_TESTBED_CACHE:-$HOME/.cache/mixtura-testbed}

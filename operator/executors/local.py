@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -93,8 +94,20 @@ class LocalExecutor:
         with run.log.open("ab") as log:
             log.write(f"--- attempt {run.attempts}: {' '.join(command)}\n".encode())
             log.flush()
-            run.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env)
-        self.running[run.job.step_key] = run
+            # A Ctrl-C between starting the child and recording it would orphan the child.
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                run.process = subprocess.Popen(
+                    command, stdout=log, stderr=subprocess.STDOUT, env=self.env, preexec_fn=_unblock_sigint
+                )
+                self.running[run.job.step_key] = run
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _unblock_sigint() -> None:
+    """In the child: the mask blocked around Popen is inherited and must not outlive it."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _failure_message(code: int, log: Path | None) -> str:
