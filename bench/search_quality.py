@@ -34,7 +34,7 @@ Q = 8
 WITHIN = 0.01
 REGRET_BUDGETS = (16, 32, 64)
 # Chosen on seeds 100-104 (--seeds 100-104), never on the reported seeds 0-19.
-GP_BETA = 2.0
+GP_BETA = 8.0
 SPEED_D, SPEED_N = 50, 200
 SPEED_POOLS = (10_000, 2_000, 500)
 
@@ -125,7 +125,7 @@ def run_search(pool: Pool, propose: Proposer, seed: int, budget: int, horizon: i
     while observed.size < budget and not (observed.size >= horizon and pool.scores[observed].min() <= threshold):
         batch = propose(pool, observed, seed)
         if np.any(np.isin(batch, observed)) or np.unique(batch).size != batch.size:
-            raise AssertionError(f"proposer asked for a mixture twice: {batch}")
+            raise RuntimeError(f"the proposer asked for a mixture twice: {batch}")
         observed = np.concatenate([observed, batch])
     return observed[:budget]
 
@@ -160,7 +160,7 @@ def _quartiles(values: np.ndarray) -> tuple[float, float, float]:
     return float(median), float(q1), float(q3)
 
 
-def trials_summary(trials: list[int | None], budget: int) -> tuple[float, float, float, int]:
+def trials_summary(trials: list[int | None]) -> tuple[float, float, float, int]:
     """Median and IQR of trials-to-within, a censored seed counted as above the budget; and the censored count.
 
     A censored seed sorts above every hit, so the median is exact while fewer than half are censored.
@@ -201,7 +201,8 @@ def plot_curves(results: dict[str, MethodResult], pool: Pool, path: Path, title:
 
 def quality_section(args: argparse.Namespace) -> str:
     pool = load_pool(args.mixtures, args.scores, args.target)
-    horizon = max(REGRET_BUDGETS)
+    horizon = min(max(REGRET_BUDGETS), args.budget, len(pool.scores))
+    budgets = [b for b in REGRET_BUDGETS if b <= horizon]
     results = {}
     for name, propose in METHODS.items():
         start = time.perf_counter()
@@ -215,17 +216,17 @@ def quality_section(args: argparse.Namespace) -> str:
         f"batch {Q}, budget {args.budget}\n"
     )
     header = "| method | trials to within 1 % (median [IQR]) | censored | " + " | ".join(
-        f"regret @{b} (median [IQR])" for b in REGRET_BUDGETS
+        f"regret @{b} (median [IQR])" for b in budgets
     )
     print(header + " |")
-    print("|---|---:|---:|" + "---:|" * len(REGRET_BUDGETS))
+    print("|---|---:|---:|" + "---:|" * len(budgets))
     medians = {}
     for name, result in results.items():
-        median, q1, q3, censored = trials_summary(result.trials, args.budget)
+        median, q1, q3, censored = trials_summary(result.trials)
         medians[name] = median
         cells = [f"{_fmt_trials(median, args.budget)} [{_fmt_trials(q1, args.budget)}, "
                  f"{_fmt_trials(q3, args.budget)}]", f"{censored}/{len(args.seeds)}"]
-        for b in REGRET_BUDGETS:
+        for b in budgets:
             m, lo, hi = _quartiles(result.regrets[:, b - 1])
             cells.append(f"{m:.4f} [{lo:.4f}, {hi:.4f}]")
         print(f"| {name} | " + " | ".join(cells) + " |")

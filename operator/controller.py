@@ -40,6 +40,7 @@ class SearchController:
         self.core = client.CoreV1Api(api)
         self.executor = KubernetesExecutor(api)
         self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._dirty: set[str] = set()
         self._observers: dict[str, StoreObserver] = {}
         self._problems: dict[str, dict[str, str]] = {}
         self._timed_jobs: set[str] = set()
@@ -50,26 +51,50 @@ class SearchController:
         root = layout.search_root(meta.namespace, meta.name, meta.uid)
         return open_store(artifacts.uri, artifacts.endpoint_url).child(root)
 
-    def reconcile_named(self, namespace: str, name: str) -> None:
+    def _get(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            body = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
         except client.ApiException as error:
             if error.status == 404:
-                return
+                return None
             raise
-        self.reconcile(body)
+
+    def reconcile_named(self, namespace: str, name: str) -> None:
+        body = self._get(namespace, name)
+        if body is not None:
+            self.reconcile(body)
 
     def reconcile(self, body: dict[str, Any]) -> None:
         search = parse_search(body)
         if search.status is not None and search.status.phase in TERMINAL:
             self._record(search)
             return
-        with self._locks[search.metadata.uid], metrics.RECONCILE.time():
-            try:
-                self._reconcile(search)
-            except Exception:
-                metrics.RECONCILE_ERRORS.inc()
-                raise
+        uid = search.metadata.uid
+        lock = self._locks[uid]
+        if not lock.acquire(blocking=False):
+            # A reconcile of this search is running: it runs once more when done, so no worker waits here.
+            self._dirty.add(uid)
+            return
+        try:
+            while True:
+                self._dirty.discard(uid)
+                with metrics.RECONCILE.time():
+                    try:
+                        self._reconcile(search)
+                    except Exception:
+                        metrics.RECONCILE_ERRORS.inc()
+                        raise
+                if uid not in self._dirty:
+                    return
+                search = self._fresh(search)
+                if search is None or (search.status is not None and search.status.phase in TERMINAL):
+                    return
+        finally:
+            lock.release()
+
+    def _fresh(self, search: MixtureSearch) -> MixtureSearch | None:
+        body = self._get(search.metadata.namespace, search.metadata.name)
+        return None if body is None else parse_search(body)
 
     def _reconcile(self, search: MixtureSearch) -> None:
         meta = search.metadata

@@ -30,6 +30,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     )
     settings.posting.level = logging.ERROR
     settings.watching.server_timeout = 60
+    # Sync handlers run in this pool; many searches each reconciling on events need more than the default.
+    settings.execution.max_workers = 32
 
 
 @kopf.on.resume(*SEARCHES)
@@ -38,12 +40,19 @@ def search_created(body: kopf.Body, **_: Any) -> None:
     controller.reconcile(dict(body))
 
 
-@kopf.timer(*SEARCHES, interval=2.0, sharp=False)
+# Job events drive progress; the timer catches what no Job event reports (a pod the scheduler refuses).
+@kopf.timer(*SEARCHES, interval=10.0, sharp=False)
 def search_tick(body: kopf.Body, **_: Any) -> None:
     controller.reconcile(dict(body))
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": "mixtura"})
+def _finished(status: kopf.Status, **_: Any) -> bool:
+    return any(
+        c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in status.get("conditions") or []
+    )
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": "mixtura"}, when=_finished)
 def job_changed(namespace: str, labels: kopf.Labels, **_: Any) -> None:
     controller.reconcile_named(namespace, labels["mixtura.dev/search"])
 
