@@ -143,7 +143,9 @@ class MixtureSearchSpec(ApiModel):
 
     rules = (
         Rule(
-            cel="!(self.method in ['madmix', 'uniform', 'manual']) || self.search.space == 'domains'",
+            # Absent fields mean their defaults (the API server does not default nested objects left out).
+            cel="!(self.method in ['madmix', 'uniform', 'manual']) || !has(self.search) || !has(self.search.space)"
+            " || self.search.space == 'domains'",
             message="methods without a search only produce domain weights: use space domains",
             field=".search.space",
             check=lambda s: s.method not in ("madmix", "uniform", "manual") or s.search.space == "domains",

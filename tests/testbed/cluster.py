@@ -92,13 +92,16 @@ class ControlPlane:
             return response.status == 200
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run(
+        result = subprocess.run(
             [str(self.bin_dir / "kubectl"), "--kubeconfig", str(self.kubeconfig_path), *args],
             input=input,
             capture_output=True,
             text=True,
-            check=check,
+            check=False,
         )
+        if check and result.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+        return result
 
     def start(self) -> ControlPlane:
         self.pki = make_pki(self.work / "pki")
