@@ -12,6 +12,17 @@ from testbed.cluster import REPO, ControlPlane, start_control_plane
 from testbed.s3 import CREDENTIALS, S3Server, start_s3
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """As the job CLIs do: on a small shared machine, more intra-op threads only contend with each other."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory) -> ControlPlane:
     try:

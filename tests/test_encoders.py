@@ -13,13 +13,7 @@ from mixtura_jobs.shards import DomainSamples, read_domain
 N = 48
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # As the job CLIs do: on a small shared machine, more threads only add contention.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

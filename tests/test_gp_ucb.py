@@ -1,7 +1,6 @@
 """GP-UCB proposals and the simplex helpers they rely on."""
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -28,13 +27,7 @@ def objective(w: np.ndarray) -> np.ndarray:
     return -np.sum((w - W_STAR) ** 2, axis=-1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    # The GPs here are tiny; on a shared 2-core runner intra-op threads only contend with each other.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def observed(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from mixtura_jobs.mergemix import MergeMixConfig, make_mergemix_augment, mixed_cross_entropy, mixed_simpo_loss
+from tiny_models import clip_vision_tower
 
 
 def log1p_exp(z: float) -> float:
@@ -90,16 +90,7 @@ class StandInVLM(nn.Module):
 
     def __init__(self, vocab: int = 32) -> None:
         super().__init__()
-        torch.manual_seed(0)
-        config = CLIPVisionConfig(
-            image_size=64,
-            patch_size=8,
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-        )
-        self.vision_tower = CLIPVisionModel(config)
+        self.vision_tower = clip_vision_tower().train()
         self.embed = nn.Embedding(vocab, 64)
         self.head = nn.Linear(64, vocab)
         self.calls: list[tuple[Batch, bool]] = []

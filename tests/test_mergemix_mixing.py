@@ -7,7 +7,6 @@ import pytest
 import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from mixtura_jobs.mergemix.mixing import (
     derangement,
@@ -18,6 +17,7 @@ from mixtura_jobs.mergemix.mixing import (
     topk_mask,
 )
 from mixtura_jobs.mergemix.vision import tome_forward
+from tiny_models import clip_vision_tower
 
 
 def test_recovered_score_gives_each_patch_its_group_score():
@@ -29,17 +29,8 @@ def test_recovered_score_gives_each_patch_its_group_score():
 
 
 def test_recovered_score_of_a_merged_tower_has_the_patch_grid_shape():
-    torch.manual_seed(0)
-    config = CLIPVisionConfig(
-        image_size=64,
-        patch_size=8,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-    )
     with torch.no_grad():
-        out = tome_forward(CLIPVisionModel(config).eval(), torch.randn(3, 3, 64, 64), r=8)
+        out = tome_forward(clip_vision_tower(), torch.randn(3, 3, 64, 64), r=8)
     scores = recover_scores(out.cls_attention, out.score_source, out.grid)
     assert scores.shape == (3, 8, 8)
     # Each patch carries its group's score, so a group of size s contributes s times.

@@ -5,7 +5,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from transformers import CLIPVisionConfig, CLIPVisionModel
+from transformers import CLIPVisionModel
 
 from mixtura_jobs.mergemix.tome import (
     bipartite_soft_matching,
@@ -16,19 +16,11 @@ from mixtura_jobs.mergemix.tome import (
     parse_r,
 )
 from mixtura_jobs.mergemix.vision import tome_forward
+from tiny_models import clip_vision_tower
 
 
 def hf_tower(layers: int = 3) -> CLIPVisionModel:
-    torch.manual_seed(0)
-    config = CLIPVisionConfig(
-        image_size=64,
-        patch_size=8,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-    )
-    return CLIPVisionModel(config).eval()
+    return clip_vision_tower(layers)
 
 
 def open_clip_model() -> open_clip.CLIP:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from pipeline_manifests import domain_set, mixture_search, write_manifest
 
 pytestmark = pytest.mark.slow

@@ -16,13 +16,7 @@ NAMES = ["digits", "shapes", "text", "video"]
 CONFIG = {"steps": 30, "batch_size": 16, "log_every": 10}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # As the job CLIs do: on a small shared machine, more threads only add contention.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
