@@ -78,7 +78,9 @@ def apply_caps(w: np.ndarray, caps: np.ndarray) -> np.ndarray:
         share = np.where(free, out, 0.0)
         share = np.where(share.sum(axis=-1, keepdims=True) > 0, share, np.where(free, room, 0.0))
         total = share.sum(axis=-1, keepdims=True)
-        out = np.minimum(out + np.maximum(excess, 0.0) * share / np.where(total > 0, total, 1.0), caps)
+        # Normalise the shares before scaling: excess * share underflows when a share is subnormal.
+        fraction = share / np.where(total > 0, total, 1.0)
+        out = np.minimum(out + np.maximum(excess, 0.0) * fraction, caps)
     return out
 
 
