@@ -37,7 +37,7 @@ from mixtura_operator import layout  # noqa: E402
 from mixtura_operator.store import open_store  # noqa: E402
 from testbed.cluster import kubeconfig, node_manifest, start_control_plane  # noqa: E402
 from testbed.podrunner import PodRunner  # noqa: E402
-from testbed.procs import free_port  # noqa: E402
+from testbed.procs import free_port, operator_argv  # noqa: E402
 from testbed.s3 import CREDENTIALS, start_s3  # noqa: E402
 
 NS = "bench"
@@ -212,20 +212,7 @@ def main() -> None:
         runner = NullStepRunner(client.CoreV1Api(api), plane.work / "pods", REPO, {}, endpoint=s3.endpoint).start()
         log = (plane.work / "operator.log").open("wb")
         operator = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mixtura_operator.cli",
-                "operator",
-                "--namespace",
-                NS,
-                "--metrics-port",
-                str(free_port()),
-                "--health-port",
-                str(free_port()),
-                "--bind-address",
-                "127.0.0.1",
-            ],
+            operator_argv(NS, free_port()),
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "KUBECONFIG": str(sa_config), "POD_NAMESPACE": NS, "MIXTURA_S3_ENDPOINT": s3.endpoint},

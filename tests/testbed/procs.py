@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -64,3 +65,21 @@ def wait_for(what: str, ready: Callable[[], bool], timeout: float, processes: li
             pass
         time.sleep(0.2)
     raise TimeoutError(f"{what}: not ready after {timeout}s\n" + "\n".join(p.tail() for p in processes))
+
+
+def operator_argv(namespace: str, metrics_port: int) -> list[str]:
+    """`mixtura operator` for one namespace, serving on loopback (the test bed's operator process)."""
+    return [
+        sys.executable,
+        "-m",
+        "mixtura_operator.cli",
+        "operator",
+        "--namespace",
+        namespace,
+        "--metrics-port",
+        str(metrics_port),
+        "--health-port",
+        str(free_port()),
+        "--bind-address",
+        "127.0.0.1",
+    ]
