@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from linear_operator.utils.warnings import NumericalWarning
 
 from mixtura_jobs.gp_ucb import fit_gp, propose_batch
 from mixtura_jobs.pool_search import gp_ucb_pool_batch, regression_pool_batch
@@ -181,11 +182,12 @@ def plot_curves(results: dict[str, MethodResult], pool: Pool, path: Path, title:
     ax.axhline(WITHIN * pool.scores.min(), color="grey", linestyle="--", linewidth=1, label="1 % of the best")
     # Regret reaches 0 once the pool's best is found: linear near 0, logarithmic above.
     ax.set_yscale("symlog", linthresh=WITHIN * pool.scores.min() / 10)
+    ax.set_ylim(bottom=0)
     ax.set_xticks(trials)
     ax.set_xlabel("trials (batches of 8)")
     ax.set_ylabel("simple regret (score above the pool's best)")
     ax.set_title(title, fontsize=9)
-    ax.legend(loc="upper right")
+    ax.legend(loc="lower left")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -295,6 +297,8 @@ def main() -> None:
     # The GPs are small: intra-op threads gain nothing and, on a shared runner, contend badly.
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=FutureWarning)
+    # Recorded mixtures can lie very close together; the 1e-8 jitter gpytorch then adds is harmless.
+    warnings.filterwarnings("ignore", category=NumericalWarning)
     summary = []
     if not args.speed_only:
         summary.append(quality_section(args))
