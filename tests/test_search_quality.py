@@ -2,13 +2,11 @@
 reproducibility."""
 
 import importlib.util
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
-import torch
 
 from mixtura_jobs.pool_search import gp_ucb_pool_batch, regression_pool_batch
 from mixtura_jobs.regmix import regression_batch
@@ -18,6 +16,8 @@ BENCH = Path(__file__).resolve().parents[1] / "bench" / "search_quality.py"
 DOMAINS = ("train_a", "train_b", "train_c")
 TARGET = "metric/a_val_loss"
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 @pytest.fixture(scope="module")
 def sq() -> ModuleType:
@@ -25,14 +25,6 @@ def sq() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
