@@ -7,16 +7,13 @@ Proposals (q = 8, d = 8 domains) vs number of observations, baseline: fitting th
 Usage: python bench/score_propose.py
 """
 
-import statistics
-import time
-from collections.abc import Callable
-
 import numpy as np
 import torch
 
 from mixtura_jobs.gp_ucb import fit_gp, propose_batch
 from mixtura_jobs.madmix import madmix_weights
 from mixtura_jobs.simplex import random_batch
+from timing import median_time
 
 DIMS = {"image": 512, "text": 384, "video": 512}
 DOMAIN_COUNTS = (8, 32, 128)
@@ -24,24 +21,13 @@ OBSERVATION_COUNTS = (16, 64, 256)
 Q, D = 8, 8
 
 
-def best_time(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of `repeats` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def score_row(k: int, rng: np.random.Generator) -> tuple[str, float, str, float]:
     embeddings = {v: rng.normal(size=(k, dim)) for v, dim in DIMS.items()}
     present = {v: np.ones(k, dtype=bool) for v in DIMS}
     present["video"][::3] = False
     stacked = np.concatenate([np.where(present[v][:, None], e, 0.0) for v, e in embeddings.items()], axis=1)
-    score = best_time(lambda: madmix_weights(embeddings, present), repeats=50)
-    gram = best_time(lambda: stacked @ stacked.T, repeats=50)
+    score = median_time(lambda: madmix_weights(embeddings, present), repeats=50, warmup=True)
+    gram = median_time(lambda: stacked @ stacked.T, repeats=50, warmup=True)
     return f"score, k={k}", score, "K = X X^T", gram
 
 
@@ -49,8 +35,8 @@ def propose_row(n: int, rng: np.random.Generator) -> tuple[str, float, str, floa
     x = random_batch(n, D, seed=n)
     target = rng.dirichlet(np.full(D, 2.0))
     y = -np.sum((x - target) ** 2, axis=1) + 0.001 * rng.normal(size=n)
-    propose = best_time(lambda: propose_batch(x, y, Q, seed=0), repeats=2)
-    fit = best_time(lambda: fit_gp(x, y), repeats=2)
+    propose = median_time(lambda: propose_batch(x, y, Q, seed=0), repeats=2, warmup=True)
+    fit = median_time(lambda: fit_gp(x, y), repeats=2, warmup=True)
     return f"propose q={Q}, n={n}", propose, "GP fit", fit
 
 

@@ -14,7 +14,6 @@ against fitting the GP alone in the same run.
 
 import argparse
 import csv
-import statistics
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -28,6 +27,7 @@ from linear_operator.utils.warnings import NumericalWarning
 from mixtura_jobs.gp_ucb import fit_gp, propose_batch
 from mixtura_jobs.pool_search import gp_ucb_pool_batch, regression_pool_batch
 from mixtura_jobs.simplex import random_batch
+from timing import median_time
 
 DATA = Path(__file__).resolve().parents[2] / "shared/data/regmix"
 TARGET = "metric/the_pile_pile_cc_val_loss"
@@ -239,15 +239,6 @@ def quality_section(args: argparse.Namespace) -> str:
         f"regression in {_trials_text(regression, args.budget)} ({gp / regression:.2f}x), random in "
         f"{_trials_text(rand, args.budget)} ({gp / rand:.2f}x): target <= 0.50x and <= 0.33x {'' if met else 'NOT '}met"
     )
-
-
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def speed_section(repeats: int) -> str:
