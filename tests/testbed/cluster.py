@@ -174,17 +174,10 @@ class ControlPlane:
         kc.write_text(yaml.safe_dump(kubeconfig(self.server, p["ca"], cert=p["admin"], key=p["admin-key"])))
         self.kubeconfig_path = kc
         wait_for("kube-apiserver", lambda: self._get("/readyz"), 120, self.processes)
-        self._start(
+        self._start_component(
             "kube-controller-manager",
+            kc,
             [
-                str(self.bin_dir / "kube-controller-manager"),
-                "--kubeconfig",
-                str(kc),
-                "--bind-address",
-                "127.0.0.1",
-                "--secure-port",
-                str(free_port()),
-                "--leader-elect=false",
                 "--controllers",
                 "*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
                 "--service-account-private-key-file",
@@ -200,22 +193,12 @@ class ControlPlane:
                 "200",
                 "--kube-api-burst",
                 "400",
-                "--v=1",
             ],
         )
-        self._start(
+        self._start_component(
             "kube-scheduler",
-            [
-                str(self.bin_dir / "kube-scheduler"),
-                "--kubeconfig",
-                str(kc),
-                "--bind-address",
-                "127.0.0.1",
-                "--secure-port",
-                str(free_port()),
-                "--leader-elect=false",
-                "--v=1",
-            ],
+            kc,
+            [],
         )
         self._start(
             "kwok",
@@ -246,6 +229,24 @@ class ControlPlane:
             self.processes,
         )
         return self
+
+    def _start_component(self, name: str, kubeconfig_path: Path, flags: list[str]) -> Process:
+        """A controller-manager or scheduler: admin kubeconfig, loopback, no leader election."""
+        return self._start(
+            name,
+            [
+                str(self.bin_dir / name),
+                "--kubeconfig",
+                str(kubeconfig_path),
+                "--bind-address",
+                "127.0.0.1",
+                "--secure-port",
+                str(free_port()),
+                "--leader-elect=false",
+                "--v=1",
+                *flags,
+            ],
+        )
 
     @property
     def audit_log(self) -> Path:
