@@ -40,6 +40,10 @@ def job(name: str, command: list[str], gpus: int, backoff: int = 0) -> str:
     )
 
 
+def submit(plane, namespace: str, *args, **kwargs) -> None:
+    plane.kubectl("apply", "-n", namespace, "-f", "-", input=job(*args, **kwargs))
+
+
 def wait_condition(plane, kind_name: str, namespace: str, condition: str, timeout: int = 90) -> None:
     result = plane.kubectl(
         "wait",
@@ -60,9 +64,7 @@ def pods_of(plane, job_name: str, namespace: str) -> list[dict]:
 
 @pytest.mark.controlplane
 def test_gpu_job_completes_and_output_is_recorded(control_plane, pod_runner, namespace):
-    control_plane.kubectl(
-        "apply", "-n", namespace, "-f", "-", input=job("hello", ["python", "-c", "print('ok')"], gpus=1)
-    )
+    submit(control_plane, namespace, "hello", ["python", "-c", "print('ok')"], gpus=1)
     wait_condition(control_plane, "job/hello", namespace, "Complete")
     (pod,) = pods_of(control_plane, "hello", namespace)
     assert pod["spec"]["nodeName"].startswith("kwok-gpu-")
@@ -73,14 +75,7 @@ def test_gpu_job_completes_and_output_is_recorded(control_plane, pod_runner, nam
 
 @pytest.mark.controlplane
 def test_failing_job_fails_with_its_exit_code(control_plane, pod_runner, namespace):
-    control_plane.kubectl(
-        "apply",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        input=job("crash", ["python", "-c", "raise SystemExit(3)"], gpus=1, backoff=0),
-    )
+    submit(control_plane, namespace, "crash", ["python", "-c", "raise SystemExit(3)"], gpus=1, backoff=0)
     wait_condition(control_plane, "job/crash", namespace, "Failed")
     (pod,) = pods_of(control_plane, "crash", namespace)
     assert pod["metadata"]["annotations"][EXIT_CODE] == "3"
@@ -114,14 +109,7 @@ def test_pod_asking_for_too_many_gpus_is_unschedulable(control_plane, namespace)
 
 @pytest.mark.controlplane
 def test_foreground_deletion_removes_the_jobs_pods(control_plane, pod_runner, namespace):
-    control_plane.kubectl(
-        "apply",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        input=job("sleeper", ["python", "-c", "import time; time.sleep(600)"], gpus=1),
-    )
+    submit(control_plane, namespace, "sleeper", ["python", "-c", "import time; time.sleep(600)"], gpus=1)
     deadline = time.monotonic() + 60
     while not pods_of(control_plane, "sleeper", namespace):
         assert time.monotonic() < deadline, "the job controller never made a pod"
