@@ -25,7 +25,7 @@ from botorch.optim import optimize_acqf_discrete
 from botorch.sampling import SobolQMCNormalSampler
 from gpytorch.mlls import ExactMarginalLogLikelihood
 
-from mixtura_jobs.simplex import apply_caps, dirichlet_design, uniform_weights
+from mixtura_jobs.spaces import MixtureSpace, SimplexSpace
 
 DTYPE = torch.float64
 MC_SAMPLES = 256
@@ -49,16 +49,18 @@ def srinivas_beta(t: int, n_candidates: int, delta: float = 0.1) -> float:
     return 2.0 * math.log(n_candidates * t**2 * math.pi**2 / (6.0 * delta))
 
 
-def _check_observations(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _check_observations(
+    x: np.ndarray, y: np.ndarray, space: MixtureSpace | None = None
+) -> tuple[np.ndarray, np.ndarray, MixtureSpace]:
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] < 2 or y.shape != (x.shape[0],):
         raise ValueError(f"X must be (n, d) with d >= 2 and y (n,), got {x.shape} and {y.shape}")
-    if np.any(x < -1e-12) or np.any(np.abs(x.sum(axis=1) - 1.0) > 1e-6):
-        raise ValueError("every row of X must be a mixture: non-negative weights summing to 1")
+    space = SimplexSpace(x.shape[1]) if space is None else space
+    space.check(x)
     if not np.all(np.isfinite(y)):
         raise ValueError("y must be finite; leave failed trials out of the observations")
-    return x, y
+    return x, y, space
 
 
 @contextmanager
@@ -99,35 +101,27 @@ def _predict(model: SingleTaskGP, w: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def _initial_design(
-    x: np.ndarray,
-    q: int,
-    center: np.ndarray,
-    center_first: bool,
-    caps: np.ndarray | None,
-    rng: np.random.Generator,
+    x: np.ndarray, q: int, center: np.ndarray, center_first: bool, space: MixtureSpace, rng: np.random.Generator
 ) -> np.ndarray:
-    design = dirichlet_design(q, center, rng)
-    if caps is not None:
-        design = apply_caps(design, caps)
+    design = space.sample(q, center, rng)
     if center_first and not np.any(np.all(np.abs(x - center) <= 1e-9, axis=1)):
         design[0] = center
     return design
 
 
 def _candidate_pool(
-    best: np.ndarray, center: np.ndarray, caps: np.ndarray | None, pool_size: int, rng: np.random.Generator
+    best: np.ndarray, center: np.ndarray, space: MixtureSpace, pool_size: int, rng: np.random.Generator
 ) -> np.ndarray:
     """Dirichlet candidates: a third around the best mixture, a third around the center, a third uniform."""
     third = pool_size // 3
-    pool = np.concatenate(
+    return np.concatenate(
         [
-            dirichlet_design(third, best, rng, strength_range=LOCAL_STRENGTHS),
-            dirichlet_design(third, center, rng),
+            space.sample(third, best, rng, strengths=LOCAL_STRENGTHS),
+            space.sample(third, center, rng),
             # Concentration 1 everywhere: uniform over the simplex.
-            dirichlet_design(pool_size - 2 * third, uniform_weights(center.size), rng, strength_range=(1.0, 1.0)),
+            space.sample(pool_size - 2 * third, space.uniform(), rng, strengths=(1.0, 1.0)),
         ]
     )
-    return pool if caps is None else apply_caps(pool, caps)
 
 
 def propose_batch(
@@ -139,37 +133,37 @@ def propose_batch(
     beta: float | Literal["srinivas"] = 2.0,
     prior_center: np.ndarray | None = None,
     n_initial: int | None = None,
-    caps: np.ndarray | None = None,
+    space: MixtureSpace | None = None,
     pool_size: int = 10000,
 ) -> Proposal:
     """The next q distinct mixtures to evaluate, maximising y.
 
-    X: (n, d) observed mixtures (n may be 0); y: (n,) their objective. While n < n_initial (default q, at
+    X: (n, d) observed points of `space` (default: plain weights over d domains; n may be 0); y: (n,)
+    their objective. While n < n_initial (default q, at
     least 2) the batch comes from the initial design: `prior_center` first (MaD-Mix weights or the natural
     distribution; once, unless already observed), then Dirichlet draws around it (around uniform without
     one). After that: GP-UCB over a pool of `pool_size` Dirichlet candidates, the batch picked greedily.
     `beta="srinivas"` uses srinivas_beta(t=n+1, |D|=pool_size). The result depends only on the arguments.
     """
-    x, y = _check_observations(X, y)
+    x, y, space = _check_observations(X, y, space)
     n, d = x.shape
     if not 1 <= q <= pool_size:
         raise ValueError(f"q must be between 1 and pool_size ({pool_size}), got {q}")
     if beta != "srinivas" and not (isinstance(beta, Real) and beta > 0):
         raise ValueError(f"beta must be positive or 'srinivas', got {beta!r}")
-    center = uniform_weights(d) if prior_center is None else np.asarray(prior_center, dtype=np.float64)
+    center = space.uniform() if prior_center is None else np.asarray(prior_center, dtype=np.float64)
     if center.shape != (d,):
         raise ValueError(f"prior_center must have {d} weights, got shape {center.shape}")
-    if caps is not None:
-        center = apply_caps(center, caps)
+    center = space.feasible(center)
     # The draws depend on how many observations there are, so each round gets fresh ones.
     rng = np.random.default_rng([seed, n])
     if n < max(q if n_initial is None else n_initial, 2):
-        return Proposal(_initial_design(x, q, center, prior_center is not None, caps, rng), None, None)
+        return Proposal(_initial_design(x, q, center, prior_center is not None, space, rng), None, None)
 
     with _torch_seeded(int(rng.integers(2**63))):
         model = fit_gp(x, y)
         observed_mean, _ = _predict(model, x)
-        pool = _candidate_pool(x[np.argmax(observed_mean)], center, caps, pool_size, rng)
+        pool = _candidate_pool(x[np.argmax(observed_mean)], center, space, pool_size, rng)
         acquisition = qUpperConfidenceBound(
             model,
             beta=srinivas_beta(n + 1, pool_size) if beta == "srinivas" else float(beta),
@@ -181,9 +175,11 @@ def propose_batch(
     return Proposal(weights, mean, std)
 
 
-def posterior_best(X: np.ndarray, y: np.ndarray, *, seed: int) -> tuple[int, float, float]:
-    """The observed mixture with the best GP posterior mean (robust to noise): index, mean, std in y units."""
-    x, y = _check_observations(X, y)
+def posterior_best(
+    X: np.ndarray, y: np.ndarray, *, seed: int, space: MixtureSpace | None = None
+) -> tuple[int, float, float]:
+    """The observed point with the best GP posterior mean (robust to noise): index, mean, std in y units."""
+    x, y, _ = _check_observations(X, y, space)
     if x.shape[0] < 2:
         raise ValueError("posterior_best needs at least 2 observations")
     with _torch_seeded(seed):

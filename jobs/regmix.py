@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mixtura_jobs.simplex import dirichlet_design
+from mixtura_jobs.spaces import MixtureSpace, SimplexSpace
 
 
 def regression_batch(
@@ -17,9 +17,11 @@ def regression_batch(
     center: np.ndarray,
     n_samples: int = 100_000,
     top_k: int = 128,
+    space: MixtureSpace | None = None,
 ) -> np.ndarray:
     """q mixtures maximising y by regression: first the mean of the top-k predicted samples (RegMix's
-    recipe), then the next best individual predictions (so a batch explores a little)."""
+    recipe), then the next best individual predictions (so a batch explores a little). The samples come from
+    `space` (default: plain weights) around `center`."""
     from lightgbm import LGBMRegressor
 
     rng = np.random.default_rng([seed, len(y)])
@@ -27,7 +29,9 @@ def regression_batch(
         n_estimators=1000, learning_rate=0.01, min_child_samples=2, verbose=-1, random_state=seed, n_jobs=1
     )
     model.fit(X, y)
-    samples = dirichlet_design(n_samples, center, rng)
+    space = SimplexSpace(len(center)) if space is None else space
+    samples = space.sample(n_samples, center, rng)
     order = np.argsort(-model.predict(samples), kind="stable")
     top = samples[order[:top_k]]
-    return np.vstack([top.mean(axis=0, keepdims=True), samples[order[: q - 1]]])[:q]
+    # The average of feasible points can leave a non-convex feasible set (factorized cells with caps).
+    return np.vstack([space.feasible(top.mean(axis=0))[None], samples[order[: q - 1]]])[:q]

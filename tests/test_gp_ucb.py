@@ -17,6 +17,7 @@ from mixtura_jobs.simplex import (
     random_batch,
     uniform_weights,
 )
+from mixtura_jobs.spaces import SimplexSpace
 
 D = 6
 W_STAR = np.array([0.30, 0.25, 0.15, 0.12, 0.10, 0.08])
@@ -133,7 +134,8 @@ def test_proposals_respect_caps() -> None:
     caps = np.array([0.2, 0.2, 0.5, 0.5, 0.5, 0.5])
     x, y = observed(12)
     for n in (0, 12):  # the initial design and GP-UCB
-        p = propose_batch(x[:n], y[:n], 4, seed=0, caps=caps, pool_size=2000, prior_center=uniform_weights(D))
+        space = SimplexSpace(D, caps)
+        p = propose_batch(x[:n], y[:n], 4, seed=0, space=space, pool_size=2000, prior_center=uniform_weights(D))
         assert_on_simplex(p.weights)
         assert np.all(p.weights <= caps + 1e-12)
 
