@@ -31,6 +31,14 @@ DTYPE = torch.float64
 MC_SAMPLES = 256
 # Strengths of the Dirichlet around the best observed mixture: from a wide look around it to a close one.
 LOCAL_STRENGTHS = (1.0, 100.0)
+# L-BFGS iterations for the marginal likelihood. The likelihood is flat near its optimum: at n=200, d=50 the
+# fit reaches 80 % of the converged gain over the prior in 100 iterations and a tenth of the time (~900).
+FIT_MAXITER = 100
+# qUCB is evaluated on the candidates with the best marginal UCB only, this many per proposed point: the
+# first greedy pick is the best marginal UCB anyway (q=1 qUCB is analytic UCB), and a candidate far down
+# that ranking does not make a batch better. Scoring the whole pool jointly was 80 % of a proposal's time.
+SHORTLIST_PER_POINT = 16
+PREDICT_CHUNK = 256
 
 
 @dataclass(frozen=True)
@@ -88,16 +96,30 @@ def fit_gp(x: np.ndarray, y: np.ndarray) -> SingleTaskGP:
         covar_module=get_covar_module_with_dim_scaled_prior(train_x.shape[-1], use_rbf_kernel=False),
         outcome_transform=Standardize(m=1),
     )
-    fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+    fit_gpytorch_mll(
+        ExactMarginalLogLikelihood(model.likelihood, model), optimizer_kwargs={"options": {"maxiter": FIT_MAXITER}}
+    )
     return model
 
 
 def _predict(model: SingleTaskGP, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Marginal posterior mean and std at each row. In chunks: one joint posterior over a large pool builds
+    its (m, m) covariance, and one-point batches copy the training data per point; both are 10-20x slower."""
+    means, stds = [], []
     with torch.no_grad():
-        posterior = model.posterior(_inputs(w))
-        mean = posterior.mean.squeeze(-1).numpy()
-        std = posterior.variance.clamp_min(0.0).sqrt().squeeze(-1).numpy()
-    return mean, std
+        for chunk in _inputs(w).split(PREDICT_CHUNK):
+            posterior = model.posterior(chunk)
+            means.append(posterior.mean.reshape(-1))
+            stds.append(posterior.variance.clamp_min(0.0).sqrt().reshape(-1))
+    return torch.cat(means).numpy(), torch.cat(stds).numpy()
+
+
+def shortlist(model: SingleTaskGP, pool: np.ndarray, beta: float, size: int) -> np.ndarray:
+    """The `size` pool rows with the highest marginal UCB, mean + sqrt(beta) * std (what qUCB is for q=1)."""
+    if size >= len(pool):
+        return pool
+    mean, std = _predict(model, pool)
+    return pool[np.argsort(-(mean + math.sqrt(beta) * std), kind="stable")[:size]]
 
 
 def _initial_design(
@@ -164,12 +186,14 @@ def propose_batch(
         model = fit_gp(x, y)
         observed_mean, _ = _predict(model, x)
         pool = _candidate_pool(x[np.argmax(observed_mean)], center, space, pool_size, rng)
+        beta_t = srinivas_beta(n + 1, pool_size) if beta == "srinivas" else float(beta)
         acquisition = qUpperConfidenceBound(
             model,
-            beta=srinivas_beta(n + 1, pool_size) if beta == "srinivas" else float(beta),
+            beta=beta_t,
             sampler=SobolQMCNormalSampler(sample_shape=torch.Size([MC_SAMPLES]), seed=int(rng.integers(2**31))),
         )
-        chosen, _ = optimize_acqf_discrete(acquisition, q=q, choices=_inputs(pool), unique=True)
+        choices = _inputs(shortlist(model, pool, beta_t, SHORTLIST_PER_POINT * q))
+        chosen, _ = optimize_acqf_discrete(acquisition, q=q, choices=choices, unique=True)
     weights = chosen.numpy()
     mean, std = _predict(model, weights)
     return Proposal(weights, mean, std)
