@@ -21,7 +21,6 @@ from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
 from botorch.models.transforms.outcome import Standardize
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
-from botorch.optim import optimize_acqf_discrete
 from botorch.sampling import SobolQMCNormalSampler
 from gpytorch.mlls import ExactMarginalLogLikelihood
 
@@ -114,12 +113,24 @@ def _predict(model: SingleTaskGP, w: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return torch.cat(means).numpy(), torch.cat(stds).numpy()
 
 
-def shortlist(model: SingleTaskGP, pool: np.ndarray, beta: float, size: int) -> np.ndarray:
-    """The `size` pool rows with the highest marginal UCB, mean + sqrt(beta) * std (what qUCB is for q=1)."""
-    if size >= len(pool):
-        return pool
-    mean, std = _predict(model, pool)
-    return pool[np.argsort(-(mean + math.sqrt(beta) * std), kind="stable")[:size]]
+def ucb_batch(model: SingleTaskGP, candidates: np.ndarray, q: int, beta: float, sampler_seed: int) -> np.ndarray:
+    """Indices of q distinct candidates by batch UCB (qUpperConfidenceBound), picked greedily as botorch's
+    optimize_acqf_discrete does: each pick becomes a pending point of the next. Only the candidates with the
+    best marginal UCB, mean + sqrt(beta) * std (what qUCB is for q=1), are scored jointly."""
+    mean, std = _predict(model, candidates)
+    order = np.argsort(-(mean + math.sqrt(beta) * std), kind="stable")[: SHORTLIST_PER_POINT * q]
+    acquisition = qUpperConfidenceBound(
+        model, beta=beta, sampler=SobolQMCNormalSampler(sample_shape=torch.Size([MC_SAMPLES]), seed=sampler_seed)
+    )
+    choices = _inputs(candidates[order]).unsqueeze(-2)
+    chosen: list[int] = []
+    for _ in range(q):
+        acquisition.set_X_pending(choices[chosen].squeeze(-2) if chosen else None)
+        with torch.no_grad():
+            values = acquisition(choices)
+        values[chosen] = -torch.inf
+        chosen.append(int(torch.argmax(values)))
+    return order[chosen]
 
 
 def _initial_design(
@@ -161,11 +172,11 @@ def propose_batch(
     """The next q distinct mixtures to evaluate, maximising y.
 
     X: (n, d) observed points of `space` (default: plain weights over d domains; n may be 0); y: (n,)
-    their objective. While n < n_initial (default q, at
-    least 2) the batch comes from the initial design: `prior_center` first (MaD-Mix weights or the natural
-    distribution; once, unless already observed), then Dirichlet draws around it (around uniform without
-    one). After that: GP-UCB over a pool of `pool_size` Dirichlet candidates, the batch picked greedily.
-    `beta="srinivas"` uses srinivas_beta(t=n+1, |D|=pool_size). The result depends only on the arguments.
+    their objective. While n < n_initial (default q, at least 2) the batch comes from the initial design:
+    `prior_center` first (MaD-Mix weights or the natural distribution; once, unless already observed), then
+    Dirichlet draws around it (around uniform without one). After that: GP-UCB (ucb_batch) over a pool of
+    `pool_size` Dirichlet candidates. `beta="srinivas"` uses srinivas_beta(t=n+1, |D|=pool_size). The result
+    depends only on the arguments.
     """
     x, y, space = _check_observations(X, y, space)
     n, d = x.shape
@@ -187,14 +198,7 @@ def propose_batch(
         observed_mean, _ = _predict(model, x)
         pool = _candidate_pool(x[np.argmax(observed_mean)], center, space, pool_size, rng)
         beta_t = srinivas_beta(n + 1, pool_size) if beta == "srinivas" else float(beta)
-        acquisition = qUpperConfidenceBound(
-            model,
-            beta=beta_t,
-            sampler=SobolQMCNormalSampler(sample_shape=torch.Size([MC_SAMPLES]), seed=int(rng.integers(2**31))),
-        )
-        choices = _inputs(shortlist(model, pool, beta_t, SHORTLIST_PER_POINT * q))
-        chosen, _ = optimize_acqf_discrete(acquisition, q=q, choices=choices, unique=True)
-    weights = chosen.numpy()
+        weights = pool[ucb_batch(model, pool, q, beta_t, int(rng.integers(2**31)))]
     mean, std = _predict(model, weights)
     return Proposal(weights, mean, std)
 

@@ -7,13 +7,8 @@ maximise y, like gp_ucb.propose_batch, and return indices into `candidates`, dis
 
 import numpy as np
 import torch
-from botorch.acquisition import qUpperConfidenceBound
-from botorch.sampling import SobolQMCNormalSampler
 
-from mixtura_jobs.gp_ucb import DTYPE, MC_SAMPLES, fit_gp
-
-# The acquisition is evaluated on the pool in chunks of this many candidates (botorch's default).
-_CHUNK = 2048
+from mixtura_jobs.gp_ucb import fit_gp, ucb_batch
 
 
 def _check(x: np.ndarray, y: np.ndarray, candidates: np.ndarray, q: int) -> None:
@@ -26,27 +21,14 @@ def _check(x: np.ndarray, y: np.ndarray, candidates: np.ndarray, q: int) -> None
 def gp_ucb_pool_batch(
     X: np.ndarray, y: np.ndarray, candidates: np.ndarray, q: int, *, seed: int, beta: float = 2.0
 ) -> np.ndarray:
-    """Indices of q candidates by qUCB on gp_ucb's GP fitted to (X, y), picked greedily as in botorch's
-    optimize_acqf_discrete (each pick becomes a pending point for the next)."""
+    """Indices of q candidates by gp_ucb.ucb_batch on gp_ucb's GP fitted to (X, y)."""
     x, y, pool = (np.asarray(a, dtype=np.float64) for a in (X, y, candidates))
     _check(x, y, pool, q)
     if beta <= 0:
         raise ValueError(f"beta must be positive, got {beta}")
-    choices = torch.as_tensor(pool, dtype=DTYPE).unsqueeze(-2)
-    chosen: list[int] = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = fit_gp(x, y)
-        acquisition = qUpperConfidenceBound(
-            model, beta=beta, sampler=SobolQMCNormalSampler(sample_shape=torch.Size([MC_SAMPLES]), seed=seed)
-        )
-        for _ in range(q):
-            acquisition.set_X_pending(choices[chosen].squeeze(-2) if chosen else None)
-            with torch.no_grad():
-                values = torch.cat([acquisition(chunk) for chunk in choices.split(_CHUNK)])
-            values[chosen] = -torch.inf
-            chosen.append(int(torch.argmax(values)))
-    return np.array(chosen)
+        return ucb_batch(fit_gp(x, y), pool, q, beta, seed)
 
 
 def regression_pool_batch(
