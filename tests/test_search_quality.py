@@ -127,11 +127,12 @@ def test_regret_is_non_negative_non_increasing_and_zero_at_the_best(sq: ModuleTy
         assert curve[-1] == 0.0
 
 
-def test_trials_to_within_one_percent_count_whole_batches(sq: ModuleType) -> None:
+def test_trials_to_within_one_percent_count_up_to_the_first_hit(sq: ModuleType) -> None:
     pool = toy_pool(sq, [2.0, 2.015, 2.03, 5.0, 6.0])
-    assert sq.trials_to_within(pool, np.array([3, 4, 3, 4, 3, 4, 3, 4, 3, 1])) == 16  # 2.015 is within 1 %
-    assert sq.trials_to_within(pool, np.array([0, 3])) == 8
+    assert sq.trials_to_within(pool, np.array([3, 4, 3, 4, 3, 4, 3, 4, 3, 1])) == 10  # 2.015 is within 1 %
+    assert sq.trials_to_within(pool, np.array([0, 3])) == 1
     assert sq.trials_to_within(pool, np.array([2, 3, 4])) is None  # 2.03 is 1.5 % above the best
+    assert [sq.whole_batches(t) for t in (10, 1, 8, None)] == [16, 8, 8, None]
     np.testing.assert_allclose(sq.regret_curve(pool, np.array([4, 2, 3, 1])), [4.0, 0.03, 0.03, 0.015])
 
 
