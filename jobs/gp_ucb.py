@@ -203,14 +203,21 @@ def propose_batch(
     return Proposal(weights, mean, std)
 
 
+def posterior_at_observations(
+    X: np.ndarray, y: np.ndarray, *, seed: int, space: MixtureSpace | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The GP's posterior mean and std (y units, without observation noise) at each observed point."""
+    x, y, _ = _check_observations(X, y, space)
+    if x.shape[0] < 2:
+        raise ValueError("a posterior needs at least 2 observations")
+    with _torch_seeded(seed):
+        return _predict(fit_gp(x, y), x)
+
+
 def posterior_best(
     X: np.ndarray, y: np.ndarray, *, seed: int, space: MixtureSpace | None = None
 ) -> tuple[int, float, float]:
     """The observed point with the best GP posterior mean (robust to noise): index, mean, std in y units."""
-    x, y, _ = _check_observations(X, y, space)
-    if x.shape[0] < 2:
-        raise ValueError("posterior_best needs at least 2 observations")
-    with _torch_seeded(seed):
-        mean, std = _predict(fit_gp(x, y), x)
+    mean, std = posterior_at_observations(X, y, seed=seed, space=space)
     best = int(np.argmax(mean))
     return best, float(mean[best]), float(std[best])
