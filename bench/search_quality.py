@@ -12,7 +12,8 @@ shown beside it.
 Speed: gp_ucb.propose_batch for q = 8 with n = 200 observations in the `full` space of 50 capped cells (49 free
 dimensions), against fitting the GP alone in the same run.
 
-    python bench/search_quality.py [--seeds 0-19] [--budget 256] [--out bench/out] [--speed-only | --no-speed]
+    python bench/search_quality.py [--runs MIXTURES SCORES ...] [--seeds 0-19] [--budget 256] [--out bench/out]
+                                   [--speed-only | --no-speed]
 """
 
 import argparse
@@ -33,12 +34,14 @@ from mixtura_jobs.spaces import SimplexSpace
 from timing import median_time
 
 DATA = Path(__file__).resolve().parents[2] / "shared/data/regmix"
+# Every recorded run at the 1M-parameter scale: the candidates are the recorded mixtures (method notes).
+DEFAULT_RUNS = (("train_mixture_1m.csv", "train_pile_loss_1m.csv"), ("test_mixture_1m.csv", "test_pile_loss_1m.csv"))
 TARGET = "metric/the_pile_pile_cc_val_loss"
 Q = 8
 WITHIN = 0.01
 REGRET_BUDGETS = (16, 32, 64)
-# Chosen on seeds 100-119, never on the reported seeds 0-19: the median trials-to-1 % was 16 for every
-# beta from 2 to 32 (24 at 0.5); 4 and 8 had the fewest seeds above 16. sqrt or log weights as inputs did worse.
+# Chosen on seeds 100-119, never on the reported seeds 0-19 (median trials to within 1 %): beta 2: 11 [10, 13],
+# 8: 10 [9, 11], 32: 10 [9, 11] with a worse tail. sqrt or log weights as GP inputs did worse.
 GP_BETA = 8.0
 # The `full` cell space at its largest (10 concepts x 5 tasks: 49 free dimensions), every cell capped.
 SPEED_D, SPEED_N, SPEED_CAP = 50, 200, 0.1
@@ -90,6 +93,15 @@ def load_pool(mixtures: Path, scores: Path, target: str) -> Pool:
     column = score_header.index(target)
     s = np.array([float(score_rows[k][column]) for k in keys])
     return Pool(w / w.sum(axis=1, keepdims=True), s, tuple(weight_header[i] for i in columns))
+
+
+def join_pools(pools: Sequence[Pool]) -> Pool:
+    """One pool of every run of `pools` (recorded runs of the same domains, e.g. two batches of one study)."""
+    domains = pools[0].domains
+    for pool in pools[1:]:
+        if pool.domains != domains:
+            raise ValueError(f"the run files name different domains: {domains} and {pool.domains}")
+    return Pool(np.vstack([p.weights for p in pools]), np.concatenate([p.scores for p in pools]), domains)
 
 
 # A proposer gets the pool, the indices asked for so far and the seed; it returns up to Q unasked indices.
@@ -150,6 +162,17 @@ def whole_batches(trials: int | None) -> int | None:
     return None if trials is None else -(-trials // Q) * Q
 
 
+def random_search_median(m: int, hits: int) -> int:
+    """The exact median trials random search (without replacement) needs to draw one of `hits` among m runs:
+    a median over 20 seeds is noisy (for 7 of 512 runs, 48: 90 % of 20-seed medians fall in 28-77)."""
+    miss = 1.0
+    for t in range(1, m - hits + 2):
+        miss *= (m - hits - t + 1) / (m - t + 1)
+        if miss <= 0.5:
+            return t
+    raise ValueError(f"need 1 <= hits <= m, got hits={hits}, m={m}")
+
+
 def trials_summary(trials: list[int | None]) -> tuple[float, float, float, int]:
     """Median, first and third quartile of trials-to-within (a censored seed counts as infinite: it ranks above
     every hit, so the quantiles stay exact while they fall on hits), and the number of censored seeds."""
@@ -208,7 +231,8 @@ def plot_curves(results: dict[str, MethodResult], pool: Pool, path: Path, title:
 
 
 def quality_section(args: argparse.Namespace) -> str:
-    pool = load_pool(args.mixtures, args.scores, args.target)
+    pool = join_pools([load_pool(mixtures, scores, args.target) for mixtures, scores in args.runs])
+    names = " + ".join(f"{mixtures.name}/{scores.name}" for mixtures, scores in args.runs)
     horizon = min(max(REGRET_BUDGETS), args.budget, len(pool.scores))
     budgets = [b for b in REGRET_BUDGETS if b <= horizon]
     results, seconds = {}, {}
@@ -218,7 +242,7 @@ def quality_section(args: argparse.Namespace) -> str:
         seconds[name] = time.perf_counter() - start
     best = pool.scores.min()
     print(
-        f"pool: {args.mixtures.name} + {args.scores.name}, {len(pool.scores)} runs over {len(pool.domains)} domains; "
+        f"pool: {names}, {len(pool.scores)} runs over {len(pool.domains)} domains; "
         f"target {args.target} (lower is better), best {best:.4f}, 1 % = {WITHIN * best:.4f}, "
         f"{np.sum(pool.scores <= best * (1 + WITHIN))} runs within 1 %\n"
         f"seeds {args.seeds[0]}..{args.seeds[-1]} ({len(args.seeds)}), batch {Q}, budget {args.budget}, "
@@ -244,8 +268,12 @@ def quality_section(args: argparse.Namespace) -> str:
             cells.append(f"{mid:.4f} [{low:.4f}, {high:.4f}]")
         print(f"| {name} | " + " | ".join(cells) + f" | {seconds[name]:.0f} |")
     plot = args.out / "search_quality_regret.png"
-    plot_curves(results, pool, plot, f"{args.mixtures.name}: {args.target}, {len(args.seeds)} seeds, batch {Q}")
-    print(f"\nregret curves: {plot}")
+    plot_curves(results, pool, plot, f"{len(pool.scores)} runs, {args.target}, {len(args.seeds)} seeds, batch {Q}")
+    hits = int(np.sum(pool.scores <= best * (1 + WITHIN)))
+    print(
+        f"\nregret curves: {plot}\nrandom search's exact median (any seeds): "
+        f"{random_search_median(len(pool.scores), hits)} trials"
+    )
     gp, regression, rand = medians["GP-UCB"], medians["regression"], medians["random"]
     met = gp <= regression / 2 and gp <= rand / 3
     return (
@@ -291,8 +319,14 @@ def seed_range(text: str) -> list[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DATA, help="folder of the recorded runs")
-    parser.add_argument("--mixtures", default="train_mixture_1m.csv", help="mixtures CSV, in --data or a path")
-    parser.add_argument("--scores", default="train_pile_loss_1m.csv", help="scores CSV, in --data or a path")
+    parser.add_argument(
+        "--runs",
+        nargs=2,
+        action="append",
+        metavar=("MIXTURES", "SCORES"),
+        help="a mixtures CSV and its scores CSV, in --data or paths; repeat to pool several (default: the two "
+        "1M-parameter pairs, all 768 recorded 1M runs)",
+    )
     parser.add_argument("--target", default=TARGET, help="score column, lower is better")
     parser.add_argument("--seeds", type=seed_range, default=list(range(20)), help="e.g. 0-19 or 1,5,9")
     parser.add_argument("--budget", type=int, default=256, help="most trials per search")
@@ -302,7 +336,7 @@ def main() -> None:
     section.add_argument("--speed-only", action="store_true")
     section.add_argument("--no-speed", action="store_true")
     args = parser.parse_args()
-    args.mixtures, args.scores = args.data / args.mixtures, args.data / args.scores
+    args.runs = [(args.data / m, args.data / s) for m, s in args.runs or DEFAULT_RUNS]
     # The GPs are small: intra-op threads gain nothing and, on a shared runner, contend badly.
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=FutureWarning)
