@@ -163,3 +163,20 @@ def test_pool_proposers_are_reproducible_and_pick_distinct_candidates() -> None:
         a = propose(x, y, pool, 8, seed=5)
         np.testing.assert_array_equal(a, propose(x, y, pool, 8, seed=5))
         assert np.unique(a).size == 8 and np.all((a >= 0) & (a < len(pool)))
+
+
+def test_pools_join_only_over_the_same_domains(sq: ModuleType) -> None:
+    a, b = toy_pool(sq, [1.0, 2.0]), toy_pool(sq, [3.0])
+    joined = sq.join_pools([a, b])
+    np.testing.assert_array_equal(joined.scores, [1.0, 2.0, 3.0])
+    assert joined.weights.shape == (3, 3)
+    with pytest.raises(ValueError, match="different domains"):
+        sq.join_pools([a, sq.Pool(b.weights, b.scores, ("x", "y", "z"))])
+
+
+def test_random_search_median_is_exact(sq: ModuleType) -> None:
+    assert sq.random_search_median(10, 1) == 5  # P(miss after 5 draws) = 5/10
+    assert sq.random_search_median(10, 10) == 1
+    rng = np.random.default_rng(0)
+    firsts = [np.flatnonzero(rng.permutation(512) < 7)[0] + 1 for _ in range(4000)]
+    assert abs(np.median(firsts) - sq.random_search_median(512, 7)) <= 3
