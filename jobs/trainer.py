@@ -6,7 +6,7 @@ One loop in the nanoGPT manner; the caller owns the process settings (e.g. torch
 import math
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -35,19 +35,36 @@ Augment = Callable[..., tuple[torch.Tensor, dict]]
 
 
 def sample_batch_indices(
-    weights: dict[str, float], sizes: dict[str, int], batch_size: int, rng: np.random.Generator
+    weights: dict[str, float], members: dict[str, Sequence[tuple[str, int]]], batch_size: int, rng: np.random.Generator
 ) -> list[tuple[str, int]]:
-    """Draw each row's domain by the mixture weights, then a sample uniformly within that domain."""
-    unknown = sorted(set(weights) - set(sizes))
+    """Draw each row's group (a domain, or a concept x task cell) by the mixture weights, then one of the
+    group's (domain, index) samples uniformly."""
+    unknown = sorted(set(weights) - set(members))
     if unknown:
-        raise ValueError(f"mixture weights name unknown domains: {unknown}")
+        raise ValueError(f"mixture weights name unknown domains or cells: {unknown}")
     # Sorted names: the draw must not depend on the order the weights happen to be listed in.
-    names = [d for d in sorted(weights) if weights[d] > 0 and sizes[d] > 0]
+    names = [g for g in sorted(weights) if weights[g] > 0 and len(members[g]) > 0]
     if not names:
-        raise ValueError("the mixture puts no weight on any domain that has samples")
-    p = np.array([weights[d] for d in names], dtype=np.float64)
+        raise ValueError("the mixture puts no weight on any domain or cell that has samples")
+    p = np.array([weights[g] for g in names], dtype=np.float64)
     picks = rng.choice(len(names), size=batch_size, p=p / p.sum())
-    return [(names[k], int(rng.integers(sizes[names[k]]))) for k in picks]
+    return [members[names[k]][int(rng.integers(len(members[names[k]])))] for k in picks]
+
+
+def group_members(
+    train: dict[str, np.ndarray], groups: dict[str, np.ndarray] | None = None
+) -> dict[str, list[tuple[str, int]]]:
+    """Each group's samples as (domain, position in the domain's train split). `train` holds each domain's
+    training indices; `groups` each domain's per-sample group (cell id), by default the domain itself. A
+    group whose samples are all held out is there, empty."""
+    members: dict[str, list[tuple[str, int]]] = {}
+    for name, indices in train.items():
+        for group in [name] if groups is None else np.unique(groups[name]):
+            members.setdefault(str(group), [])
+        labels = [name] * len(indices) if groups is None else groups[name][indices]
+        for position, group in enumerate(labels):
+            members[str(group)].append((name, position))
+    return members
 
 
 def split_heldout(name: str, n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
@@ -103,17 +120,20 @@ def train_on_mixture(
     seed: int,
     on_log: Callable[[dict], None] | None = None,
     augment: Augment | None = None,
+    groups: dict[str, np.ndarray] | None = None,
 ) -> dict:
     """Train on `weights` over the train split of `domains`; return held-out losses and throughput.
 
-    `augment` (see `Augment`) adds a term to the SFT loss, e.g. MergeMix; its logs join each log line's dict.
-    The objective is the mean held-out loss over all domains, weighted or not; lower is better.
+    `weights` are per domain, or per group when `groups` gives each domain's samples a group (their
+    concept x task cell). `augment` (see `Augment`) adds a term to the SFT loss, e.g. MergeMix; its logs
+    join each log line's dict. The objective is the mean held-out loss over all domains, weighted or not;
+    lower is better.
     """
     cfg = {**DEFAULT_CONFIG, **config}
     splits = {name: split_heldout(name, len(s), cfg["heldout_fraction"]) for name, s in domains.items()}
     train = {name: domains[name].select(tr) for name, (tr, _) in splits.items()}
     heldout = {name: domains[name].select(ho[: cfg["max_heldout_samples"]]) for name, (_, ho) in splits.items()}
-    sizes = {name: len(s) for name, s in train.items()}
+    members = group_members({name: tr for name, (tr, _) in splits.items()}, groups)
 
     model = build_vlm(cfg["model"], seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
@@ -127,7 +147,7 @@ def train_on_mixture(
     for step in range(cfg["steps"]):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
-        batch = make_batch(model, train, sample_batch_indices(weights, sizes, cfg["batch_size"], data_rng))
+        batch = make_batch(model, train, sample_batch_indices(weights, members, cfg["batch_size"], data_rng))
         sum_logp, n_tokens = model.answer_logprobs(batch)
         loss, _ = sft_loss(sum_logp, n_tokens)
         logs: dict = {}

@@ -10,7 +10,7 @@ from mixtura_jobs import tokenizer
 from mixtura_jobs.demo_data import make_demo_corpus
 from mixtura_jobs.shards import DomainSamples, read_domain
 from mixtura_jobs.tiny_vlm import build_vlm
-from mixtura_jobs.trainer import sample_batch_indices, split_heldout, train_on_mixture
+from mixtura_jobs.trainer import group_members, sample_batch_indices, split_heldout, train_on_mixture
 
 NAMES = ["digits", "shapes", "text", "video"]
 CONFIG = {"steps": 30, "batch_size": 16, "log_every": 10}
@@ -31,24 +31,48 @@ def uniform_run(domains: dict[str, DomainSamples]) -> dict:
     return train_on_mixture(domains, dict.fromkeys(NAMES, 1.0), CONFIG, seed=0)
 
 
+def by_domain(sizes: dict[str, int]) -> dict[str, list[tuple[str, int]]]:
+    return group_members({name: np.arange(n) for name, n in sizes.items()})
+
+
 def test_sampling_follows_the_weights() -> None:
     rng = np.random.default_rng(0)
-    picks = sample_batch_indices({"a": 3.0, "b": 1.0, "c": 0.0}, {"a": 5, "b": 7, "c": 9}, 4000, rng)
+    members = by_domain({"a": 5, "b": 7, "c": 9})
+    picks = sample_batch_indices({"a": 3.0, "b": 1.0, "c": 0.0}, members, 4000, rng)
     counts = Counter(name for name, _ in picks)
     assert counts["c"] == 0 and abs(counts["a"] / 4000 - 0.75) < 0.03
     assert all(0 <= i < 5 for name, i in picks if name == "a") and {i for n, i in picks if n == "b"} == set(range(7))
-    reordered = sample_batch_indices(
-        {"c": 0.0, "b": 1.0, "a": 3.0}, {"a": 5, "b": 7, "c": 9}, 4000, np.random.default_rng(0)
-    )
+    reordered = sample_batch_indices({"c": 0.0, "b": 1.0, "a": 3.0}, members, 4000, np.random.default_rng(0))
     assert reordered == picks
 
 
+def test_sampling_by_cells_draws_a_cell_by_weight_then_a_sample_within_it() -> None:
+    """Cells cut across domains; a cell's samples are its members in the train splits (positions there)."""
+    groups = {"a": np.array(["x"] * 5 + ["y"] * 5), "b": np.array(["x", "y", "y", "y", "y", "z"])}
+    members = group_members({"a": np.array([9, 0, 5, 3]), "b": np.array([1, 0])}, groups)
+    assert members == {"x": [("a", 1), ("a", 3), ("b", 1)], "y": [("a", 0), ("a", 2), ("b", 0)], "z": []}
+    picks = sample_batch_indices({"x": 0.75, "y": 0.25, "z": 0.5}, members, 4000, np.random.default_rng(0))
+    in_x = [pick in members["x"] for pick in picks]
+    assert all(pick in members["x"] or pick in members["y"] for pick in picks)
+    # z's only sample is held out: its weight goes to the cells that have training samples.
+    assert abs(np.mean(in_x) - 0.75) < 0.03
+    assert set(picks) == set(members["x"]) | set(members["y"])
+
+
 @pytest.mark.parametrize(
-    ("weights", "message"), [({"a": 0.0}, "no weight"), ({"a": 1.0, "zz": 1.0}, "unknown domains")]
+    ("weights", "message"), [({"a": 0.0}, "no weight"), ({"a": 1.0, "zz": 1.0}, "unknown domains or cells")]
 )
 def test_sampling_refuses_bad_mixtures(weights: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        sample_batch_indices(weights, {"a": 5}, 4, np.random.default_rng(0))
+        sample_batch_indices(weights, by_domain({"a": 5}), 4, np.random.default_rng(0))
+
+
+def test_training_by_cells_draws_from_the_cells(domains: dict[str, DomainSamples]) -> None:
+    """A cell that holds exactly one domain's samples trains as that domain does, draw for draw."""
+    config = {**CONFIG, "steps": 3}
+    groups = {name: np.full(len(s), "g" if name == "digits" else f"rest/{name}") for name, s in domains.items()}
+    by_cell = train_on_mixture(domains, {"g": 1.0}, config, seed=0, groups=groups)
+    assert by_cell["train_loss"] == train_on_mixture(domains, {"digits": 1.0}, config, seed=0)["train_loss"]
 
 
 def test_heldout_split_is_fixed_per_domain() -> None:
