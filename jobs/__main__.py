@@ -10,6 +10,7 @@ import sys
 STEPS = {
     "embed": ("embed", "run"),
     "score": ("score", "run"),
+    "cells": ("cells", "run"),
     "propose": ("propose", "run"),
     "proxy-train": ("train", "run_proxy"),
     "final-train": ("train", "run_final"),
@@ -20,12 +21,11 @@ STEPS = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mixtura_jobs")
     sub = parser.add_subparsers(dest="step", required=True)
-    steps = {
-        name: sub.add_parser(name) for name in ("embed", "score", "propose", "proxy-train", "final-train", "report")
-    }
+    steps = {name: sub.add_parser(name) for name in STEPS}
     for step in steps.values():
         step.add_argument("--search-uri", required=True)
     steps["embed"].add_argument("--domain", required=True)
+    steps["cells"].add_argument("--centroids-from", help="root URI of the search whose concept centroids to reuse")
     steps["propose"].add_argument("--round", type=int, required=True)
     steps["propose"].add_argument("--trials", required=True)
     steps["proxy-train"].add_argument("--trial", required=True)

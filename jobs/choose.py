@@ -6,6 +6,7 @@ import numpy as np
 
 from mixtura_jobs import gp_ucb
 from mixtura_jobs.simplex import uniform_weights
+from mixtura_jobs.spaces import MixtureSpace
 
 MIN_TRIALS_FOR_POSTERIOR = 4
 
@@ -19,9 +20,11 @@ def final_mixture(
     trials_loss: np.ndarray,
     seed: int,
     d: int,
+    space: MixtureSpace | None = None,
 ) -> tuple[np.ndarray, dict]:
-    """(weights, provenance). Searches pick the observed trial with the best posterior mean (robust to a
-    lucky noisy run); with few trials, the best observed one."""
+    """(weights, provenance): domain weights for the methods that do not search. Searches pick, among the
+    trials (`trials_x`: points of `space`, domain weights by default), the observed trial with the best
+    posterior mean (robust to a lucky noisy run); with few trials, the best observed one."""
     if method == "uniform":
         return uniform_weights(d), {"source": "uniform"}
     if method == "manual":
@@ -33,7 +36,7 @@ def final_mixture(
     if len(trials_loss) < MIN_TRIALS_FOR_POSTERIOR:
         best = int(np.argmin(trials_loss))
         return trials_x[best], {"source": "best-observed", "index": best}
-    best, mean, std = gp_ucb.posterior_best(trials_x, -trials_loss, seed=seed)
+    best, mean, std = gp_ucb.posterior_best(trials_x, -trials_loss, seed=seed, space=space)
     return trials_x[best], {
         "source": "posterior-mean",
         "index": best,

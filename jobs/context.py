@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mixtura_jobs.shards import DomainSamples, read_domain
+from mixtura_jobs.shards import DomainSamples, count_samples, read_domain
 from mixtura_operator import layout
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import MixtureSearch
@@ -63,6 +63,16 @@ class StepContext:
 
     def read_domain(self, name: str, max_samples: int | None = None) -> DomainSamples:
         return read_domain(self.domain_path(name), max_samples=max_samples)
+
+    def domain_sizes(self) -> np.ndarray:
+        """Samples per domain: the DomainSet's count where given, else counted from the shards' headers."""
+        return np.array(
+            [
+                d.samples if d.samples is not None else max(count_samples(self.domain_path(d.name)).values())
+                for d in self.domainset.spec.domains
+            ],
+            dtype=float,
+        )
 
     def vector(self, weights: dict[str, float]) -> np.ndarray:
         return np.array([weights.get(name, 0.0) for name in self.domain_names], dtype=float)

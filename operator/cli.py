@@ -36,7 +36,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     failed = False
     for search in bundle.searches:
         print(f"MixtureSearch {search.metadata.name}: method {search.spec.method}", flush=True)
-        status = run_local(search, bundle.domainset_for(search), workers=args.workers, on_decision=_progress)
+        source = bundle.concepts_from(search)
+        status = run_local(
+            search,
+            bundle.domainset_for(search),
+            workers=args.workers,
+            on_decision=_progress,
+            concepts_from=None if source is None else (source, bundle.domainset_for(source)),
+        )
         print(render(search.metadata.name, status))
         failed |= status.phase == Phase.FAILED
     return 1 if failed else 0

@@ -20,7 +20,7 @@ from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import MixtureSearch, Phase
 from mixtura_operator.executors.kubernetes import KubernetesExecutor
 from mixtura_operator.local_runner import apply_record
-from mixtura_operator.observe import StoreObserver, domain_data_problems
+from mixtura_operator.observe import StoreObserver, concept_source, domain_data_problems
 from mixtura_operator.reconcile import TERMINAL, CreateJob, Event, reconcile
 from mixtura_operator.store import ArtifactStore, open_store
 
@@ -106,7 +106,7 @@ class SearchController:
         self._time_jobs(search, jobs, job_objects)
         observer = self._observers.setdefault(meta.uid, StoreObserver(store))
         try:
-            observed = observer.observe(jobs, self._problems.get(meta.uid, {}))
+            observed = observer.observe(jobs, self._problems.get(meta.uid, {}), self._concept_source(search))
         except Exception:
             metrics.STORE_ERRORS.inc()
             raise
@@ -124,6 +124,17 @@ class SearchController:
                 GROUP, VERSION, meta.namespace, PLURAL, meta.name, {"status": decision.status.wire()}
             )
         self._record(search.model_copy(update={"status": decision.status}))
+
+    def _concept_source(self, search: MixtureSearch) -> tuple[str | None, str | None]:
+        name = search.spec.search.concept_centroids_from
+        body = None if name is None else self._get(search.metadata.namespace, name)
+        if body is None:
+            return None, None
+        other = parse_search(body)
+        status = other.status
+        root = status.artifacts.root if status else None
+        store = open_store(root, other.spec.artifacts.endpoint_url) if root else None
+        return concept_source(store, status is not None and status.phase in TERMINAL, name)
 
     def _domainset(self, namespace: str, name: str) -> DomainSet | None:
         try:

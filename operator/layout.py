@@ -1,6 +1,6 @@
 """Where everything lives: artifact keys of a search, step keys, job names. One place, used by both sides.
 
-A *step key* names one unit of work: `embed/<domain>`, `score`, `propose/<round>`, `trial/<id>`,
+A *step key* names one unit of work: `embed/<domain>`, `score`, `cells`, `propose/<round>`, `trial/<id>`,
 `final`, `report`. Each writes its outputs under its folder and `_SUCCESS` last; a failure the
 operator observed is recorded as `_FAILED` there, so the store alone says what happened.
 """
@@ -12,6 +12,8 @@ import re
 
 SNAPSHOT = "spec.json"
 MADMIX = "scores/madmix.json"
+CELLS = "cells/cells.json"
+CENTROIDS = "cells/centroids.npy"
 FINAL_MIXTURE = "final/mixture.json"
 FINAL_METRICS = "final/metrics.json"
 REPORT = "report/index.html"
@@ -53,6 +55,11 @@ def trial_metrics(tid: str) -> str:
 
 def proposal(round_index: int) -> str:
     return f"proposals/round-{round_index}/proposal.json"
+
+
+def assignments(domain: str) -> str:
+    """Each sample's concept (index into the centroids) of an image domain."""
+    return f"cells/assignments/{domain}.npy"
 
 
 def embedding(domain: str, modality: str, samples: bool = False) -> str:

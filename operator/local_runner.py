@@ -13,7 +13,7 @@ from mixtura_operator import layout
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import MixtureSearch, MixtureSearchStatus, Phase
 from mixtura_operator.executors.local import LocalExecutor
-from mixtura_operator.observe import StoreObserver, domain_data_problems
+from mixtura_operator.observe import StoreObserver, concept_source, domain_data_problems
 from mixtura_operator.reconcile import CreateJob, Decision, Event, RecordFailure, WriteSnapshot, reconcile
 from mixtura_operator.store import ArtifactStore, open_store
 
@@ -59,8 +59,13 @@ def run_local(
     workers: int | None = None,
     on_decision: Callable[[Decision], None] = lambda d: None,
     poll_seconds: float = 0.5,
+    concepts_from: tuple[MixtureSearch, DomainSet] | None = None,
 ) -> MixtureSearchStatus:
-    """Run one search to the end; rerunning after an interruption resumes from the store."""
+    """Run one search to the end; rerunning after an interruption resumes from the store.
+
+    `concepts_from`: the search (and its DomainSet) named by spec.search.conceptCentroidsFrom; locally it
+    has run before this one, or it never will.
+    """
     spec = search.spec
     uid = local_uid(search, domainset)
     search = search.model_copy(deep=True)
@@ -74,9 +79,14 @@ def run_local(
     executor = LocalExecutor(store.uri, log_dir, parallel, spec.resources.backoff_limit, env)
     observer = StoreObserver(store)
     problems = domain_data_problems(domainset, spec.artifacts.endpoint_url)
+    concepts = (None, None)
+    if concepts_from is not None:
+        source, source_domainset = concepts_from
+        source_store = _search_store(source, local_uid(source, source_domainset))
+        concepts = concept_source(source_store, True, source.metadata.name)
     try:
         while True:
-            observed = observer.observe(executor.observe(), problems)
+            observed = observer.observe(executor.observe(), problems, concepts)
             decision = reconcile(search, domainset, observed, datetime.now(UTC))
             for action in decision.actions:
                 if isinstance(action, CreateJob):

@@ -24,6 +24,16 @@ def domain_data_problems(domainset: DomainSet, endpoint_url: str | None = None) 
     return problems
 
 
+def concept_source(store: ArtifactStore | None, finished: bool, name: str) -> tuple[str | None, str | None]:
+    """(root URI, problem) of the search that `spec.search.conceptCentroidsFrom` names, from its store (None
+    before it has one): its root once its cells exist; a problem once nothing more will come (`finished`)."""
+    if store is not None and store.exists(layout.success_marker("cells")):
+        return store.uri, None
+    if finished:
+        return None, f"MixtureSearch {name!r} has no concept centroids (its cells step never finished)"
+    return None, None
+
+
 class StoreObserver:
     """Observes one search's artifacts; finished results are immutable, so each is read once."""
 
@@ -31,7 +41,13 @@ class StoreObserver:
         self.store = store
         self._trials: dict[str, TrialResult] = {}
 
-    def observe(self, jobs: Mapping[str, JobState], domain_problems: Mapping[str, str]) -> Observed:
+    def observe(
+        self,
+        jobs: Mapping[str, JobState],
+        domain_problems: Mapping[str, str],
+        concepts: tuple[str | None, str | None] = (None, None),
+    ) -> Observed:
+        """`concepts`: what `concept_source` says of the search's conceptCentroidsFrom."""
         keys = self.store.list()
         done, failed = set(), {}
         for key in keys:
@@ -65,4 +81,6 @@ class StoreObserver:
             madmix_weights=madmix,
             final=final,
             domain_problems=dict(domain_problems),
+            concept_source=concepts[0],
+            concept_source_problem=concepts[1],
         )

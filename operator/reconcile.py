@@ -17,18 +17,21 @@ from mixtura_operator import layout
 from mixtura_operator.api.base import Condition, set_condition
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import (
+    SEARCH_METHODS,
     ArtifactRefs,
     BestTrial,
     MixtureSearch,
     MixtureSearchSpec,
     MixtureSearchStatus,
     Phase,
+    Space,
     TrialCounts,
 )
 
 JobPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
 TERMINAL = (Phase.SUCCEEDED, Phase.FAILED)
-GPU_STEPS = ("embed", "trial", "final")
+# `cells` embeds the samples beyond those `embed` stored.
+GPU_STEPS = ("embed", "cells", "trial", "final")
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,9 @@ class Observed:
     madmix_weights: Mapping[str, float] | None = None
     final: TrialResult | None = None
     domain_problems: Mapping[str, str] = field(default_factory=dict)
+    # spec.search.conceptCentroidsFrom: the root URI of that search once its cells exist, or why it has none.
+    concept_source: str | None = None
+    concept_source_problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,16 +106,34 @@ class Decision:
     events: tuple[Event, ...]
 
 
-def uses_embeddings(spec: MixtureSearchSpec) -> bool:
-    return spec.method in ("madmix", "madmix+mixatlas", "mixatlas")
-
-
 def uses_madmix(spec: MixtureSearchSpec) -> bool:
     return spec.method in ("madmix", "madmix+mixatlas")
 
 
 def searches(spec: MixtureSearchSpec) -> bool:
-    return spec.method in ("mixatlas", "madmix+mixatlas", "random", "regression")
+    return spec.method in SEARCH_METHODS
+
+
+def search_space(spec: MixtureSearchSpec, domainset: DomainSet) -> Space:
+    """The space the search's mixtures live in: `spec.search.space`, by default factorized for the methods
+    that search and domains for the others; a cell space becomes domains when no domain has images (no
+    concepts to cluster, shared/methods/mixatlas.md step 4)."""
+    if not searches(spec):
+        return "domains"
+    space = spec.search.space or "factorized"
+    if not any("image" in d.modalities for d in domainset.spec.domains):
+        return "domains"
+    return space
+
+
+def uses_cells(spec: MixtureSearchSpec, domainset: DomainSet) -> bool:
+    return search_space(spec, domainset) != "domains"
+
+
+def embedded_domains(spec: MixtureSearchSpec, domainset: DomainSet) -> list[str]:
+    """Domains the embed step runs for: all of them for MaD-Mix, those with images for the concept cells."""
+    cells = uses_cells(spec, domainset)
+    return [d.name for d in domainset.spec.domains if uses_madmix(spec) or (cells and "image" in d.modalities)]
 
 
 def rounds(spec: MixtureSearchSpec) -> list[list[str]]:
@@ -125,6 +149,8 @@ def input_problem(search: MixtureSearch, domainset: DomainSet, observed: Observe
             return f"spec.domains[{index}] ({domain.name}): {observed.domain_problems[domain.name]}"
         if search.spec.method == "manual" and domain.weight is None:
             return f"spec.domains[{index}].weight ({domain.name}): required by method manual"
+    if observed.concept_source_problem and uses_cells(search.spec, domainset):
+        return f"spec.search.conceptCentroidsFrom: {observed.concept_source_problem}"
     return None
 
 
@@ -220,17 +246,20 @@ def reconcile(search: MixtureSearch, domainset: DomainSet | None, observed: Obse
 
 def _advance(b: _Builder, domainset: DomainSet, failed: Mapping[str, str]) -> Decision:
     spec, done = b.search.spec, b.observed.done
-    if uses_embeddings(spec):
-        keys = [f"embed/{d.name}" for d in domainset.spec.domains]
-        if not all(k in done for k in keys):
-            for key in keys:
-                b.ensure(key, "--domain", key.partition("/")[2])
-            return b.finish(
-                Phase.EMBEDDING, "Embedding", f"{sum(k in done for k in keys)}/{len(keys)} domains embedded"
-            )
+    keys = [f"embed/{name}" for name in embedded_domains(spec, domainset)]
+    if not all(k in done for k in keys):
+        for key in keys:
+            b.ensure(key, "--domain", key.partition("/")[2])
+        return b.finish(Phase.EMBEDDING, "Embedding", f"{sum(k in done for k in keys)}/{len(keys)} domains embedded")
+    # MaD-Mix and the concept cells both read only the embeddings, so they run side by side.
+    analyses = []
     if uses_madmix(spec) and "score" not in done:
         b.ensure("score")
-        return b.finish(Phase.SCORING, "Scoring", "computing MaD-Mix weights")
+        analyses.append("MaD-Mix weights")
+    if uses_cells(spec, domainset) and "cells" not in done:
+        analyses.append(_ensure_cells(b))
+    if analyses:
+        return b.finish(Phase.SCORING, "Scoring", "computing " + " and ".join(analyses))
     if searches(spec):
         for index, ids in enumerate(rounds(spec)):
             b.status.round = index
@@ -258,6 +287,18 @@ def _advance(b: _Builder, domainset: DomainSet, failed: Mapping[str, str]) -> De
             "writing the report",
         )
     return b.finish(Phase.SUCCEEDED, "Succeeded", "search finished")
+
+
+def _ensure_cells(b: _Builder) -> str:
+    """Start the cells step (with the centroids of `conceptCentroidsFrom` once they exist); what it does."""
+    source = b.search.spec.search.concept_centroids_from
+    if source is None:
+        b.ensure("cells")
+        return "concept cells"
+    if b.observed.concept_source is None:
+        return f"concept cells (waiting for the concepts of MixtureSearch {source!r})"
+    b.ensure("cells", "--centroids-from", b.observed.concept_source)
+    return f"concept cells (concepts of MixtureSearch {source!r})"
 
 
 def _summarise(b: _Builder, failed: Mapping[str, str]) -> None:

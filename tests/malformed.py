@@ -1,5 +1,6 @@
-"""Malformed manifests, each with the field its error must name: refused by `mixtura validate` and by the
-real API server alike (tests/test_api.py, tests/test_crds_on_apiserver.py)."""
+"""Malformed manifests, each with the field its error must name, and well-formed ones near them: refused and
+accepted by `mixtura validate` and by the real API server alike (tests/test_api.py,
+tests/test_operator_e2e.py)."""
 
 from __future__ import annotations
 
@@ -72,5 +73,28 @@ MALFORMED: list[tuple[str, dict, str]] = [
     ("negative GPUs", search(resources={"gpusPerJob": -1}), "spec.resources.gpusPerJob"),
     ("bad domain name", _domain(0, name="Has_Caps"), "spec.domains[0].name"),
     ("madmix with a cell space", search(method="madmix", search={"space": "full"}), "spec.search.space"),
+    ("max repetition below 1", search(search={"maxRepetition": 0.5}), "spec.search.maxRepetition"),
+    (
+        "concept source not a name",
+        search(search={"conceptCentroidsFrom": "Other_Search"}),
+        "spec.search.conceptCentroidsFrom",
+    ),
+    (
+        "concept source for domain weights",
+        search(method="random", search={"space": "domains", "conceptCentroidsFrom": "first"}),
+        "spec.search.conceptCentroidsFrom",
+    ),
+    (
+        "concept source without a search",
+        search(method="uniform", search={"conceptCentroidsFrom": "first"}),
+        "spec.search.conceptCentroidsFrom",
+    ),
+]
+# Accepted: a search block without a space means domains for the methods that do not search.
+WELL_FORMED: list[tuple[str, dict]] = [
+    ("madmix, search block without space", search(method="madmix", search={"seed": 1})),
+    ("manual, no search block", search(method="manual")),
+    ("factorized with reused concepts", search(search={"space": "factorized", "conceptCentroidsFrom": "first"})),
+    ("regression in the full space", search(method="regression", search={"space": "full", "maxRepetition": 16})),
 ]
 DUPLICATE = ("duplicate domain names", _duplicate(), "spec.domains")

@@ -36,8 +36,10 @@ def mixture_search(
     final_steps: int = 10,
     fail_trials: tuple[str, ...] = (),
     seed: int = 0,
+    search: dict | None = None,
 ) -> dict:
-    """The demo MixtureSearch with a tiny budget, its artifacts under the local directory `artifacts`."""
+    """The demo MixtureSearch with a tiny budget, its artifacts under the local directory `artifacts`;
+    `search`: more of spec.search."""
     proxy: dict[str, Any] = {"preset": "proxy"}
     if fail_trials:
         proxy["failTrials"] = list(fail_trials)
@@ -54,7 +56,7 @@ def mixture_search(
                 "target": {"config": {"preset": "target"}},
             },
             "madmix": {"samplesPerDomain": 24},
-            "search": {"seed": seed},
+            "search": {"seed": seed, **(search or {})},
             "budget": {
                 "maxTrials": max_trials,
                 "parallelTrials": parallel_trials,

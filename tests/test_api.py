@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from malformed import DUPLICATE, MALFORMED, domainset, search
+from malformed import DUPLICATE, MALFORMED, WELL_FORMED, domainset, search
 from mixtura_operator.api import crdgen
 from mixtura_operator.api.manifests import ManifestError, load, parse
+from mixtura_operator.api.mixturesearch import SearchSettings
 from mixtura_operator.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,6 +63,32 @@ def test_malformed_manifest_names_the_field(what, manifest, field):
     with pytest.raises(ManifestError) as error:
         parse(manifest)
     assert f": {field}: " in str(error.value) or f": {field}" in str(error.value), str(error.value)
+
+
+@pytest.mark.parametrize(("what", "manifest"), WELL_FORMED, ids=lambda v: v if isinstance(v, str) else "")
+def test_well_formed_manifests_parse(what, manifest):
+    parse(manifest)
+
+
+def test_space_defaults_to_factorized_for_searches_and_domains_otherwise():
+    assert parse(search()).spec.search.space is None
+    assert (
+        "default for methods that search" in crdgen.object_schema(SearchSettings)["properties"]["space"]["description"]
+    )
+
+
+def test_reused_concepts_come_from_an_earlier_search_in_the_file(tmp_path, capsys):
+    later = search(search={"conceptCentroidsFrom": "second"})
+    second = search(method="random")
+    second["metadata"]["name"] = "second"
+    path = tmp_path / "two.yaml"
+    path.write_text(yaml.safe_dump_all([domainset(), later, second]))
+    assert main(["run", str(path)]) == 2
+    assert "MixtureSearch/find: spec.search.conceptCentroidsFrom: no MixtureSearch 'second' before it" in (
+        capsys.readouterr().err
+    )
+    bundle = load(path)
+    assert bundle.concepts_from(bundle.searches[1]) is None
 
 
 def test_cli_exits_2_naming_the_field(tmp_path, capsys):

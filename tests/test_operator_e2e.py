@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from malformed import DUPLICATE, MALFORMED
+from malformed import DUPLICATE, MALFORMED, WELL_FORMED
 from testbed.cluster import REPO, kubeconfig
 from testbed.procs import free_port, operator_argv
 from testbed.prom import start_prometheus
@@ -278,6 +278,14 @@ def test_the_api_server_refuses_malformed_manifests(control_plane, installed, wh
     )
     assert result.returncode != 0, f"{what}: accepted"
     assert field in result.stderr, f"{what}: {result.stderr}"
+
+
+@pytest.mark.parametrize(("what", "manifest"), WELL_FORMED, ids=lambda v: v if isinstance(v, str) else "")
+def test_the_api_server_accepts_well_formed_manifests(control_plane, installed, what, manifest):
+    result = control_plane.kubectl(
+        "create", "--dry-run=server", "-n", NS, "-f", "-", input=yaml.safe_dump(manifest), check=False
+    )
+    assert result.returncode == 0, f"{what}: {result.stderr}"
 
 
 def test_spec_changes_are_refused(control_plane, installed):

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipeline_manifests import domain_set, mixture_search, write_manifest
@@ -113,6 +114,14 @@ def search(small, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     return base, mixtura("run", str(write_search(base, small)), logs=base / "logs")
 
 
+def assert_cell_mixture(record: dict, cells: dict) -> None:
+    """On the cells' simplex, every cell within its cap."""
+    caps = {cell["id"]: cell["cap"] for cell in cells["cells"]}
+    assert sorted(record["cells"]) == sorted(caps)
+    assert math.isclose(sum(record["cells"].values()), 1.0, rel_tol=0, abs_tol=1e-9)
+    assert all(-1e-12 <= w <= caps[c] + 1e-9 for c, w in record["cells"].items()), record["cells"]
+
+
 def test_madmix_mixatlas_search_succeeds_with_a_report_and_simplex_weights(search):
     base, run = search
     assert run.returncode == 0, run.stdout + run.stderr
@@ -125,6 +134,14 @@ def test_madmix_mixatlas_search_succeeds_with_a_report_and_simplex_weights(searc
     assert len(mixtures) == 2 + 4
     for path in mixtures:
         assert_mixture(json.loads(path.read_text())["weights"], SMALL)
+    # The default space is factorized: concepts of the one image domain (digits), text and video concept-free.
+    cells = json.loads((root / "cells/cells.json").read_text())
+    assert {c["id"] for c in cells["cells"] if c["concept"] == "none"} == {"none/text", "none/captioning"}
+    assert len(np.load(root / "cells/assignments/digits.npy")) == 24
+    for path in mixtures[1:]:
+        record = json.loads(path.read_text())
+        assert_cell_mixture(record, cells)
+        assert sorted(record["factors"]) == ["concepts", "tasks"]
     trials = status(root)["trials"]
     assert (trials["succeeded"], trials["failed"], trials["progress"]) == (4, 0, "4/4")
 
@@ -175,6 +192,36 @@ def test_an_interrupted_search_resumes_without_rerunning_finished_trials(search,
     assert results(root) == results(search_root(reference / "artifacts"))
 
 
+def test_a_regression_search_is_reproducible_and_a_later_search_reuses_its_concepts(small, tmp_path):
+    """The same regression search (factorized cells) run twice proposes bit-identical mixtures; a search
+    with conceptCentroidsFrom maps the corpus onto the first one's concepts."""
+    budget = {"max_trials": 4, "parallel_trials": 2, "proxy_steps": 2, "final_training": False}
+    roots = []
+    for run_dir, with_reuse in ((tmp_path / "a", False), (tmp_path / "b", True)):
+        run_dir.mkdir()
+        artifacts = run_dir / "artifacts"
+        documents = [mixture_search(artifacts, name="regress", method="regression", **budget)]
+        if with_reuse:
+            reuse = {"conceptCentroidsFrom": "regress"}
+            one = {**budget, "max_trials": 1, "parallel_trials": 1}
+            documents.append(mixture_search(artifacts, name="reuse", method="random", search=reuse, **one))
+        run = mixtura("run", str(write_manifest(run_dir / "search.yaml", small, *documents)), logs=run_dir / "logs")
+        assert run.returncode == 0, run.stdout + run.stderr
+        roots.append(search_root(artifacts, "regress"))
+    first, again = roots
+    records = {path.parent.name: path.read_bytes() for path in first.glob("trials/*/mixture.json")}
+    assert sorted(records) == ["000", "001", "002", "003"]
+    assert {tid: (again / f"trials/{tid}/mixture.json").read_bytes() for tid in records} == records
+    sources = [json.loads(records[tid])["source"] for tid in sorted(records)]
+    assert sources == ["random", "random", "regression", "regression"]
+    cells = json.loads((first / "cells/cells.json").read_text())
+    for record in records.values():
+        assert_cell_mixture(json.loads(record), cells)
+    reuse = search_root(tmp_path / "b" / "artifacts", "reuse")
+    assert json.loads((reuse / "cells/cells.json").read_text())["centroidsFrom"] == again.as_uri()
+    np.testing.assert_array_equal(np.load(reuse / "cells/centroids.npy"), np.load(again / "cells/centroids.npy"))
+
+
 def run_crashing(tmp_path: Path, small: dict, max_failed_trials: int) -> tuple[subprocess.CompletedProcess, Path]:
     artifacts = tmp_path / "artifacts"
     spec = mixture_search(
@@ -185,6 +232,8 @@ def run_crashing(tmp_path: Path, small: dict, max_failed_trials: int) -> tuple[s
         max_failed_trials=max_failed_trials,
         final_training=False,
         fail_trials=("001",),
+        # Failures are what this is about: plain domain weights spare the embed and cells steps.
+        search={"space": "domains"},
     )
     run = mixtura("run", str(write_manifest(tmp_path / "search.yaml", small, spec)), logs=tmp_path / "logs")
     return run, search_root(artifacts)

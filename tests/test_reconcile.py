@@ -24,13 +24,14 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def make(
-    method="madmix+mixatlas", max_trials=6, parallel=2, max_failed=2, final=True, **ds
+    method="madmix+mixatlas", max_trials=6, parallel=2, max_failed=2, final=True, settings=None, **ds
 ) -> tuple[MixtureSearch, DomainSet]:
     s = MixtureSearch.model_validate(
         search(
             method=method,
             budget={"maxTrials": max_trials, "parallelTrials": parallel, "maxFailedTrials": max_failed},
             finalTraining={"enabled": final},
+            search=settings or {},
         )
     )
     s.metadata.generation = 1
@@ -102,6 +103,7 @@ def test_full_search_walks_every_phase_once_and_never_duplicates_a_job():
         "embed/digits",
         "embed/prose",
         "score",
+        "cells",
         "propose/0",
         "trial/000",
         "trial/001",
@@ -126,22 +128,67 @@ def test_full_search_walks_every_phase_once_and_never_duplicates_a_job():
     assert status.start_time == NOW and status.completion_time == NOW
 
 
+SEARCH = ["propose/0", "trial/000", "trial/001", "propose/1", "trial/002", "trial/003", "final", "report"]
+
+
 @pytest.mark.parametrize(
-    ("method", "expected"),
+    ("method", "space", "expected"),
     [
-        ("madmix", ["embed/digits", "embed/prose", "score", "final", "report"]),
-        ("uniform", ["final", "report"]),
-        (
-            "random",
-            ["propose/0", "trial/000", "trial/001", "propose/1", "trial/002", "trial/003", "final", "report"],
-        ),
+        ("madmix", None, ["embed/digits", "embed/prose", "score", "final", "report"]),
+        ("uniform", None, ["final", "report"]),
+        ("random", "domains", SEARCH),
+        ("mixatlas", "domains", SEARCH),
+        # Cells need the image embeddings only.
+        ("random", None, ["embed/digits", "cells", *SEARCH]),
+        ("regression", "full", ["embed/digits", "cells", *SEARCH]),
+        ("madmix+mixatlas", "domains", ["embed/digits", "embed/prose", "score", *SEARCH]),
     ],
 )
-def test_methods_run_only_their_steps(method, expected):
-    s, ds = make(method=method, max_trials=4)
+def test_methods_run_only_their_steps(method, space, expected):
+    s, ds = make(method=method, max_trials=4, settings={"space": space} if space else None)
     world = World()
     drive(s, ds, world)
     assert world.created == expected
+
+
+def test_cells_run_beside_scoring_on_a_gpu():
+    s, ds = make()
+    world = World()
+    world.apply(reconcile(s, ds, world.observed, NOW).actions)
+    for key in ("embed/digits", "embed/prose"):
+        world.finish(key)
+    decision = reconcile(s, ds, world.observed, NOW)
+    assert decision.actions == (CreateJob("score", (), 0), CreateJob("cells", (), 1))
+    assert decision.status.message == "computing MaD-Mix weights and concept cells"
+
+
+def test_a_cell_space_without_image_domains_searches_domain_weights():
+    text_only = [{"name": "prose", "uri": "s3://bucket/prose", "modalities": ["text"], "taskType": "text"}]
+    s, ds = make(method="random", max_trials=4, settings={"space": "factorized"}, domains=text_only)
+    world = World()
+    drive(s, ds, world)
+    assert world.created == SEARCH
+
+
+def test_reused_concepts_wait_for_the_other_search_then_come_with_its_root():
+    s, ds = make(method="random", max_trials=2, settings={"conceptCentroidsFrom": "first"})
+    world = World()
+    world.apply(reconcile(s, ds, world.observed, NOW).actions)
+    world.finish("embed/digits")
+    waiting = reconcile(s, ds, world.observed, NOW)
+    assert waiting.actions == () and waiting.status.phase == Phase.SCORING
+    assert "waiting for the concepts of MixtureSearch 'first'" in waiting.status.message
+    world.observed = replace(world.observed, concept_source="s3://bucket/runs/ns/first/uid")
+    started = reconcile(s, ds, world.observed, NOW)
+    assert started.actions == (CreateJob("cells", ("--centroids-from", "s3://bucket/runs/ns/first/uid"), 1),)
+
+
+def test_reused_concepts_that_never_came_fail_the_search_naming_the_field():
+    s, ds = make(method="random", settings={"conceptCentroidsFrom": "first"})
+    problem = "MixtureSearch 'first' has no concept centroids (its cells step never finished)"
+    decision = reconcile(s, ds, Observed(concept_source_problem=problem), NOW)
+    assert decision.status.phase == Phase.FAILED
+    assert decision.status.message == f"spec.search.conceptCentroidsFrom: {problem}"
 
 
 def test_a_failed_trial_is_recorded_and_the_search_goes_on():

@@ -6,32 +6,33 @@ import argparse
 
 import numpy as np
 
+from mixtura_jobs import cells as cellmath
 from mixtura_jobs import gp_ucb
 from mixtura_jobs.context import StepContext
+from mixtura_jobs.mixtures import SearchSpace
 from mixtura_jobs.regmix import regression_batch
-from mixtura_jobs.shards import count_samples
-from mixtura_jobs.simplex import random_batch
 from mixtura_operator import layout
+from mixtura_operator.reconcile import search_space
 
 
-def natural_weights(ctx: StepContext) -> np.ndarray:
-    """Size-proportional weights: the prior the searches centre on without MaD-Mix."""
-    sizes = np.array(
-        [
-            d.samples if d.samples is not None else max(count_samples(ctx.domain_path(d.name)).values())
-            for d in ctx.domainset.spec.domains
-        ],
-        dtype=float,
-    )
-    return sizes / sizes.sum()
+def load_space(ctx: StepContext) -> SearchSpace:
+    """The search's space; its natural (size-proportional) mixture is the prior searches centre on without
+    MaD-Mix."""
+    kind = search_space(ctx.search.spec, ctx.domainset)
+    if kind == "domains":
+        sizes = ctx.domain_sizes()
+        return SearchSpace(kind, tuple(ctx.domain_names), sizes / sizes.sum())
+    cells = cellmath.from_record(ctx.store.get_json(layout.CELLS))
+    return SearchSpace(kind, tuple(ctx.domain_names), cells.natural, cells)
 
 
-def observations(ctx: StepContext) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Finished trials: ids, weights (n, d) and the objective to maximise (minus the held-out loss)."""
+def observations(ctx: StepContext, space: SearchSpace) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Finished trials: ids, their points in `space` (n, dim) and the objective to maximise (minus the
+    held-out loss)."""
     ids = sorted(key.split("/")[1] for key in ctx.store.list("trials") if key.endswith("/_SUCCESS"))
-    x = np.array([ctx.vector(ctx.store.get_json(layout.trial_mixture(t))["weights"]) for t in ids])
+    x = np.array([space.point(ctx.store.get_json(layout.trial_mixture(t))) for t in ids])
     y = np.array([-float(ctx.store.get_json(layout.trial_metrics(t))["objective"]) for t in ids])
-    return ids, x.reshape(len(ids), len(ctx.domain_names)), y
+    return ids, x.reshape(len(ids), space.space.dim), y
 
 
 def run(ctx: StepContext, args: argparse.Namespace) -> None:
@@ -41,28 +42,31 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
     spec = ctx.search.spec
     trial_ids = args.trials.split(",")
     q, seed = len(trial_ids), ctx.seed + 7919 * args.round
-    _, x, y = observations(ctx)
+    space = load_space(ctx)
+    _, x, y = observations(ctx, space)
     madmix = ctx.vector(ctx.store.get_json(layout.MADMIX)["weights"]) if spec.method == "madmix+mixatlas" else None
-    center = madmix if madmix is not None else natural_weights(ctx)
+    center = space.center(madmix)
     mean = std = None
     first_round = spec.budget.parallel_trials
     if spec.method == "random" or (spec.method == "regression" and len(y) < first_round):
-        weights, source = random_batch(q, len(center), seed, center), "random"
+        points, source = space.space.sample(q, center, np.random.default_rng(seed)), "random"
     elif spec.method == "regression":
-        weights, source = regression_batch(x, y, q, seed=seed, center=center), "regression"
+        points, source = regression_batch(x, y, q, seed=seed, center=center, space=space.space), "regression"
     else:
         beta = "srinivas" if spec.search.beta_schedule == "srinivas" else spec.search.beta
-        proposal = gp_ucb.propose_batch(x, y, q, seed=seed, beta=beta, prior_center=center, n_initial=first_round)
-        weights, mean, std = proposal.weights, proposal.predicted_mean, proposal.predicted_std
+        proposal = gp_ucb.propose_batch(
+            x, y, q, seed=seed, beta=beta, prior_center=center, n_initial=first_round, space=space.space
+        )
+        points, mean, std = proposal.weights, proposal.predicted_mean, proposal.predicted_std
         source = "initial-design" if mean is None else "gp-ucb"
-    for index, (tid, w) in enumerate(zip(trial_ids, weights, strict=True)):
-        record = {"weights": ctx.as_weights(w), "round": args.round, "source": source}
+    for index, (tid, point) in enumerate(zip(trial_ids, points, strict=True)):
+        record = {**space.record(point), "round": args.round, "source": source}
         if mean is not None and std is not None:
             record["predicted"] = {"objective": -float(mean[index]), "std": float(std[index])}
         ctx.store.put_json(layout.trial_mixture(tid), record)
     ctx.store.put_json(
         layout.proposal(args.round),
-        {"round": args.round, "source": source, "observations": len(y), "trials": trial_ids},
+        {"round": args.round, "source": source, "space": space.kind, "observations": len(y), "trials": trial_ids},
     )
-    print(f"proposed round={args.round} trials={','.join(trial_ids)} source={source}", flush=True)
+    print(f"proposed round={args.round} trials={','.join(trial_ids)} source={source} space={space.kind}", flush=True)
     ctx.mark_done(step_key)

@@ -5,14 +5,31 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
+
+from mixtura_jobs.cells import sample_cells
 from mixtura_jobs.choose import final_mixture
 from mixtura_jobs.context import StepContext
-from mixtura_jobs.steps.propose import observations
+from mixtura_jobs.shards import DomainSamples
+from mixtura_jobs.steps.propose import load_space, observations
 from mixtura_jobs.trainer import train_on_mixture
 from mixtura_operator import layout
 
 
-def _train(ctx: StepContext, weights: dict[str, float], model: dict, steps: int, seed: int) -> dict:
+def cell_groups(ctx: StepContext, domains: dict[str, DomainSamples]) -> dict[str, np.ndarray]:
+    """Each sample's concept x task cell, from the cells step's assignments."""
+    return {
+        d.name: sample_cells(
+            d.task_type,
+            ctx.store.get_array(layout.assignments(d.name)) if "image" in d.modalities else None,
+            len(domains[d.name]),
+        )
+        for d in ctx.domainset.spec.domains
+    }
+
+
+def _train(ctx: StepContext, mixture: dict, model: dict, steps: int, seed: int) -> dict:
+    """Train on a mixture record: by its cell weights when it has them, else by its domain weights."""
     spec = ctx.search.spec
     # Every domain is read, weighted or not: held-out loss is measured on all of them.
     domains = {name: ctx.read_domain(name) for name in ctx.domain_names}
@@ -23,7 +40,15 @@ def _train(ctx: StepContext, weights: dict[str, float], model: dict, steps: int,
         settings = spec.training.augmentation.mergemix
         augment = make_mergemix_augment(MergeMixConfig(enabled=True, **settings.model_dump()))
     config = {"model": model, "steps": steps}
-    metrics = train_on_mixture(domains, weights, config, seed=seed, augment=augment)
+    by_cells = "cells" in mixture
+    metrics = train_on_mixture(
+        domains,
+        mixture["cells"] if by_cells else mixture["weights"],
+        config,
+        seed=seed,
+        augment=augment,
+        groups=cell_groups(ctx, domains) if by_cells else None,
+    )
     metrics["augmentation"] = spec.training.augmentation.type
     return metrics
 
@@ -35,8 +60,8 @@ def run_proxy(ctx: StepContext, args: argparse.Namespace) -> None:
     spec = ctx.search.spec
     if spec.models.proxy.config.get("failTrials") and args.trial in spec.models.proxy.config["failTrials"]:
         raise SystemExit(f"trial {args.trial}: failure injected by models.proxy.config.failTrials")
-    weights = ctx.store.get_json(layout.trial_mixture(args.trial))["weights"]
-    metrics = _train(ctx, weights, spec.models.proxy.config, spec.budget.proxy_steps, ctx.seed * 1000 + int(args.trial))
+    mixture = ctx.store.get_json(layout.trial_mixture(args.trial))
+    metrics = _train(ctx, mixture, spec.models.proxy.config, spec.budget.proxy_steps, ctx.seed * 1000 + int(args.trial))
     ctx.store.put_json(layout.trial_metrics(args.trial), metrics)
     print(f"trial={args.trial} objective={metrics['objective']:.4f}", flush=True)
     ctx.mark_done(step_key)
@@ -49,15 +74,23 @@ def run_final(ctx: StepContext, args: argparse.Namespace) -> None:
     domains = ctx.domainset.spec.domains
     manual = ctx.vector({d.name: d.weight or 0.0 for d in domains}) if spec.method == "manual" else None
     madmix = ctx.vector(ctx.store.get_json(layout.MADMIX)["weights"]) if spec.method == "madmix" else None
-    ids, x, y = observations(ctx)
-    weights, provenance = final_mixture(
-        spec.method, manual=manual, madmix=madmix, trials_x=x, trials_loss=-y, seed=ctx.seed, d=len(domains)
+    space = load_space(ctx)
+    ids, x, y = observations(ctx, space)
+    point, provenance = final_mixture(
+        spec.method,
+        manual=manual,
+        madmix=madmix,
+        trials_x=x,
+        trials_loss=-y,
+        seed=ctx.seed,
+        d=len(domains),
+        space=space.space,
     )
     if "index" in provenance:
         provenance["trial"] = ids[provenance.pop("index")]
-    mixture = {"weights": ctx.as_weights(weights), **provenance}
+    mixture = {**space.record(point), **provenance}
     ctx.store.put_json(layout.FINAL_MIXTURE, mixture)
-    metrics = _train(ctx, mixture["weights"], spec.models.target.config, spec.final_training.steps, ctx.seed)
+    metrics = _train(ctx, mixture, spec.models.target.config, spec.final_training.steps, ctx.seed)
     ctx.store.put_json(layout.FINAL_METRICS, metrics)
     print(f"final {json.dumps(mixture)} objective={metrics['objective']:.4f}", flush=True)
     ctx.mark_done("final")

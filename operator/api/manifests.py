@@ -35,6 +35,20 @@ class Bundle:
             )
         return self.domainsets[name]
 
+    def concepts_from(self, search: MixtureSearch) -> MixtureSearch | None:
+        """The earlier search in the file that spec.search.conceptCentroidsFrom names (None without one)."""
+        name = search.spec.search.concept_centroids_from
+        if name is None:
+            return None
+        earlier = self.searches[: self.searches.index(search)]
+        found = [s for s in earlier if s.metadata.name == name]
+        if not found:
+            raise ManifestError(
+                f"MixtureSearch/{search.metadata.name}: spec.search.conceptCentroidsFrom: no MixtureSearch {name!r} "
+                "before it in the file"
+            )
+        return found[0]
+
 
 def _path(loc: tuple[Any, ...]) -> str:
     out = ""

@@ -11,6 +11,10 @@ from pydantic import Field
 from mixtura_operator.api.base import ApiModel, Condition, ObjectMeta, Rule
 
 Method = Literal["madmix", "mixatlas", "madmix+mixatlas", "uniform", "manual", "random", "regression"]
+# The methods that propose and train trials; the others only produce domain weights.
+SEARCH_METHODS = ("mixatlas", "madmix+mixatlas", "random", "regression")
+Space = Literal["domains", "factorized", "full"]
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 FREE_FORM = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
 
 
@@ -25,7 +29,7 @@ class Phase(StrEnum):
 
 
 class DomainSetRef(ApiModel):
-    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=253)
+    name: str = Field(pattern=NAME_PATTERN, max_length=253)
 
 
 class ModelSpec(ApiModel):
@@ -49,13 +53,33 @@ class MadmixSettings(ApiModel):
 
 
 class SearchSettings(ApiModel):
-    space: Literal["domains", "factorized", "full"] = "domains"
+    # No schema default: a default `factorized` would be written into the `search` of madmix, uniform and
+    # manual searches by the API server, which then refuses them (their space must be domains).
+    space: Space | None = Field(
+        default=None,
+        description="Mixture coordinates: factorized (concept weights x task weights; the default for methods "
+        "that search), full (one weight per concept x task cell) or domains (the default otherwise). "
+        "Cell spaces fall back to domains when no domain has images.",
+    )
     concept_clusters: int = Field(default=10, ge=2, le=64)
+    concept_centroids_from: str | None = Field(
+        default=None,
+        pattern=NAME_PATTERN,
+        max_length=253,
+        description="An earlier MixtureSearch in this namespace whose concept centroids this search reuses, so "
+        "that both corpora are mapped onto the same concepts.",
+    )
     acquisition: Literal["ucb"] = "ucb"
     beta: float = Field(default=2.0, gt=0, description="UCB exploration weight (schedule constant).")
     beta_schedule: Literal["constant", "srinivas"] = "constant"
     seed: int = Field(default=0, ge=0)
-    max_repetition: float = Field(default=15.0, gt=0)
+    # Muennighoff et al. (2023), data-constrained scaling: up to ~4 epochs, repeated data is worth almost as
+    # much as new data.
+    max_repetition: float = Field(
+        default=4.0,
+        ge=1,
+        description="The most epochs of a cell's samples a training run may draw: caps each cell's weight.",
+    )
 
 
 class Budget(ApiModel):
@@ -148,7 +172,17 @@ class MixtureSearchSpec(ApiModel):
             " || self.search.space == 'domains'",
             message="methods without a search only produce domain weights: use space domains",
             field=".search.space",
-            check=lambda s: s.method not in ("madmix", "uniform", "manual") or s.search.space == "domains",
+            check=lambda s: s.method not in ("madmix", "uniform", "manual") or s.search.space in (None, "domains"),
+        ),
+        Rule(
+            cel="!has(self.search) || !has(self.search.conceptCentroidsFrom)"
+            " || (self.method in ['mixatlas', 'madmix+mixatlas', 'random', 'regression']"
+            " && (!has(self.search.space) || self.search.space != 'domains'))",
+            message="concept centroids serve cell spaces only: a method that searches, with space factorized or full",
+            field=".search.conceptCentroidsFrom",
+            check=lambda s: (
+                s.search.concept_centroids_from is None or (s.method in SEARCH_METHODS and s.search.space != "domains")
+            ),
         ),
     )
 

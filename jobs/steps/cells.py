@@ -1,0 +1,101 @@
+"""cells: the image concepts (clusters of the CLIP image embeddings, or another search's), every image
+sample's concept, and the concept x task cells with their sample counts and caps."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from collections.abc import Callable
+
+import numpy as np
+
+from mixtura_jobs import cells as cellmath
+from mixtura_jobs import concepts
+from mixtura_jobs.context import StepContext
+from mixtura_jobs.encoders import Encoders, build_encoders
+from mixtura_jobs.spaces import FactorizedSpace
+from mixtura_jobs.trainer import DEFAULT_CONFIG
+from mixtura_operator import layout
+from mixtura_operator.api.mixturesearch import MixtureSearchSpec
+from mixtura_operator.reconcile import search_space
+from mixtura_operator.store import open_store
+
+# Most typical samples kept per concept: the report's thumbnails.
+EXEMPLARS = 6
+
+
+def samples_drawn(spec: MixtureSearchSpec) -> int:
+    """Samples the larger of the runs that train on a search's mixtures draws (a proxy trial, or the final
+    training): the caps must hold for both, and the larger run bounds them more tightly."""
+    final = spec.final_training.steps if spec.final_training.enabled else 0
+    return max(spec.budget.proxy_steps, final) * DEFAULT_CONFIG["batch_size"]
+
+
+def image_embeddings(ctx: StepContext, name: str, encoders_of: Callable[[], Encoders]) -> np.ndarray:
+    """Every sample's image embedding: those the embed step stored, then the rest of the domain."""
+    stored = ctx.store.get_array(layout.embedding(name, "image", samples=True))
+    samples = ctx.read_domain(name)
+    if len(samples) == len(stored):
+        return stored
+    rest = encoders_of().embed("image", samples.select(np.arange(len(stored), len(samples))))
+    print(f"embedded domain={name} modality=image samples={len(rest)} (beyond the {len(stored)} stored)", flush=True)
+    return np.concatenate([stored, rest])
+
+
+def run(ctx: StepContext, args: argparse.Namespace) -> None:
+    if ctx.is_done("cells"):
+        return
+    spec = ctx.search.spec
+    domains = ctx.domainset.spec.domains
+    # Built once, and only when some domain has samples the embed step did not store.
+    encoders_of = functools.cache(lambda: build_encoders(spec.models.embedding.config, seed=ctx.seed))
+    embeddings = {d.name: image_embeddings(ctx, d.name, encoders_of) for d in domains if "image" in d.modalities}
+    everything = np.concatenate(list(embeddings.values()))
+    if args.centroids_from:
+        centroids = open_store(args.centroids_from, spec.artifacts.endpoint_url).get_array(layout.CENTROIDS)
+        if centroids.shape[1] != everything.shape[1]:
+            raise ValueError(
+                f"spec.search.conceptCentroidsFrom: its centroids have {centroids.shape[1]} dimensions, this "
+                f"search's image embeddings {everything.shape[1]}: both searches need the same models.embedding"
+            )
+    else:
+        centroids = concepts.cluster(everything, spec.search.concept_clusters, seed=ctx.seed)
+    k = len(centroids)
+    assigned = {name: concepts.assign(x, centroids) for name, x in embeddings.items()}
+    cells = cellmath.build_cells(
+        [
+            cellmath.DomainConcepts(
+                d.name,
+                d.task_type,
+                size,
+                np.bincount(assigned[d.name][0], minlength=k) if d.name in assigned else None,
+            )
+            for d, size in zip(domains, ctx.domain_sizes(), strict=True)
+        ],
+        k,
+        max_repetition=spec.search.max_repetition,
+        samples_drawn=samples_drawn(spec),
+    )
+    if search_space(spec, ctx.domainset) == "factorized":
+        FactorizedSpace(cells)  # refuses caps that no concept x task weights can respect, before any trial
+    where = [(name, i) for name, (labels, _) in assigned.items() for i in range(len(labels))]
+    typical = concepts.exemplars(
+        np.concatenate([labels for labels, _ in assigned.values()]),
+        np.concatenate([similarity for _, similarity in assigned.values()]),
+        k,
+        EXEMPLARS,
+    )
+    names = cellmath.concept_names(k)
+    record = {
+        **cellmath.to_record(cells),
+        "exemplars": {names[j]: [list(where[i]) for i in rows] for j, rows in enumerate(typical) if len(rows)},
+        "maxRepetition": spec.search.max_repetition,
+        "samplesDrawn": samples_drawn(spec),
+        "centroidsFrom": args.centroids_from,
+    }
+    ctx.store.put_array(layout.CENTROIDS, centroids)
+    for name, (labels, _) in assigned.items():
+        ctx.store.put_array(layout.assignments(name), labels.astype(np.int64))
+    ctx.store.put_json(layout.CELLS, record)
+    print(f"cells concepts={k} cells={len(cells.ids)} " + " ".join(cells.ids), flush=True)
+    ctx.mark_done("cells")
