@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from mixtura_jobs import cells as cellmath
 from mixtura_jobs.context import StepContext
 from mixtura_jobs.simplex import uniform_weights
 from mixtura_operator import layout
@@ -63,6 +64,47 @@ def loss_curve_plot(train_loss: list[float]) -> bytes:
     return _png(fig)
 
 
+def concept_thumbnails(exemplars: dict[str, list[np.ndarray]]) -> bytes:
+    """One row per concept: its most typical images (the page's heading names the figure)."""
+    width = max(len(images) for images in exemplars.values())
+    fig, axes = plt.subplots(len(exemplars), width, figsize=(1.1 * width + 0.8, 1.1 * len(exemplars)), squeeze=False)
+    for row, (concept, images) in zip(axes, exemplars.items(), strict=True):
+        for column, ax in enumerate(row):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.axis("on" if column < len(images) else "off")
+            if column < len(images):
+                ax.imshow(images[column])
+        row[0].set_ylabel(concept, rotation=0, ha="right", va="center")
+    return _png(fig)
+
+
+def cell_heatmap(cells: cellmath.Cells, weights: dict[str, float], title: str) -> bytes:
+    """Cell weights as a concept x task grid; empty cells left blank."""
+    grid = np.full((len(cells.concepts), len(cells.tasks)), np.nan)
+    grid[cells.concept_of, cells.task_of] = [weights.get(cell_id, 0.0) for cell_id in cells.ids]
+    fig, ax = plt.subplots(figsize=(1.3 * len(cells.tasks) + 2, 0.45 * len(cells.concepts) + 1.5))
+    image = ax.imshow(grid, cmap="viridis", aspect="auto")
+    bright = 0.6 * np.nanmax(grid)
+    for (i, j), value in np.ndenumerate(grid):
+        if not np.isnan(value):
+            colour = "black" if value > bright else "white"
+            ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=7, color=colour)
+    ax.set_xticks(np.arange(len(cells.tasks)), cells.tasks, rotation=30, ha="right")
+    ax.set_yticks(np.arange(len(cells.concepts)), cells.concepts)
+    ax.set_xlabel("task")
+    ax.set_ylabel("concept")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label="weight")
+    return _png(fig)
+
+
+def _exemplar_images(ctx: StepContext, exemplars: dict[str, list[list]]) -> dict[str, list[np.ndarray]]:
+    wanted = sorted({domain for rows in exemplars.values() for domain, _ in rows})
+    images = {name: ctx.read_domain(name).images for name in wanted}
+    return {concept: [images[domain][index] for domain, index in rows] for concept, rows in exemplars.items()}
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
@@ -99,6 +141,16 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
         images["trials.png"] = trials_plot(rounds, np.array([t[2]["objective"] for t in trials]))
     if final_metrics and final_metrics.get("train_loss"):
         images["final-training.png"] = loss_curve_plot(final_metrics["train_loss"])
+    cells_html = ""
+    if store.exists(layout.CELLS):
+        record = store.get_json(layout.CELLS)
+        images["concepts.png"] = concept_thumbnails(_exemplar_images(ctx, record["exemplars"]))
+        cells_html = '<h2>Concepts</h2><img src="concepts.png" alt="most typical images per concept">'
+        chosen = final or (best[1] if trials else None)
+        if chosen and "cells" in chosen:
+            which = "final" if final else "best trial"
+            images["cells.png"] = cell_heatmap(cellmath.from_record(record), chosen["cells"], f"Cell weights ({which})")
+            cells_html += '<h2>Cells</h2><img src="cells.png" alt="cell weights, concept x task">'
     for name, data in images.items():
         store.put_bytes(f"report/{name}", data)
 
@@ -139,6 +191,7 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left;font-size:90%}}img{
 {trials_plot_html}
 {_table(["trial", "round", "source", "held-out loss", "augmentation", "weights"], trial_rows) if trial_rows else ""}
 {final_plot_html}
+{cells_html}
 </body></html>"""
     store.put_bytes(layout.REPORT, page.encode())
     print(f"report {store.uri}/{layout.REPORT}", flush=True)
