@@ -96,11 +96,24 @@ def cluster(
     return best[np.lexsort(best.T[::-1])]
 
 
-def assign(embeddings: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's nearest centroid by cosine (ties to the first) and its similarity to it."""
+def assign(
+    embeddings: np.ndarray, centroids: np.ndarray, allowed: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's nearest centroid by cosine (ties to the first) among the `allowed` ones (a (k,) mask;
+    all by default), and its similarity to it."""
     similarity = normalise(embeddings) @ np.asarray(centroids, dtype=np.float64).T
+    if allowed is not None:
+        similarity = np.where(allowed, similarity, -np.inf)
     labels = np.argmax(similarity, axis=1)
     return labels, similarity[np.arange(len(labels)), labels]
+
+
+def major_concepts(labels: np.ndarray, k: int, min_share: float) -> np.ndarray:
+    """A (k,) mask of the concepts holding at least `min_share` of the rows (the largest always does)."""
+    counts = np.bincount(labels, minlength=k)
+    major = counts >= min_share * counts.sum()
+    major[np.argmax(counts)] = True
+    return major
 
 
 def exemplars(labels: np.ndarray, similarity: np.ndarray, k: int, per_concept: int) -> list[np.ndarray]:

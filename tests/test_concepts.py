@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mixtura_jobs.concepts import assign, cluster, exemplars, normalise
+from mixtura_jobs.concepts import assign, cluster, exemplars, major_concepts, normalise
 
 
 def blobs(n_per: int = 60, k: int = 4, d: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -67,3 +67,17 @@ def test_exemplars_are_the_most_typical_members():
     similarity = np.array([0.5, 0.9, 0.7, 0.7, 0.2])
     first, second = exemplars(labels, similarity, 2, per_concept=2)
     assert first.tolist() == [2, 3] and second.tolist() == [1, 4]
+
+
+def test_a_concept_with_a_few_stray_rows_gives_them_to_the_nearest_major_one() -> None:
+    centroids = normalise(np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.7, 0.0, 0.7]]))
+    x = np.array([[1.0, 0.1, 0.0]] * 30 + [[0.1, 1.0, 0.0]] * 30 + [[0.6, 0.0, 0.8]])
+    labels, _ = assign(x, centroids)
+    assert np.bincount(labels).tolist() == [30, 30, 1]
+    major = major_concepts(labels, 3, 0.05)
+    assert major.tolist() == [True, True, False]
+    labels, similarity = assign(x, centroids, major)
+    assert np.bincount(labels, minlength=3).tolist() == [31, 30, 0]
+    assert np.all(np.isfinite(similarity))
+    # The largest concept stays, however small a share it holds.
+    assert major_concepts(np.array([0, 1, 2]), 3, 0.5).tolist() == [True, False, False]
