@@ -128,7 +128,8 @@ def test_madmix_mixatlas_search_succeeds_with_a_report_and_simplex_weights(searc
     root = search_root(base / "artifacts")
     assert status(root)["phase"] == "Succeeded"
     assert f"report: {root / 'report/index.html'}" in run.stdout.splitlines()
-    for image in ("index.html", "weights.png", "trials.png", "final-training.png", "concepts.png", "cells.png"):
+    plots = ("weights", "trials", "surrogate", "final-training", "concepts", "cells")
+    for image in ("index.html", *(f"{plot}.png" for plot in plots)):
         assert (root / "report" / image).stat().st_size > 0
     mixtures = [root / "scores/madmix.json", root / "final/mixture.json", *root.glob("trials/*/mixture.json")]
     assert len(mixtures) == 2 + 4

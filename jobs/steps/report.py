@@ -13,9 +13,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from mixtura_jobs import cells as cellmath
+from mixtura_jobs.choose import MIN_TRIALS_FOR_POSTERIOR
 from mixtura_jobs.context import StepContext
+from mixtura_jobs.gp_ucb import posterior_at_observations
 from mixtura_jobs.simplex import uniform_weights
+from mixtura_jobs.steps.propose import load_space, observations
 from mixtura_operator import layout
+from mixtura_operator.reconcile import searches
+
+TOP_CANDIDATES = 8
 
 
 def _png(fig) -> bytes:
@@ -62,6 +68,31 @@ def loss_curve_plot(train_loss: list[float]) -> bytes:
     ax.set_ylabel("training loss")
     ax.set_title("Final training")
     return _png(fig)
+
+
+def posterior_plot(ids: list[str], observed: np.ndarray, mean: np.ndarray, std: np.ndarray) -> bytes:
+    """The top candidates by posterior mean: the GP's held-out loss with a 2-std band, and the observed one."""
+    fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(ids) + 1.5), 3.6))
+    positions = np.arange(len(ids))
+    ax.errorbar(positions, mean, yerr=2 * std, fmt="o", capsize=3, label="GP posterior mean ± 2 std")
+    ax.scatter(positions, observed, marker="x", color="black", zorder=3, label="observed")
+    ax.set_xticks(positions, ids)
+    ax.set_xlabel("trial (best posterior mean first)")
+    ax.set_ylabel("held-out loss")
+    ax.set_title("Top candidates under the surrogate")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _top_candidates(ctx: StepContext, top: int) -> bytes | None:
+    """posterior_plot of the `top` trials with the best posterior mean, in the space the search ran in."""
+    space = load_space(ctx)
+    ids, x, y = observations(ctx, space)
+    if len(ids) < MIN_TRIALS_FOR_POSTERIOR:
+        return None
+    mean, std = posterior_at_observations(x, y, seed=ctx.seed, space=space.space)
+    order = np.argsort(-mean, kind="stable")[:top]
+    return posterior_plot([ids[i] for i in order], -y[order], -mean[order], std[order])
 
 
 def concept_thumbnails(exemplars: dict[str, list[np.ndarray]]) -> bytes:
@@ -139,6 +170,9 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
     if trials:
         rounds = np.array([t[1]["round"] for t in trials])
         images["trials.png"] = trials_plot(rounds, np.array([t[2]["objective"] for t in trials]))
+    surrogate = _top_candidates(ctx, TOP_CANDIDATES) if searches(spec) else None
+    if surrogate is not None:
+        images["surrogate.png"] = surrogate
     if final_metrics and final_metrics.get("train_loss"):
         images["final-training.png"] = loss_curve_plot(final_metrics["train_loss"])
     cells_html = ""
@@ -176,6 +210,9 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
         summary.append(["final held-out loss", f"{final_metrics['objective']:.4f}"])
     name = html.escape(ctx.search.metadata.name)
     trials_plot_html = '<h2>Trials</h2><img src="trials.png" alt="objective per trial">' if trials else ""
+    if surrogate is not None:
+        trials_plot_html += '<h2>Surrogate</h2><img src="surrogate.png" alt="GP posterior of the top candidates">'
+
     final_plot_html = (
         '<h2>Final training</h2><img src="final-training.png" alt="final training loss">'
         if "final-training.png" in images
