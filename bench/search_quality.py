@@ -45,7 +45,6 @@ REGRET_BUDGETS = (16, 32, 64)
 GP_BETA = 8.0
 # The `full` cell space at its largest (10 concepts x 5 tasks: 49 free dimensions), every cell capped.
 SPEED_D, SPEED_N, SPEED_CAP = 50, 200, 0.1
-SPEED_POOLS = (10_000, 500)  # propose_batch's default, and the smallest pool worth having
 TARGET_SECONDS = 2.0
 
 
@@ -288,23 +287,27 @@ def speed_section(repeats: int) -> str:
     x = space.sample(SPEED_N, space.uniform(), np.random.default_rng(0))
     optimum = np.random.default_rng(0).dirichlet(np.full(SPEED_D, 2.0))
     y = -np.sum((x - optimum) ** 2, axis=1)
+    # In a running search the round before (n - q observations) left its fit: the warm start.
+    warm = propose_batch(x[:-Q], y[:-Q], Q, seed=0, space=space).hyperparameters
     fit = median_time(lambda: fit_gp(x, y), repeats)
     times = {
-        size: median_time(lambda size=size: propose_batch(x, y, Q, seed=0, space=space, pool_size=size), repeats)
-        for size in SPEED_POOLS
+        "cold, pool 10,000 (first GP round)": lambda: propose_batch(x, y, Q, seed=0, space=space),
+        "warm, pool 10,000 (later rounds)": lambda: propose_batch(x, y, Q, seed=0, space=space, warm_start=warm),
+        "warm, pool 500": lambda: propose_batch(x, y, Q, seed=0, space=space, warm_start=warm, pool_size=500),
     }
+    times = {case: median_time(propose, repeats) for case, propose in times.items()}
     print(
         f"\n| propose q={Q}, d={SPEED_D} cells capped at {SPEED_CAP}, n={SPEED_N} (median of {repeats}) "
-        "| time (s) | GP fit alone (s) | ratio |"
+        "| time (s) | cold GP fit alone (s) | ratio |"
     )
     print("|---|---:|---:|---:|")
-    for size, t in times.items():
-        print(f"| pool_size={size} | {t:.2f} | {fit:.2f} | {t / fit:.2f} |")
-    default = times[SPEED_POOLS[0]]
+    for case, t in times.items():
+        print(f"| {case} | {t:.2f} | {fit:.2f} | {t / fit:.2f} |")
+    cold, warm_time = list(times.values())[:2]
     return (
-        f"a GP-UCB batch (q={Q}, d={SPEED_D}, n={SPEED_N}) takes {default:.2f} s with the default pool "
-        f"({default / fit:.2f}x fitting the GP, {fit:.2f} s): target < {TARGET_SECONDS:.0f} s "
-        f"{'' if default < TARGET_SECONDS else 'NOT '}met"
+        f"a GP-UCB batch (q={Q}, d={SPEED_D}, n={SPEED_N}) takes {warm_time:.2f} s in a running search "
+        f"({warm_time / fit:.2f}x a cold GP fit, {fit:.2f} s), {cold:.2f} s in its first GP round: target "
+        f"< {TARGET_SECONDS:.0f} s {'' if warm_time < TARGET_SECONDS else 'NOT '}met"
     )
 
 

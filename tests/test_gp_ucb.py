@@ -1,5 +1,6 @@
 """GP-UCB proposals and the simplex helpers they rely on."""
 
+import json
 import math
 
 import numpy as np
@@ -210,3 +211,20 @@ def test_gp_ucb_finds_the_optimum_and_beats_random_search() -> None:
     )
     assert np.sum(regret <= 0.02) >= 8, regret
     assert np.median(regret) < np.median(random_regret), (regret, random_regret)
+
+
+def test_a_round_warm_starts_from_the_previous_rounds_fit() -> None:
+    x, y = observed(16)
+    previous = propose_batch(x[:12], y[:12], 4, seed=0, pool_size=2000)
+    warm = json.loads(json.dumps(previous.hyperparameters))  # as the propose step stores it
+    assert sorted(warm) == [
+        "covar_module.raw_lengthscale",
+        "likelihood.noise_covar.raw_noise",
+        "mean_module.raw_constant",
+    ]
+    a = propose_batch(x, y, 4, seed=0, pool_size=2000, warm_start=warm)
+    b = propose_batch(x, y, 4, seed=0, pool_size=2000, warm_start=warm)
+    np.testing.assert_array_equal(a.weights, b.weights)
+    assert_on_simplex(a.weights)
+    with pytest.raises(ValueError, match="warm_start must name"):
+        propose_batch(x, y, 4, seed=0, pool_size=2000, warm_start={"covar_module.raw_lengthscale": [[0.0] * D]})

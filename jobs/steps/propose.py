@@ -35,6 +35,12 @@ def observations(ctx: StepContext, space: SearchSpace) -> tuple[list[str], np.nd
     return ids, x.reshape(len(ids), space.space.dim), y
 
 
+def previous_fit(ctx: StepContext, round_index: int) -> gp_ucb.Hyperparameters | None:
+    """The GP hyperparameters the previous round fitted, if it fitted one: this round's warm start."""
+    key = layout.proposal(round_index - 1)
+    return ctx.store.get_json(key).get("gp") if round_index > 0 and ctx.store.exists(key) else None
+
+
 def run(ctx: StepContext, args: argparse.Namespace) -> None:
     step_key = f"propose/{args.round}"
     if ctx.is_done(step_key):
@@ -46,7 +52,7 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
     _, x, y = observations(ctx, space)
     madmix = ctx.vector(ctx.store.get_json(layout.MADMIX)["weights"]) if spec.method == "madmix+mixatlas" else None
     center = space.center(madmix)
-    mean = std = None
+    mean = std = fitted = None
     first_round = spec.budget.parallel_trials
     if spec.method == "random" or (spec.method == "regression" and len(y) < first_round):
         points, source = space.space.sample(q, center, np.random.default_rng(seed)), "random"
@@ -55,18 +61,25 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
     else:
         beta = "srinivas" if spec.search.beta_schedule == "srinivas" else spec.search.beta
         proposal = gp_ucb.propose_batch(
-            x, y, q, seed=seed, beta=beta, prior_center=center, n_initial=first_round, space=space.space
+            x,
+            y,
+            q,
+            seed=seed,
+            beta=beta,
+            prior_center=center,
+            n_initial=first_round,
+            space=space.space,
+            warm_start=previous_fit(ctx, args.round),
         )
         points, mean, std = proposal.weights, proposal.predicted_mean, proposal.predicted_std
+        fitted = proposal.hyperparameters
         source = "initial-design" if mean is None else "gp-ucb"
     for index, (tid, point) in enumerate(zip(trial_ids, points, strict=True)):
         record = {**space.record(point), "round": args.round, "source": source}
         if mean is not None and std is not None:
             record["predicted"] = {"objective": -float(mean[index]), "std": float(std[index])}
         ctx.store.put_json(layout.trial_mixture(tid), record)
-    ctx.store.put_json(
-        layout.proposal(args.round),
-        {"round": args.round, "source": source, "space": space.kind, "observations": len(y), "trials": trial_ids},
-    )
+    summary = {"round": args.round, "source": source, "space": space.kind, "observations": len(y), "trials": trial_ids}
+    ctx.store.put_json(layout.proposal(args.round), summary if fitted is None else {**summary, "gp": fitted})
     print(f"proposed round={args.round} trials={','.join(trial_ids)} source={source} space={space.kind}", flush=True)
     ctx.mark_done(step_key)
