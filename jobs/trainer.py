@@ -121,13 +121,14 @@ def train_on_mixture(
     on_log: Callable[[dict], None] | None = None,
     augment: Augment | None = None,
     groups: dict[str, np.ndarray] | None = None,
+    on_trained: Callable[[TinyVLM], None] | None = None,
 ) -> dict:
     """Train on `weights` over the train split of `domains`; return held-out losses and throughput.
 
     `weights` are per domain, or per group when `groups` gives each domain's samples a group (their
     concept x task cell). `augment` (see `Augment`) adds a term to the SFT loss, e.g. MergeMix; its logs
-    join each log line's dict. The objective is the mean held-out loss over all domains, weighted or not;
-    lower is better.
+    join each log line's dict. `on_trained` gets the trained model (e.g. to save a checkpoint). The objective
+    is the mean held-out loss over all domains, weighted or not; lower is better.
     """
     cfg = {**DEFAULT_CONFIG, **config}
     splits = {name: split_heldout(name, len(s), cfg["heldout_fraction"]) for name, s in domains.items()}
@@ -171,6 +172,8 @@ def train_on_mixture(
     train_seconds = time.perf_counter() - start
 
     heldout_loss = evaluate(model, heldout, cfg["eval_batch_size"])
+    if on_trained is not None:
+        on_trained(model)
     return {
         "heldout_loss": heldout_loss,
         "objective": sum(heldout_loss.values()) / len(heldout_loss),

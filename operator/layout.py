@@ -16,6 +16,7 @@ CELLS = "cells/cells.json"
 CENTROIDS = "cells/centroids.npy"
 FINAL_MIXTURE = "final/mixture.json"
 FINAL_METRICS = "final/metrics.json"
+FINAL_MODEL = "final/model.pt"
 REPORT = "report/index.html"
 
 _FOLDERS = {"embed": "embeddings", "score": "scores", "propose": "proposals", "trial": "trials"}

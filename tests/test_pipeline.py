@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from mixtura_jobs.tiny_vlm import build_vlm
 from pipeline_manifests import domain_set, mixture_search, write_manifest
 
 pytestmark = pytest.mark.slow
@@ -128,6 +130,8 @@ def test_madmix_mixatlas_search_succeeds_with_a_report_and_simplex_weights(searc
     root = search_root(base / "artifacts")
     assert status(root)["phase"] == "Succeeded"
     assert f"report: {root / 'report/index.html'}" in run.stdout.splitlines()
+    checkpoint = torch.load(root / "final/model.pt", weights_only=True)
+    build_vlm(checkpoint["config"], seed=0).load_state_dict(checkpoint["state_dict"])
     plots = ("weights", "trials", "surrogate", "final-training", "concepts", "cells")
     for image in ("index.html", *(f"{plot}.png" for plot in plots)):
         assert (root / "report" / image).stat().st_size > 0

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
+from collections.abc import Callable
 
 import numpy as np
+import torch
 
 from mixtura_jobs.cells import sample_cells
 from mixtura_jobs.choose import final_mixture
@@ -28,7 +31,21 @@ def cell_groups(ctx: StepContext, domains: dict[str, DomainSamples]) -> dict[str
     }
 
 
-def _train(ctx: StepContext, mixture: dict, model: dict, steps: int, seed: int) -> dict:
+def checkpoint_bytes(model: torch.nn.Module, config: dict) -> bytes:
+    """A torch.save file: the model config (for tiny_vlm.build_vlm) and the trained weights."""
+    buffer = io.BytesIO()
+    torch.save({"config": config, "state_dict": model.state_dict()}, buffer)
+    return buffer.getvalue()
+
+
+def _train(
+    ctx: StepContext,
+    mixture: dict,
+    model: dict,
+    steps: int,
+    seed: int,
+    on_trained: Callable[[torch.nn.Module], None] | None = None,
+) -> dict:
     """Train on a mixture record: by its cell weights when it has them, else by its domain weights."""
     spec = ctx.search.spec
     # Every domain is read, weighted or not: held-out loss is measured on all of them.
@@ -48,6 +65,7 @@ def _train(ctx: StepContext, mixture: dict, model: dict, steps: int, seed: int) 
         seed=seed,
         augment=augment,
         groups=cell_groups(ctx, domains) if by_cells else None,
+        on_trained=on_trained,
     )
     metrics["augmentation"] = spec.training.augmentation.type
     return metrics
@@ -90,7 +108,15 @@ def run_final(ctx: StepContext, args: argparse.Namespace) -> None:
         provenance["trial"] = ids[provenance.pop("index")]
     mixture = {**space.record(point), **provenance}
     ctx.store.put_json(layout.FINAL_MIXTURE, mixture)
-    metrics = _train(ctx, mixture, spec.models.target.config, spec.final_training.steps, ctx.seed)
+    config = spec.models.target.config
+    metrics = _train(
+        ctx,
+        mixture,
+        config,
+        spec.final_training.steps,
+        ctx.seed,
+        on_trained=lambda model: ctx.store.put_bytes(layout.FINAL_MODEL, checkpoint_bytes(model, config)),
+    )
     ctx.store.put_json(layout.FINAL_METRICS, metrics)
     print(f"final {json.dumps(mixture)} objective={metrics['objective']:.4f}", flush=True)
     ctx.mark_done("final")
