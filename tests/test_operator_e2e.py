@@ -307,6 +307,55 @@ def test_spec_changes_are_refused(control_plane, installed):
     assert result.returncode != 0 and "spec is immutable" in result.stderr
 
 
+def test_deleting_a_search_with_policy_delete_removes_its_artifacts(control_plane, installed):
+    plane, operator, bucket = control_plane, installed["operator"], installed["bucket"]
+    artifacts = {
+        "uri": f"s3://{bucket}/runs",
+        "endpointUrl": installed["endpoint"],
+        "credentialsSecret": "s3-credentials",
+        "policy": "Delete",
+    }
+    text = manifests("ephemeral", bucket, installed["endpoint"], method="uniform", artifacts=artifacts)
+    plane.kubectl("apply", "-n", NS, "-f", "-", input=text)
+    body = wait_phase(plane, operator, "ephemeral", {"Succeeded", "Failed"})
+    assert body["status"]["phase"] == "Succeeded", body["status"]
+    prefix = body["status"]["artifacts"]["root"].removeprefix(f"s3://{bucket}/")
+    assert any(key.endswith("final/model.pt") for key in installed["store"].list(prefix))
+    plane.kubectl("delete", "mixturesearch", "ephemeral", "-n", NS, "--wait=true", "--timeout=60s")
+    assert installed["store"].list(prefix) == []
+
+
+def wait_domainset_ready(plane, name: str, status: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = json.loads(plane.kubectl("get", "domainset", name, "-n", NS, "-o", "json").stdout)
+        ready = [c for c in body.get("status", {}).get("conditions", []) if c["type"] == "Ready"]
+        if ready and ready[0]["status"] == status:
+            return ready[0]
+        time.sleep(1)
+    raise AssertionError(f"DomainSet {name} never Ready={status}: {body.get('status')}")
+
+
+def test_domainset_status_validates_the_data_and_names_a_missing_domain(control_plane, installed):
+    plane, bucket = control_plane, installed["bucket"]
+    corpus = next(yaml.safe_load_all(manifests("unused", bucket, installed["endpoint"])))
+    plane.kubectl("apply", "-n", NS, "-f", "-", input=yaml.safe_dump(corpus))
+    assert wait_domainset_ready(plane, "corpus", "True")["reason"] == "Validated"
+    broken = {
+        "apiVersion": "mixtura.dev/v1alpha1",
+        "kind": "DomainSet",
+        "metadata": {"name": "broken"},
+        "spec": {
+            "domains": [
+                {"name": "absent", "uri": f"s3://{bucket}/data/absent", "modalities": ["text"], "taskType": "text"}
+            ]
+        },
+    }
+    plane.kubectl("apply", "-n", NS, "-f", "-", input=yaml.safe_dump(broken))
+    ready = wait_domainset_ready(plane, "broken", "False")
+    assert ready["reason"] == "DataMissing" and "absent" in ready["message"], ready
+
+
 def test_every_dashboard_panel_returns_series(installed):
     """Issue 6: after the searches above, each panel's PromQL returns data from the real Prometheus."""
     dashboard = json.loads((REPO / "charts" / "mixtura" / "files" / "dashboard.json").read_text())

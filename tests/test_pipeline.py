@@ -60,6 +60,20 @@ def finished_trials(artifacts: Path) -> set[str]:
     return {marker.parent.name for marker in artifacts.glob("*/*/*/trials/*/_SUCCESS")}
 
 
+def round_one_at_work(logs: Path, artifacts: Path) -> bool:
+    """A round-1 step (propose/1, trial 002 or 003) has started (the executor wrote its log) and not finished."""
+    roots = list(artifacts.glob("*/*/*/spec.json"))
+    if not roots:
+        return False
+    root = roots[0].parent
+    markers = {
+        "propose-1": root / "proposals/round-1/_SUCCESS",
+        "trial-002": root / "trials/002/_SUCCESS",
+        "trial-003": root / "trials/003/_SUCCESS",
+    }
+    return any(not markers[log.stem].exists() for log in logs.glob("*/*/*.log") if log.stem in markers)
+
+
 def live_jobs(artifacts: Path) -> list[list[str]]:
     """The arguments of every live job process of the searches under `artifacts` (zombies have no cmdline)."""
     jobs = []
@@ -161,14 +175,12 @@ def test_an_interrupted_search_resumes_without_rerunning_finished_trials(search,
         process = subprocess.Popen([*MIXTURA, *command], env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 400
-            # Interrupt once round 0 is done and a later step (propose/1, a round-1 trial: its last argument
-            # is no finished trial) is at work, so that mixtura has a job to stop.
+            # Interrupt while a round-1 step is at work, so that mixtura has a job to stop. Files only: reading
+            # /proc/<pid>/cmdline of a job that is mapping torch's libraries can stall for seconds.
             while process.poll() is None and time.monotonic() < deadline:
-                jobs = live_jobs(artifacts)
-                done = finished_trials(artifacts)
-                if len(done) >= 2 and any(job[-1] not in done for job in jobs):
+                if round_one_at_work(logs, artifacts):
                     break
-                time.sleep(0.1)
+                time.sleep(0.05)
             assert process.poll() is None, "the search ended before it could be interrupted"
             # SIGINT to mixtura alone (a terminal's Ctrl-C reaches the jobs too): it must stop its jobs itself.
             process.send_signal(signal.SIGINT)
