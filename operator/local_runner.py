@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -84,24 +87,40 @@ def run_local(
         source, source_domainset = concepts_from
         source_store = _search_store(source, local_uid(source, source_domainset))
         concepts = concept_source(source_store, True, source.metadata.name)
+    with _interrupt_requests() as interrupted:
+        try:
+            while not interrupted.is_set():
+                observed = observer.observe(executor.observe(), problems, concepts)
+                decision = reconcile(search, domainset, observed, datetime.now(UTC))
+                for action in decision.actions:
+                    if isinstance(action, CreateJob):
+                        executor.create(action)
+                    else:
+                        apply_record(store, search, domainset, action)
+                search.status = decision.status
+                store.put_json(STATUS, decision.status.wire())
+                on_decision(decision)
+                if decision.status.phase in (Phase.SUCCEEDED, Phase.FAILED):
+                    return decision.status
+                if not decision.actions:
+                    executor.wait(poll_seconds, interrupted)
+            raise KeyboardInterrupt
+        finally:
+            executor.shutdown()
+
+
+@contextmanager
+def _interrupt_requests() -> Iterator[threading.Event]:
+    """Ctrl-C sets an event that the run loop checks between steps. A KeyboardInterrupt raised wherever the
+    main thread happens to be is lost when that is a finalizer (a finished job's Popen.__del__): Python
+    prints "Exception ignored" and carries on. The kill/resume test saw searches run to their end after a
+    Ctrl-C, now and then, when the main thread raised it."""
+    requested = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: requested.set())
     try:
-        while True:
-            observed = observer.observe(executor.observe(), problems, concepts)
-            decision = reconcile(search, domainset, observed, datetime.now(UTC))
-            for action in decision.actions:
-                if isinstance(action, CreateJob):
-                    executor.create(action)
-                else:
-                    apply_record(store, search, domainset, action)
-            search.status = decision.status
-            store.put_json(STATUS, decision.status.wire())
-            on_decision(decision)
-            if decision.status.phase in (Phase.SUCCEEDED, Phase.FAILED):
-                return decision.status
-            if not decision.actions:
-                executor.wait(poll_seconds)
+        yield requested
     finally:
-        executor.shutdown()
+        signal.signal(signal.SIGINT, previous)
 
 
 def describe(event: Event) -> str:

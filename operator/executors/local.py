@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,10 +55,10 @@ class LocalExecutor:
         states.update({run.job.step_key: JobState("Pending") for run in self.queue})
         return states
 
-    def wait(self, seconds: float) -> None:
-        """Sleep until a step ends or `seconds` pass."""
+    def wait(self, seconds: float, stop: threading.Event) -> None:
+        """Sleep until a step ends, `stop` is set or `seconds` pass."""
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not stop.is_set():
             if any(run.process and run.process.poll() is not None for run in self.running.values()):
                 return
             time.sleep(0.05)
@@ -94,20 +94,8 @@ class LocalExecutor:
         with run.log.open("ab") as log:
             log.write(f"--- attempt {run.attempts}: {' '.join(command)}\n".encode())
             log.flush()
-            # A Ctrl-C between starting the child and recording it would orphan the child.
-            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-            try:
-                run.process = subprocess.Popen(
-                    command, stdout=log, stderr=subprocess.STDOUT, env=self.env, preexec_fn=_unblock_sigint
-                )
-                self.running[run.job.step_key] = run
-            finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-
-
-def _unblock_sigint() -> None:
-    """In the child: the mask blocked around Popen is inherited and must not outlive it."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            run.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+            self.running[run.job.step_key] = run
 
 
 def _failure_message(code: int, log: Path | None) -> str:
