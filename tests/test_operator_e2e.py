@@ -341,16 +341,8 @@ def test_domainset_status_validates_the_data_and_names_a_missing_domain(control_
     corpus = next(yaml.safe_load_all(manifests("unused", bucket, installed["endpoint"])))
     plane.kubectl("apply", "-n", NS, "-f", "-", input=yaml.safe_dump(corpus))
     assert wait_domainset_ready(plane, "corpus", "True")["reason"] == "Validated"
-    broken = {
-        "apiVersion": "mixtura.dev/v1alpha1",
-        "kind": "DomainSet",
-        "metadata": {"name": "broken"},
-        "spec": {
-            "domains": [
-                {"name": "absent", "uri": f"s3://{bucket}/data/absent", "modalities": ["text"], "taskType": "text"}
-            ]
-        },
-    }
+    absent = {"name": "absent", "uri": f"s3://{bucket}/data/absent", "modalities": ["text"], "taskType": "text"}
+    broken = {**corpus, "metadata": {"name": "broken"}, "spec": {"domains": [absent]}}
     plane.kubectl("apply", "-n", NS, "-f", "-", input=yaml.safe_dump(broken))
     ready = wait_domainset_ready(plane, "broken", "False")
     assert ready["reason"] == "DataMissing" and "absent" in ready["message"], ready
