@@ -1,4 +1,4 @@
-"""Small helpers on the probability simplex: Dirichlet designs, projection, caps."""
+"""Small helpers on the probability simplex: Dirichlet designs and caps."""
 
 import numpy as np
 
@@ -44,17 +44,6 @@ def dirichlet_design(
     return np.where(sums > 0, g / np.where(sums > 0, sums, 1.0), center)
 
 
-def project_to_simplex(x: np.ndarray) -> np.ndarray:
-    """Euclidean projection of each row (or of a vector) onto the simplex (sort-based, Duchi et al. 2008)."""
-    x = np.asarray(x, dtype=np.float64)
-    u = -np.sort(-x, axis=-1)
-    css = np.cumsum(u, axis=-1) - 1.0
-    ind = np.arange(1, x.shape[-1] + 1)
-    rho = np.sum(u - css / ind > 0, axis=-1, keepdims=True)
-    theta = np.take_along_axis(css, rho - 1, axis=-1) / rho
-    return np.maximum(x - theta, 0.0)
-
-
 def apply_caps(w: np.ndarray, caps: np.ndarray) -> np.ndarray:
     """Clip each mixture (vector or rows) at per-domain `caps` and hand the excess to the uncapped domains.
 
@@ -85,6 +74,7 @@ def apply_caps(w: np.ndarray, caps: np.ndarray) -> np.ndarray:
 
 
 def random_batch(q: int, d: int, seed: int, center: np.ndarray | None = None) -> np.ndarray:
-    """The `random` baseline: q mixtures from the same Dirichlet design as the initial design."""
+    """q mixtures from the initial design's Dirichlet around `center` (uniform by default), seeded: what the
+    `random` method draws in the plain domain space (SimplexSpace.sample); test and benchmark data."""
     center = uniform_weights(d) if center is None else center
     return dirichlet_design(q, center, np.random.default_rng(seed))

@@ -14,7 +14,6 @@ from mixtura_jobs.gp_ucb import posterior_best, propose_batch, srinivas_beta
 from mixtura_jobs.simplex import (
     apply_caps,
     dirichlet_design,
-    project_to_simplex,
     random_batch,
     uniform_weights,
 )
@@ -54,17 +53,6 @@ simplex_points = (
     .filter(lambda a: a.sum() > 1e-3)
     .map(lambda a: a / a.sum())
 )
-
-
-@settings(max_examples=100, deadline=None)
-@given(arrays(np.float64, st.tuples(st.integers(1, 5), st.integers(1, 8)), elements=st.floats(-10.0, 10.0)))
-def test_projection_lands_on_simplex_and_is_the_closest_point(x: np.ndarray) -> None:
-    p = project_to_simplex(x)
-    assert_on_simplex(p, atol=1e-12)
-    # Optimality: p = max(x - theta, 0) for one threshold theta per row.
-    theta = np.array([np.mean((x - p)[i][p[i] > 0]) for i in range(len(x))])
-    np.testing.assert_allclose(p, np.maximum(x - theta[:, None], 0.0), atol=1e-9)
-    np.testing.assert_allclose(project_to_simplex(p), p, atol=1e-12)
 
 
 @settings(max_examples=100, deadline=None)
