@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
-from mixtura_jobs.mergemix import MergeMixConfig, make_mergemix_augment, mergemix_images, tome_forward
-from mixtura_jobs.tiny_vlm import IGNORE, TinyVLM, VLMBatch, build_vlm, sft_loss
+from mixtura_jobs.training.mergemix import MergeMixConfig, make_mergemix_augment, mergemix_images, tome_forward
+from mixtura_jobs.training.tiny_vlm import IGNORE, TinyVLM, VLMBatch, build_vlm, sft_loss
 
 BATCH = 8
 TEXT_TOKENS = 48

@@ -10,9 +10,9 @@ Usage: python bench/score_propose.py
 import numpy as np
 import torch
 
-from mixtura_jobs.gp_ucb import fit_gp, propose_batch
-from mixtura_jobs.madmix import madmix_weights
-from mixtura_jobs.simplex import random_batch
+from mixtura_jobs.search.gp_ucb import fit_gp, propose_batch
+from mixtura_jobs.search.madmix import madmix_weights
+from mixtura_jobs.search.simplex import random_batch
 from timing import median_time
 
 DIMS = {"image": 512, "text": 384, "video": 512}

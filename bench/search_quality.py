@@ -28,9 +28,9 @@ import numpy as np
 import torch
 from linear_operator.utils.warnings import NumericalWarning
 
-from mixtura_jobs.gp_ucb import fit_gp, propose_batch
-from mixtura_jobs.pool_search import gp_ucb_pool_batch, regression_pool_batch
-from mixtura_jobs.spaces import SimplexSpace
+from mixtura_jobs.search.gp_ucb import fit_gp, propose_batch
+from mixtura_jobs.search.spaces import SimplexSpace
+from pool_search import gp_ucb_pool_batch, regression_pool_batch
 from timing import median_time
 
 DATA = Path(__file__).resolve().parents[2] / "shared/data/regmix"

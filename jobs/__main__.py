@@ -1,4 +1,8 @@
-"""`python -m mixtura_jobs <step> --search-uri URI ...`: the entrypoint of every job container."""
+"""`python -m mixtura_jobs <step> --search-uri URI ...`: the entrypoint of every job container.
+
+Also the jobs' side of the `mixtura` CLI (`demo-data`): the operator package knows the jobs only by these
+command lines, never by import.
+"""
 
 from __future__ import annotations
 
@@ -29,18 +33,35 @@ def main(argv: list[str] | None = None) -> int:
     steps["propose"].add_argument("--round", type=int, required=True)
     steps["propose"].add_argument("--trials", required=True)
     steps["proxy-train"].add_argument("--trial", required=True)
+    demo = sub.add_parser("demo-data", help="make the demo corpus (no downloads)")
+    demo.add_argument("dir")
+    demo.add_argument("--samples", type=int, default=96)
+    demo.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.step == "demo-data":
+        return _demo_data(args)
 
     import torch
 
     # One thread per step keeps results bit-identical across runs and lets steps run side by side.
     torch.set_num_threads(int(os.environ.get("MIXTURA_THREADS", "1")))
-    from mixtura_jobs.context import StepContext
+    from mixtura_jobs.steps.context import StepContext
 
     # Only the step's own module: importing them all (open_clip among them) costs seconds on every job.
     module, function = STEPS[args.step]
     run = getattr(importlib.import_module(f"mixtura_jobs.steps.{module}"), function)
     run(StepContext.open(args.search_uri), args)
+    return 0
+
+
+def _demo_data(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mixtura_jobs.data.demo import make_demo_corpus
+
+    domains = make_demo_corpus(Path(args.dir), samples_per_domain=args.samples, seed=args.seed)
+    for domain in domains:
+        print(f"{domain['name']:<12} {domain['taskType']:<11} {','.join(domain['modalities']):<12} {domain['uri']}")
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
@@ -103,12 +104,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
-    from mixtura_jobs.demo_data import make_demo_corpus
-
-    domains = make_demo_corpus(Path(args.dir), samples_per_domain=args.samples, seed=args.seed)
-    for domain in domains:
-        print(f"{domain['name']:<12} {domain['taskType']:<11} {','.join(domain['modalities']):<12} {domain['uri']}")
-    return 0
+    # The corpus is the jobs' code (it needs their ML stack): run it as they run, by command line.
+    command = [sys.executable, "-m", "mixtura_jobs", "demo-data", args.dir, "--samples", str(args.samples)]
+    return subprocess.call([*command, "--seed", str(args.seed)])
 
 
 def cmd_operator(args: argparse.Namespace) -> int:

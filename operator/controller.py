@@ -1,4 +1,4 @@
-"""The operator's reconcile of one MixtureSearch: observe (Jobs, store) → `reconcile` → act, patch status.
+"""The operator's reconcile of one MixtureSearch: the search driver with Jobs and the API server, then status.
 
 Called by the kopf handlers on every relevant event and on a timer; serialised per search, so a Job
 event and a timer tick never act on the same search at once.
@@ -14,14 +14,13 @@ from typing import Any
 
 from kubernetes import client
 
-from mixtura_operator import layout, metrics
+from mixtura_operator import metrics
 from mixtura_operator.api import GROUP, VERSION
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import MixtureSearch, Phase
+from mixtura_operator.driver import SearchDriver, StoreError, search_store
 from mixtura_operator.executors.kubernetes import KubernetesExecutor
-from mixtura_operator.local_runner import apply_record
-from mixtura_operator.observe import StoreObserver, concept_source, domain_data_problems
-from mixtura_operator.reconcile import TERMINAL, CreateJob, Event, reconcile
+from mixtura_operator.reconcile import TERMINAL, Event
 from mixtura_operator.store import ArtifactStore, open_store
 
 log = logging.getLogger(__name__)
@@ -34,33 +33,49 @@ def parse_search(body: dict[str, Any]) -> MixtureSearch:
     )
 
 
-class SearchController:
-    def __init__(self, api: client.ApiClient) -> None:
-        self.custom = client.CustomObjectsApi(api)
-        self.core = client.CoreV1Api(api)
-        self.executor = KubernetesExecutor(api)
-        self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
-        self._dirty: set[str] = set()
-        self._observers: dict[str, StoreObserver] = {}
-        self._problems: dict[str, dict[str, str]] = {}
-        self._timed_jobs: set[str] = set()
-        self._phases: dict[tuple[str, str], Phase] = {}
+class ApiInputs:
+    """The resources a search names, read from the API server."""
 
-    def store(self, search: MixtureSearch) -> ArtifactStore:
-        meta, artifacts = search.metadata, search.spec.artifacts
-        root = layout.search_root(meta.namespace, meta.name, meta.uid)
-        return open_store(artifacts.uri, artifacts.endpoint_url).child(root)
+    def __init__(self, custom: client.CustomObjectsApi) -> None:
+        self.custom = custom
 
-    def _get(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def get(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
         try:
-            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
         except client.ApiException as error:
             if error.status == 404:
                 return None
             raise
 
+    def domainset(self, search: MixtureSearch) -> DomainSet | None:
+        body = self.get(search.metadata.namespace, "domainsets", search.spec.domain_set_ref.name)
+        if body is None:
+            return None
+        return DomainSet.model_validate({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+
+    def concept_store(self, search: MixtureSearch, name: str) -> tuple[ArtifactStore | None, bool]:
+        body = self.get(search.metadata.namespace, PLURAL, name)
+        if body is None:
+            return None, False
+        other = parse_search(body)
+        status = other.status
+        root = status.artifacts.root if status else None
+        store = open_store(root, other.spec.artifacts.endpoint_url) if root else None
+        return store, status is not None and status.phase in TERMINAL
+
+
+class SearchController:
+    def __init__(self, api: client.ApiClient) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+        self.inputs = ApiInputs(self.custom)
+        self.driver = SearchDriver(KubernetesExecutor(api), self.inputs)
+        self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._dirty: set[str] = set()
+        self._phases: dict[tuple[str, str], Phase] = {}
+
     def reconcile_named(self, namespace: str, name: str) -> None:
-        body = self._get(namespace, name)
+        body = self.inputs.get(namespace, PLURAL, name)
         if body is not None:
             self.reconcile(body)
 
@@ -93,30 +108,20 @@ class SearchController:
             lock.release()
 
     def _fresh(self, search: MixtureSearch) -> MixtureSearch | None:
-        body = self._get(search.metadata.namespace, search.metadata.name)
+        body = self.inputs.get(search.metadata.namespace, PLURAL, search.metadata.name)
         return None if body is None else parse_search(body)
 
     def _reconcile(self, search: MixtureSearch) -> None:
         meta = search.metadata
-        domainset = self._domainset(meta.namespace, search.spec.domain_set_ref.name)
-        store = self.store(search)
-        if meta.uid not in self._problems and domainset is not None:
-            self._problems[meta.uid] = domain_data_problems(domainset, search.spec.artifacts.endpoint_url)
-        jobs, job_objects = self.executor.observe(search)
-        self._time_jobs(search, jobs, job_objects)
-        observer = self._observers.setdefault(meta.uid, StoreObserver(store))
         try:
-            observed = observer.observe(jobs, self._problems.get(meta.uid, {}), self._concept_source(search))
-        except Exception:
+            step = self.driver.step(search)
+        except StoreError:
             metrics.STORE_ERRORS.inc()
             raise
-        decision = reconcile(search, domainset, observed, datetime.now(UTC))
-        for action in decision.actions:
-            if isinstance(action, CreateJob):
-                if self.executor.create(search, action, store.uri) and action.step == "propose":
-                    metrics.PROPOSALS.labels(meta.namespace, meta.name).inc()
-            elif domainset is not None:
-                apply_record(store, search, domainset, action)
+        for job in step.created:
+            if job.step == "propose":
+                metrics.PROPOSALS.labels(meta.namespace, meta.name).inc()
+        decision = step.decision
         for event in decision.events:
             self.post_event(search, event)
         if search.status is None or decision.status.wire() != search.status.wire():
@@ -124,45 +129,6 @@ class SearchController:
                 GROUP, VERSION, meta.namespace, PLURAL, meta.name, {"status": decision.status.wire()}
             )
         self._record(search.model_copy(update={"status": decision.status}))
-
-    def _concept_source(self, search: MixtureSearch) -> tuple[str | None, str | None]:
-        name = search.spec.search.concept_centroids_from
-        body = None if name is None else self._get(search.metadata.namespace, name)
-        if body is None:
-            return None, None
-        other = parse_search(body)
-        status = other.status
-        root = status.artifacts.root if status else None
-        store = open_store(root, other.spec.artifacts.endpoint_url) if root else None
-        return concept_source(store, status is not None and status.phase in TERMINAL, name)
-
-    def _domainset(self, namespace: str, name: str) -> DomainSet | None:
-        try:
-            body = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "domainsets", name)
-        except client.ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        return DomainSet.model_validate({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")})
-
-    def _time_jobs(self, search: MixtureSearch, jobs, job_objects: dict[str, client.V1Job]) -> None:
-        """Job durations and GPU-hours, counted once per finished Job."""
-        for key, state in jobs.items():
-            job = job_objects[key]
-            if state.phase not in ("Succeeded", "Failed") or job.metadata.uid in self._timed_jobs:
-                continue
-            self._timed_jobs.add(job.metadata.uid)
-            end = job.status.completion_time or max(
-                (c.last_transition_time for c in job.status.conditions or []), default=None
-            )
-            if job.status.start_time is None or end is None:
-                continue
-            seconds = max(0.0, (end - job.status.start_time).total_seconds())
-            step = (job.metadata.labels or {}).get("mixtura.dev/step", "unknown")
-            metrics.JOB_DURATION.labels(step).observe(seconds)
-            limits = job.spec.template.spec.containers[0].resources.limits or {}
-            gpus = int(limits.get("nvidia.com/gpu", 0))
-            metrics.GPU_HOURS.labels(search.metadata.namespace, search.metadata.name).inc(gpus * seconds / 3600)
 
     def _record(self, search: MixtureSearch) -> None:
         if search.status is None:
@@ -173,8 +139,7 @@ class SearchController:
 
     def forget(self, namespace: str, name: str, uid: str) -> None:
         self._phases.pop((namespace, name), None)
-        self._observers.pop(uid, None)
-        self._problems.pop(uid, None)
+        self.driver.forget(uid)
         metrics.forget(namespace, name)
         metrics.record_phase_counts(list(self._phases.values()))
 
@@ -201,6 +166,6 @@ class SearchController:
 
     def delete_artifacts(self, body: dict[str, Any]) -> int:
         search = parse_search(body)
-        removed = self.store(search).delete_prefix()
+        removed = search_store(search).delete_prefix()
         log.info("deleted %d artifacts of %s/%s", removed, search.metadata.namespace, search.metadata.name)
         return removed

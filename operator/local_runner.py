@@ -1,4 +1,4 @@
-"""`mixtura run`: the reconcile loop with the local executor and the manifest's artifact store."""
+"""`mixtura run`: the search driver with the local executor, the manifest's resources and its artifact store."""
 
 from __future__ import annotations
 
@@ -9,16 +9,15 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 
-from mixtura_operator import layout
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import MixtureSearch, MixtureSearchStatus, Phase
+from mixtura_operator.driver import SearchDriver, search_store
 from mixtura_operator.executors.local import LocalExecutor
-from mixtura_operator.observe import StoreObserver, concept_source, domain_data_problems
-from mixtura_operator.reconcile import CreateJob, Decision, Event, RecordFailure, WriteSnapshot, reconcile
-from mixtura_operator.store import ArtifactStore, open_store
+from mixtura_operator.reconcile import Decision, Event
+from mixtura_operator.store import ArtifactStore
 
 STATUS = "status.json"
 
@@ -29,30 +28,34 @@ def local_uid(search: MixtureSearch, domainset: DomainSet) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
-def snapshot(search: MixtureSearch, domainset: DomainSet) -> dict:
-    return {
-        "search": search.model_copy(update={"status": None}).wire(),
-        "domainSet": domainset.model_copy(update={"status": None}).wire(),
-    }
-
-
-def apply_record(store: ArtifactStore, search: MixtureSearch, domainset: DomainSet, action) -> None:
-    """Carry out the actions that touch only the store (shared with the operator)."""
-    if isinstance(action, WriteSnapshot):
-        store.put_json(layout.SNAPSHOT, snapshot(search, domainset))
-    elif isinstance(action, RecordFailure):
-        store.put_bytes(layout.failure_marker(action.step_key), action.message.encode())
-
-
-def _search_store(search: MixtureSearch, uid: str) -> ArtifactStore:
-    root = layout.search_root(search.metadata.namespace, search.metadata.name, uid)
-    return open_store(search.spec.artifacts.uri, search.spec.artifacts.endpoint_url).child(root)
+def _with_local_uid(search: MixtureSearch, domainset: DomainSet) -> MixtureSearch:
+    search = search.model_copy(deep=True)
+    search.metadata.uid = local_uid(search, domainset)
+    search.metadata.generation = search.metadata.generation or 1
+    return search
 
 
 def local_status(search: MixtureSearch, domainset: DomainSet) -> MixtureSearchStatus | None:
     """The status a local run left in the store, or None before the first run."""
-    store = _search_store(search, local_uid(search, domainset))
+    store = search_store(_with_local_uid(search, domainset))
     return MixtureSearchStatus.model_validate(store.get_json(STATUS)) if store.exists(STATUS) else None
+
+
+@dataclass(frozen=True)
+class ManifestInputs:
+    """The resources a local search names, from its manifest file; the search named by conceptCentroidsFrom
+    has run before this one, or it never will."""
+
+    domain_set: DomainSet
+    concepts_from: tuple[MixtureSearch, DomainSet] | None = None
+
+    def domainset(self, search: MixtureSearch) -> DomainSet:
+        return self.domain_set
+
+    def concept_store(self, search: MixtureSearch, name: str) -> tuple[ArtifactStore | None, bool]:
+        if self.concepts_from is None:
+            return None, True
+        return search_store(_with_local_uid(*self.concepts_from)), True
 
 
 def run_local(
@@ -66,37 +69,22 @@ def run_local(
 ) -> MixtureSearchStatus:
     """Run one search to the end; rerunning after an interruption resumes from the store.
 
-    `concepts_from`: the search (and its DomainSet) named by spec.search.conceptCentroidsFrom; locally it
-    has run before this one, or it never will.
+    `concepts_from`: the search (and its DomainSet) named by spec.search.conceptCentroidsFrom.
     """
     spec = search.spec
-    uid = local_uid(search, domainset)
-    search = search.model_copy(deep=True)
-    search.metadata.uid = uid
-    search.metadata.generation = search.metadata.generation or 1
-    store = _search_store(search, uid)
+    search = _with_local_uid(search, domainset)
+    uid = search.metadata.uid
+    store = search_store(search)
     search.status = local_status(search, domainset)
     parallel = min(spec.budget.parallel_trials, workers or os.cpu_count() or 1)
     env = {"MIXTURA_S3_ENDPOINT": spec.artifacts.endpoint_url} if spec.artifacts.endpoint_url else {}
     log_dir = Path(os.environ.get("MIXTURA_LOG_DIR", ".mixtura/logs")) / search.metadata.name / uid
-    executor = LocalExecutor(store.uri, log_dir, parallel, spec.resources.backoff_limit, env)
-    observer = StoreObserver(store)
-    problems = domain_data_problems(domainset, spec.artifacts.endpoint_url)
-    concepts = (None, None)
-    if concepts_from is not None:
-        source, source_domainset = concepts_from
-        source_store = _search_store(source, local_uid(source, source_domainset))
-        concepts = concept_source(source_store, True, source.metadata.name)
+    executor = LocalExecutor(log_dir, parallel, spec.resources.backoff_limit, env)
+    driver = SearchDriver(executor, ManifestInputs(domainset, concepts_from))
     with _interrupt_requests() as interrupted:
         try:
             while not interrupted.is_set():
-                observed = observer.observe(executor.observe(), problems, concepts)
-                decision = reconcile(search, domainset, observed, datetime.now(UTC))
-                for action in decision.actions:
-                    if isinstance(action, CreateJob):
-                        executor.create(action)
-                    else:
-                        apply_record(store, search, domainset, action)
+                decision = driver.step(search).decision
                 search.status = decision.status
                 store.put_json(STATUS, decision.status.wire())
                 on_decision(decision)

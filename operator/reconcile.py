@@ -7,7 +7,6 @@ module is tested without either.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,16 +16,14 @@ from mixtura_operator import layout
 from mixtura_operator.api.base import Condition, set_condition
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import (
-    SEARCH_METHODS,
     ArtifactRefs,
     BestTrial,
     MixtureSearch,
-    MixtureSearchSpec,
     MixtureSearchStatus,
     Phase,
-    Space,
     TrialCounts,
 )
+from mixtura_operator.api.plan import embedded_domains, rounds, searches, uses_cells, uses_madmix
 
 JobPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
 TERMINAL = (Phase.SUCCEEDED, Phase.FAILED)
@@ -84,6 +81,13 @@ class CreateJob:
 
 
 @dataclass(frozen=True)
+class CancelJob:
+    """Stop a job that is no longer wanted (its search failed): it would hold its GPUs for nothing."""
+
+    step_key: str
+
+
+@dataclass(frozen=True)
 class RecordFailure:
     step_key: str
     message: str
@@ -96,7 +100,7 @@ class Event:
     message: str
 
 
-Action = WriteSnapshot | CreateJob | RecordFailure
+Action = WriteSnapshot | CreateJob | CancelJob | RecordFailure
 
 
 @dataclass(frozen=True)
@@ -104,42 +108,6 @@ class Decision:
     actions: tuple[Action, ...]
     status: MixtureSearchStatus
     events: tuple[Event, ...]
-
-
-def uses_madmix(spec: MixtureSearchSpec) -> bool:
-    return spec.method in ("madmix", "madmix+mixatlas")
-
-
-def searches(spec: MixtureSearchSpec) -> bool:
-    return spec.method in SEARCH_METHODS
-
-
-def search_space(spec: MixtureSearchSpec, domainset: DomainSet) -> Space:
-    """The space the search's mixtures live in: `spec.search.space`, by default factorized for the methods
-    that search and domains for the others; a cell space becomes domains when no domain has images (no
-    concepts to cluster, shared/methods/mixatlas.md step 4)."""
-    if not searches(spec):
-        return "domains"
-    space = spec.search.space or "factorized"
-    if not any("image" in d.modalities for d in domainset.spec.domains):
-        return "domains"
-    return space
-
-
-def uses_cells(spec: MixtureSearchSpec, domainset: DomainSet) -> bool:
-    return search_space(spec, domainset) != "domains"
-
-
-def embedded_domains(spec: MixtureSearchSpec, domainset: DomainSet) -> list[str]:
-    """Domains the embed step runs for: all of them for MaD-Mix, those with images for the concept cells."""
-    cells = uses_cells(spec, domainset)
-    return [d.name for d in domainset.spec.domains if uses_madmix(spec) or (cells and "image" in d.modalities)]
-
-
-def rounds(spec: MixtureSearchSpec) -> list[list[str]]:
-    """Trial ids per round: batches of `parallelTrials`, `maxTrials` in all."""
-    q, n = spec.budget.parallel_trials, spec.budget.max_trials
-    return [[layout.trial_id(i) for i in range(k * q, min((k + 1) * q, n))] for k in range(math.ceil(n / q))]
 
 
 def input_problem(search: MixtureSearch, domainset: DomainSet, observed: Observed) -> str | None:
@@ -194,6 +162,11 @@ class _Builder:
         self.condition("Progressing", not terminal and phase != Phase.PENDING, reason, message)
         if phase == Phase.FAILED:
             self.condition("Degraded", True, reason, message)
+            self.actions += [
+                CancelJob(key)
+                for key, job in sorted(self.observed.jobs.items())
+                if job.phase in ("Pending", "Running") and key not in self.observed.done
+            ]
         if phase != self.old.phase:
             kind = "Warning" if phase == Phase.FAILED else "Normal"
             self.events.append(Event(kind, reason, f"{self.old.phase.value} → {phase.value}: {message}"))

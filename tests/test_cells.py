@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mixtura_jobs import cells as C
-from mixtura_jobs.cells import DomainConcepts, build_cells
+from mixtura_jobs.search import cell_weights as C
+from mixtura_jobs.search.cell_weights import DomainConcepts, build_cells
 
 # Three image concepts; d1 had half its samples assigned; d3 has no images.
 DOMAINS = [
@@ -126,3 +126,12 @@ def test_each_sample_gets_its_cell_id():
     assert C.sample_cells("text", None, 2).tolist() == ["none/text", "none/text"]
     with pytest.raises(ValueError, match="2 concept labels for 3 samples"):
         C.sample_cells("ocr", np.array([0, 1]), 3)
+
+
+def test_task_order_is_the_api_task_types() -> None:
+    """The pure math keeps its own copy of the task order (it imports no API model)."""
+    from typing import get_args
+
+    from mixtura_operator.api.domainset import TaskType
+
+    assert get_args(TaskType) == C.TASK_ORDER

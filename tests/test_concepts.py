@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mixtura_jobs.concepts import assign, cluster, exemplars, major_concepts, normalise
+from mixtura_jobs.search.concepts import assign, cluster, exemplars, major_concepts, normalise
 
 
 def blobs(n_per: int = 60, k: int = 4, d: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

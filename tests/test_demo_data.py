@@ -6,9 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mixtura_jobs import tokenizer
-from mixtura_jobs.demo_data import DEMO_DOMAINS, make_demo_corpus
-from mixtura_jobs.shards import DomainSamples, count_samples, read_domain, write_shards
+from mixtura_jobs.data.demo import DEMO_DOMAINS, make_demo_corpus
+from mixtura_jobs.data.npz_shards import DomainSamples, read_domain, write_shards
+from mixtura_jobs.training import tokenizer
+from mixtura_operator.domain_index import count_samples
 
 N = 24
 

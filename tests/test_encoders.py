@@ -6,9 +6,9 @@ import torch
 from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
-from mixtura_jobs.demo_data import make_demo_corpus
-from mixtura_jobs.encoders import build_encoders
-from mixtura_jobs.shards import DomainSamples, read_domain
+from mixtura_jobs.data.demo import make_demo_corpus
+from mixtura_jobs.data.npz_shards import DomainSamples, read_domain
+from mixtura_jobs.training.encoders import build_encoders
 
 N = 48
 

@@ -10,14 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from mixtura_jobs.gp_ucb import posterior_best, propose_batch, srinivas_beta
-from mixtura_jobs.simplex import (
+from mixtura_jobs.search.gp_ucb import posterior_best, propose_batch, srinivas_beta
+from mixtura_jobs.search.simplex import (
     apply_caps,
     dirichlet_design,
     random_batch,
     uniform_weights,
 )
-from mixtura_jobs.spaces import SimplexSpace
+from mixtura_jobs.search.spaces import SimplexSpace
 
 D = 6
 W_STAR = np.array([0.30, 0.25, 0.15, 0.12, 0.10, 0.08])

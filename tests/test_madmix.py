@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mixtura_jobs.madmix import domain_embedding, madmix_weights, multimodal_kernel
+from mixtura_jobs.search.madmix import domain_embedding, madmix_weights, multimodal_kernel
 
 ATOL = 1e-6
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mixtura_jobs.mergemix import MergeMixConfig, make_mergemix_augment, mixed_cross_entropy, mixed_simpo_loss
+from mixtura_jobs.training.mergemix import MergeMixConfig, make_mergemix_augment, mixed_cross_entropy, mixed_simpo_loss
 from tiny_models import clip_vision_tower
 
 

@@ -8,7 +8,7 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from mixtura_jobs.mergemix.mixing import (
+from mixtura_jobs.training.mergemix.mixing import (
     derangement,
     gaussian_lambda,
     mix_images,
@@ -16,7 +16,7 @@ from mixtura_jobs.mergemix.mixing import (
     sample_lambda,
     topk_mask,
 )
-from mixtura_jobs.mergemix.vision import tome_forward
+from mixtura_jobs.training.mergemix.vision import tome_forward
 from tiny_models import clip_vision_tower
 
 

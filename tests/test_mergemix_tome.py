@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import CLIPVisionModel
 
-from mixtura_jobs.mergemix.tome import (
+from mixtura_jobs.training.mergemix.tome import (
     bipartite_soft_matching,
     initial_state,
     max_merge,
@@ -15,7 +15,7 @@ from mixtura_jobs.mergemix.tome import (
     merge_wavg,
     parse_r,
 )
-from mixtura_jobs.mergemix.vision import tome_forward
+from mixtura_jobs.training.mergemix.vision import tome_forward
 from tiny_models import clip_vision_tower
 
 

@@ -86,7 +86,7 @@ def installed(control_plane, pod_runner, s3_server, s3_bucket, tmp_path_factory)
     sa_kubeconfig = work / "sa.kubeconfig"
     sa_kubeconfig.write_text(yaml.safe_dump(kubeconfig(control_plane.server, control_plane.pki["ca"], token=token)))
 
-    from mixtura_jobs.demo_data import make_demo_corpus
+    from mixtura_jobs.data.demo import make_demo_corpus
     from mixtura_operator.store import open_store
 
     corpus = make_demo_corpus(work / "data", samples_per_domain=16, seed=0)

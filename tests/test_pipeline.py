@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from mixtura_jobs.tiny_vlm import build_vlm
+from mixtura_jobs.training.tiny_vlm import build_vlm
 from pipeline_manifests import domain_set, mixture_search, write_manifest
 
 pytestmark = pytest.mark.slow
@@ -32,7 +32,7 @@ SMALL = ("digits", "text", "video")
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> list[dict]:
-    from mixtura_jobs.demo_data import make_demo_corpus
+    from mixtura_jobs.data.demo import make_demo_corpus
 
     return make_demo_corpus(tmp_path_factory.mktemp("demo-data"), samples_per_domain=24, seed=0)
 

@@ -8,9 +8,9 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from mixtura_jobs.pool_search import gp_ucb_pool_batch, regression_pool_batch
-from mixtura_jobs.regmix import regression_batch
-from mixtura_jobs.simplex import random_batch, uniform_weights
+from mixtura_jobs.search.regmix import regression_batch
+from mixtura_jobs.search.simplex import random_batch, uniform_weights
+from pool_search import gp_ucb_pool_batch, regression_pool_batch
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "search_quality.py"
 DOMAINS = ("train_a", "train_b", "train_c")

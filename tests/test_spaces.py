@@ -4,10 +4,10 @@ the cells' caps, in the factorized and the full space."""
 import numpy as np
 import pytest
 
-from mixtura_jobs.cells import DomainConcepts, build_cells
-from mixtura_jobs.gp_ucb import posterior_best, propose_batch
-from mixtura_jobs.regmix import regression_batch
-from mixtura_jobs.spaces import FactorizedSpace, SimplexSpace
+from mixtura_jobs.search.cell_weights import DomainConcepts, build_cells
+from mixtura_jobs.search.gp_ucb import posterior_best, propose_batch
+from mixtura_jobs.search.regmix import regression_batch
+from mixtura_jobs.search.spaces import FactorizedSpace, SimplexSpace
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

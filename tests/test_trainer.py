@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from mixtura_jobs import tokenizer
-from mixtura_jobs.demo_data import make_demo_corpus
-from mixtura_jobs.shards import DomainSamples, read_domain
-from mixtura_jobs.tiny_vlm import build_vlm
-from mixtura_jobs.trainer import group_members, sample_batch_indices, split_heldout, train_on_mixture
+from mixtura_jobs.data.demo import make_demo_corpus
+from mixtura_jobs.data.npz_shards import DomainSamples, read_domain
+from mixtura_jobs.training import tokenizer
+from mixtura_jobs.training.tiny_vlm import build_vlm
+from mixtura_jobs.training.trainer import group_members, sample_batch_indices, split_heldout, train_on_mixture
 
 NAMES = ["digits", "shapes", "text", "video"]
 CONFIG = {"steps": 30, "batch_size": 16, "log_every": 10}
@@ -156,7 +156,7 @@ def test_augment_hook_adds_to_the_loss(domains: dict[str, DomainSamples]) -> Non
 def test_mergemix_run_logs_both_losses_against_a_control(domains: dict[str, DomainSamples], uniform_run: dict) -> None:
     """Issue 7: a tiny CPU run with MergeMix finishes, logs the SFT and SimPO losses, and its held-out loss is
     finite; `uniform_run` (same data, seed and steps, no augmentation) is the control."""
-    from mixtura_jobs.mergemix import MergeMixConfig, make_mergemix_augment
+    from mixtura_jobs.training.mergemix import MergeMixConfig, make_mergemix_augment
 
     logged: list[dict] = []
     augment = make_mergemix_augment(MergeMixConfig(enabled=True, r=4))

@@ -12,5 +12,6 @@ start=$(date +%s)
 ./tools/build-testbed.sh >/dev/null
 echo "test bed binaries ready in $(( $(date +%s) - start ))s"
 python3 -m ruff check .
+lint-imports
 python3 -m mixtura_operator.cli crds --check
 exec python3 -m pytest "$@"

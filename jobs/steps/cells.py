@@ -9,15 +9,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mixtura_jobs import cells as cellmath
-from mixtura_jobs import concepts
-from mixtura_jobs.context import StepContext
-from mixtura_jobs.encoders import Encoders, build_encoders
-from mixtura_jobs.spaces import FactorizedSpace
-from mixtura_jobs.trainer import DEFAULT_CONFIG
+from mixtura_jobs.search import cell_weights, concepts
+from mixtura_jobs.search.spaces import FactorizedSpace
+from mixtura_jobs.steps.context import StepContext
+from mixtura_jobs.training.encoders import Encoders, build_encoders
+from mixtura_jobs.training.trainer import DEFAULT_CONFIG
 from mixtura_operator import layout
 from mixtura_operator.api.mixturesearch import MixtureSearchSpec
-from mixtura_operator.reconcile import search_space
+from mixtura_operator.api.plan import search_space
 from mixtura_operator.store import open_store
 
 # Most typical samples kept per concept: the report's thumbnails.
@@ -80,9 +79,9 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
         centroids = concepts.cluster(everything, spec.search.concept_clusters, seed=ctx.seed)
     k = len(centroids)
     assigned = assign_by_task(embeddings, {d.name: d.task_type for d in domains}, centroids)
-    cells = cellmath.build_cells(
+    cells = cell_weights.build_cells(
         [
-            cellmath.DomainConcepts(
+            cell_weights.DomainConcepts(
                 d.name,
                 d.task_type,
                 size,
@@ -103,9 +102,9 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
         k,
         EXEMPLARS,
     )
-    names = cellmath.concept_names(k)
+    names = cell_weights.concept_names(k)
     record = {
-        **cellmath.to_record(cells),
+        **cell_weights.to_record(cells),
         "exemplars": {names[j]: [list(where[i]) for i in rows] for j, rows in enumerate(typical) if len(rows)},
         "maxRepetition": spec.search.max_repetition,
         "samplesDrawn": samples_drawn(spec),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from mixtura_jobs.context import StepContext
-from mixtura_jobs.encoders import build_encoders
-from mixtura_jobs.madmix import domain_embedding
+from mixtura_jobs.search.madmix import domain_embedding
+from mixtura_jobs.steps.context import StepContext
+from mixtura_jobs.training.encoders import build_encoders
 from mixtura_operator import layout
 
 

@@ -6,33 +6,32 @@ import argparse
 
 import numpy as np
 
-from mixtura_jobs import cells as cellmath
-from mixtura_jobs import gp_ucb
-from mixtura_jobs.context import StepContext
-from mixtura_jobs.mixtures import SearchSpace
-from mixtura_jobs.regmix import regression_batch
+from mixtura_jobs.search import cell_weights, gp_ucb
+from mixtura_jobs.search.mixtures import NamedSpace
+from mixtura_jobs.search.regmix import regression_batch
+from mixtura_jobs.steps.context import StepContext
 from mixtura_operator import layout
-from mixtura_operator.reconcile import search_space
+from mixtura_operator.api.plan import search_space
 
 
-def load_space(ctx: StepContext) -> SearchSpace:
+def load_space(ctx: StepContext) -> NamedSpace:
     """The search's space; its natural (size-proportional) mixture is the prior searches centre on without
     MaD-Mix."""
     kind = search_space(ctx.search.spec, ctx.domainset)
     if kind == "domains":
         sizes = ctx.domain_sizes()
-        return SearchSpace(kind, tuple(ctx.domain_names), sizes / sizes.sum())
-    cells = cellmath.from_record(ctx.store.get_json(layout.CELLS))
-    return SearchSpace(kind, tuple(ctx.domain_names), cells.natural, cells)
+        return NamedSpace(kind, tuple(ctx.domain_names), sizes / sizes.sum())
+    cells = cell_weights.from_record(ctx.store.get_json(layout.CELLS))
+    return NamedSpace(kind, tuple(ctx.domain_names), cells.natural, cells)
 
 
-def observations(ctx: StepContext, space: SearchSpace) -> tuple[list[str], np.ndarray, np.ndarray]:
+def observations(ctx: StepContext, space: NamedSpace) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Finished trials: ids, their points in `space` (n, dim) and the objective to maximise (minus the
     held-out loss)."""
     ids = sorted(key.split("/")[1] for key in ctx.store.list("trials") if key.endswith("/_SUCCESS"))
     x = np.array([space.point(ctx.store.get_json(layout.trial_mixture(t))) for t in ids])
     y = np.array([-float(ctx.store.get_json(layout.trial_metrics(t))["objective"]) for t in ids])
-    return ids, x.reshape(len(ids), space.space.dim), y
+    return ids, x.reshape(len(ids), space.geometry.dim), y
 
 
 def previous_fit(ctx: StepContext, round_index: int) -> gp_ucb.Hyperparameters | None:
@@ -55,9 +54,9 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
     mean = std = fitted = None
     first_round = spec.budget.parallel_trials
     if spec.method == "random" or (spec.method == "regression" and len(y) < first_round):
-        points, source = space.space.sample(q, center, np.random.default_rng(seed)), "random"
+        points, source = space.geometry.sample(q, center, np.random.default_rng(seed)), "random"
     elif spec.method == "regression":
-        points, source = regression_batch(x, y, q, seed=seed, center=center, space=space.space), "regression"
+        points, source = regression_batch(x, y, q, seed=seed, center=center, space=space.geometry), "regression"
     else:
         beta = "srinivas" if spec.search.beta_schedule == "srinivas" else spec.search.beta
         proposal = gp_ucb.propose_batch(
@@ -68,7 +67,7 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
             beta=beta,
             prior_center=center,
             n_initial=first_round,
-            space=space.space,
+            space=space.geometry,
             warm_start=previous_fit(ctx, args.round),
         )
         points, mean, std = proposal.weights, proposal.predicted_mean, proposal.predicted_std

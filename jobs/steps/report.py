@@ -12,14 +12,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from mixtura_jobs import cells as cellmath
-from mixtura_jobs.choose import MIN_TRIALS_FOR_POSTERIOR
-from mixtura_jobs.context import StepContext
-from mixtura_jobs.gp_ucb import posterior_at_observations
-from mixtura_jobs.simplex import uniform_weights
+from mixtura_jobs.search import cell_weights
+from mixtura_jobs.search.final_pick import MIN_TRIALS_FOR_POSTERIOR
+from mixtura_jobs.search.gp_ucb import posterior_at_observations
+from mixtura_jobs.search.simplex import uniform_weights
+from mixtura_jobs.steps.context import StepContext
 from mixtura_jobs.steps.propose import load_space, observations
 from mixtura_operator import layout
-from mixtura_operator.reconcile import searches
+from mixtura_operator.api.plan import searches
 
 TOP_CANDIDATES = 8
 
@@ -90,7 +90,7 @@ def _top_candidates(ctx: StepContext, top: int) -> bytes | None:
     ids, x, y = observations(ctx, space)
     if len(ids) < MIN_TRIALS_FOR_POSTERIOR:
         return None
-    mean, std = posterior_at_observations(x, y, seed=ctx.seed, space=space.space)
+    mean, std = posterior_at_observations(x, y, seed=ctx.seed, space=space.geometry)
     order = np.argsort(-mean, kind="stable")[:top]
     return posterior_plot([ids[i] for i in order], -y[order], -mean[order], std[order])
 
@@ -110,7 +110,7 @@ def concept_thumbnails(exemplars: dict[str, list[np.ndarray]]) -> bytes:
     return _png(fig)
 
 
-def cell_heatmap(cells: cellmath.Cells, weights: dict[str, float], title: str) -> bytes:
+def cell_heatmap(cells: cell_weights.Cells, weights: dict[str, float], title: str) -> bytes:
     """Cell weights as a concept x task grid; empty cells left blank."""
     grid = np.full((len(cells.concepts), len(cells.tasks)), np.nan)
     grid[cells.concept_of, cells.task_of] = [weights.get(cell_id, 0.0) for cell_id in cells.ids]
@@ -183,7 +183,8 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
         chosen = final or (best[1] if trials else None)
         if chosen and "cells" in chosen:
             which = "final" if final else "best trial"
-            images["cells.png"] = cell_heatmap(cellmath.from_record(record), chosen["cells"], f"Cell weights ({which})")
+            title = f"Cell weights ({which})"
+            images["cells.png"] = cell_heatmap(cell_weights.from_record(record), chosen["cells"], title)
             cells_html += '<h2>Cells</h2><img src="cells.png" alt="cell weights, concept x task">'
     for name, data in images.items():
         store.put_bytes(f"report/{name}", data)

@@ -6,8 +6,8 @@ import argparse
 
 import numpy as np
 
-from mixtura_jobs.context import StepContext
-from mixtura_jobs.madmix import MODALITIES, madmix_weights
+from mixtura_jobs.search.madmix import MODALITIES, madmix_weights
+from mixtura_jobs.steps.context import StepContext
 from mixtura_operator import layout
 
 

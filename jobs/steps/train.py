@@ -10,12 +10,12 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from mixtura_jobs.cells import sample_cells
-from mixtura_jobs.choose import final_mixture
-from mixtura_jobs.context import StepContext
-from mixtura_jobs.shards import DomainSamples
+from mixtura_jobs.data.npz_shards import DomainSamples
+from mixtura_jobs.search.cell_weights import sample_cells
+from mixtura_jobs.search.final_pick import final_mixture
+from mixtura_jobs.steps.context import StepContext
 from mixtura_jobs.steps.propose import load_space, observations
-from mixtura_jobs.trainer import train_on_mixture
+from mixtura_jobs.training.trainer import train_on_mixture
 from mixtura_operator import layout
 
 
@@ -52,7 +52,7 @@ def _train(
     domains = {name: ctx.read_domain(name) for name in ctx.domain_names}
     augment = None
     if spec.training.augmentation.type == "mergemix":
-        from mixtura_jobs.mergemix import MergeMixConfig, make_mergemix_augment
+        from mixtura_jobs.training.mergemix import MergeMixConfig, make_mergemix_augment
 
         settings = spec.training.augmentation.mergemix
         augment = make_mergemix_augment(MergeMixConfig(enabled=True, **settings.model_dump()))
@@ -102,7 +102,7 @@ def run_final(ctx: StepContext, args: argparse.Namespace) -> None:
         trials_loss=-y,
         seed=ctx.seed,
         d=len(domains),
-        space=space.space,
+        space=space.geometry,
     )
     if "index" in provenance:
         provenance["trial"] = ids[provenance.pop("index")]

@@ -7,7 +7,7 @@ from typing import Any
 
 from kubernetes import client
 
-from mixtura_operator import layout
+from mixtura_operator import layout, metrics
 from mixtura_operator.api.mixturesearch import MixtureSearch
 from mixtura_operator.executors.local import job_command
 from mixtura_operator.reconcile import CreateJob, JobState
@@ -111,13 +111,14 @@ def job_state(job: client.V1Job, pods: list[client.V1Pod]) -> JobState:
 
 
 class KubernetesExecutor:
-    """Observes and creates one search's Jobs."""
+    """Observes, creates and deletes searches' Jobs; records each finished Job's duration and GPU-hours once."""
 
     def __init__(self, api: client.ApiClient) -> None:
         self.batch = client.BatchV1Api(api)
         self.core = client.CoreV1Api(api)
+        self._timed_jobs: set[str] = set()
 
-    def observe(self, search: MixtureSearch) -> tuple[dict[str, JobState], dict[str, client.V1Job]]:
+    def observe(self, search: MixtureSearch) -> dict[str, JobState]:
         selector = f"mixtura.dev/search={search.metadata.name},app.kubernetes.io/managed-by=mixtura"
         jobs = self.batch.list_namespaced_job(search.metadata.namespace, label_selector=selector).items
         owned = [j for j in jobs if any(o.uid == search.metadata.uid for o in j.metadata.owner_references or [])]
@@ -126,13 +127,38 @@ class KubernetesExecutor:
         if waiting:
             for pod in self.core.list_namespaced_pod(search.metadata.namespace, label_selector=selector).items:
                 pods_by_job.setdefault((pod.metadata.labels or {}).get("job-name", ""), []).append(pod)
-        states, by_key = {}, {}
+        states = {}
         for job in owned:
             key = (job.metadata.annotations or {}).get(STEP_KEY)
             if key:
                 states[key] = job_state(job, pods_by_job.get(job.metadata.name, []))
-                by_key[key] = job
-        return states, by_key
+                if states[key].phase in ("Succeeded", "Failed"):
+                    self._time(search, job)
+        return states
+
+    def _time(self, search: MixtureSearch, job: client.V1Job) -> None:
+        if job.metadata.uid in self._timed_jobs:
+            return
+        self._timed_jobs.add(job.metadata.uid)
+        end = job.status.completion_time or max(
+            (c.last_transition_time for c in job.status.conditions or []), default=None
+        )
+        if job.status.start_time is None or end is None:
+            return
+        seconds = max(0.0, (end - job.status.start_time).total_seconds())
+        step = (job.metadata.labels or {}).get("mixtura.dev/step", "unknown")
+        metrics.JOB_DURATION.labels(step).observe(seconds)
+        limits = job.spec.template.spec.containers[0].resources.limits or {}
+        gpus = int(limits.get("nvidia.com/gpu", 0))
+        metrics.GPU_HOURS.labels(search.metadata.namespace, search.metadata.name).inc(gpus * seconds / 3600)
+
+    def cancel(self, search: MixtureSearch, step_key: str) -> None:
+        name = layout.job_name(search.metadata.name, step_key)
+        try:
+            self.batch.delete_namespaced_job(name, search.metadata.namespace, propagation_policy="Background")
+        except client.ApiException as error:
+            if error.status != 404:
+                raise
 
     def create(self, search: MixtureSearch, job: CreateJob, search_uri: str) -> bool:
         """Creates the Job; False when it already exists (a restarted operator never duplicates one)."""

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mixtura_operator.api.mixturesearch import MixtureSearch
 from mixtura_operator.reconcile import CreateJob, JobState
 
 
@@ -21,6 +22,7 @@ def job_command(job: CreateJob, search_uri: str) -> list[str]:
 @dataclass
 class _Run:
     job: CreateJob
+    search_uri: str
     process: subprocess.Popen | None = None
     attempts: int = 0
     log: Path | None = None
@@ -29,10 +31,7 @@ class _Run:
 class LocalExecutor:
     """At most `max_parallel` steps at once; a failing step is retried `backoff_limit` times, like a Job."""
 
-    def __init__(
-        self, search_uri: str, log_dir: Path, max_parallel: int, backoff_limit: int, env: dict[str, str]
-    ) -> None:
-        self.search_uri = search_uri
+    def __init__(self, log_dir: Path, max_parallel: int, backoff_limit: int, env: dict[str, str]) -> None:
         self.log_dir = log_dir
         self.max_parallel = max(1, max_parallel)
         self.backoff_limit = backoff_limit
@@ -42,13 +41,23 @@ class LocalExecutor:
         self.finished: dict[str, JobState] = {}
         log_dir.mkdir(parents=True, exist_ok=True)
 
-    def create(self, job: CreateJob) -> None:
+    def create(self, search: MixtureSearch, job: CreateJob, search_uri: str) -> bool:
         if job.step_key in self.running or job.step_key in self.finished:
-            return
-        if all(run.job.step_key != job.step_key for run in self.queue):
-            self.queue.append(_Run(job))
+            return False
+        if any(run.job.step_key == job.step_key for run in self.queue):
+            return False
+        self.queue.append(_Run(job, search_uri))
+        return True
 
-    def observe(self) -> dict[str, JobState]:
+    def cancel(self, search: MixtureSearch, step_key: str) -> None:
+        self.queue = [run for run in self.queue if run.job.step_key != step_key]
+        run = self.running.pop(step_key, None)
+        if run is not None and run.process is not None:
+            run.process.terminate()
+            run.process.wait()
+        self.finished.pop(step_key, None)
+
+    def observe(self, search: MixtureSearch) -> dict[str, JobState]:
         self._poll()
         states = dict(self.finished)
         states.update({key: JobState("Running") for key in self.running})
@@ -89,7 +98,7 @@ class LocalExecutor:
     def _start(self, run: _Run) -> None:
         run.attempts += 1
         run.log = self.log_dir / f"{run.job.step_key.replace('/', '-')}.log"
-        command = job_command(run.job, self.search_uri)
+        command = job_command(run.job, run.search_uri)
         command[0] = sys.executable
         with run.log.open("ab") as log:
             log.write(f"--- attempt {run.attempts}: {' '.join(command)}\n".encode())

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Literal
 
 import numpy as np
 
-from mixtura_jobs import cells as cellmath
-from mixtura_jobs.cells import Cells
-from mixtura_jobs.spaces import FactorizedSpace, MixtureSpace, SimplexSpace
-from mixtura_operator.api.mixturesearch import Space
+from mixtura_jobs.search import cell_weights
+from mixtura_jobs.search.cell_weights import Cells
+from mixtura_jobs.search.spaces import FactorizedSpace, MixtureSpace, SimplexSpace
+
+# The API's `spec.search.space` values.
+SpaceKind = Literal["domains", "factorized", "full"]
 
 
 def _named(names: tuple[str, ...] | list[str], values: np.ndarray) -> dict[str, float]:
@@ -27,14 +30,14 @@ def _vector(names: tuple[str, ...] | list[str], weights: dict[str, float]) -> np
 
 
 @dataclass(frozen=True)
-class SearchSpace:
+class NamedSpace:
     """The space of one search, with the names of its coordinates.
 
     `natural` is the size-proportional mixture in the space's own terms: domain weights for `domains`,
     cell weights otherwise (then `cells` is required).
     """
 
-    kind: Space
+    kind: SpaceKind
     domains: tuple[str, ...]
     natural: np.ndarray
     cells: Cells | None = None
@@ -44,7 +47,7 @@ class SearchSpace:
             raise ValueError(f"space {self.kind}: cells are needed exactly for the cell spaces")
 
     @cached_property
-    def space(self) -> MixtureSpace:
+    def geometry(self) -> MixtureSpace:
         if self.kind == "factorized":
             return FactorizedSpace(self.cells)
         if self.kind == "full":
@@ -57,8 +60,8 @@ class SearchSpace:
         marginals."""
         if self.cells is None:
             return self.natural if domain_weights is None else np.asarray(domain_weights, dtype=np.float64)
-        w = self.natural if domain_weights is None else cellmath.domains_to_cells(domain_weights, self.cells)
-        return np.concatenate(cellmath.fit_factors(w, self.cells)) if self.kind == "factorized" else w
+        w = self.natural if domain_weights is None else cell_weights.domains_to_cells(domain_weights, self.cells)
+        return np.concatenate(cell_weights.fit_factors(w, self.cells)) if self.kind == "factorized" else w
 
     def record(self, point: np.ndarray) -> dict:
         """The mixture record of a point of the space."""
@@ -68,12 +71,12 @@ class SearchSpace:
         if self.kind == "factorized":
             k = len(self.cells.concepts)
             a, b = point[:k], point[k:]
-            w = cellmath.factorized_to_cells(a, b, self.cells)
+            w = cell_weights.factorized_to_cells(a, b, self.cells)
             factors = {"concepts": _named(self.cells.concepts, a), "tasks": _named(self.cells.tasks, b)}
         else:
             w, factors = point, None
         record = {
-            "weights": _named(self.domains, cellmath.cells_to_domains(w, self.cells)),
+            "weights": _named(self.domains, cell_weights.cells_to_domains(w, self.cells)),
             "cells": _named(self.cells.ids, w),
         }
         return record if factors is None else {**record, "factors": factors}

@@ -13,8 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
-from mixtura_jobs.cells import Cells, factor_products
-from mixtura_jobs.simplex import apply_caps, dirichlet_design, uniform_weights
+from mixtura_jobs.search.cell_weights import Cells, factor_products
+from mixtura_jobs.search.simplex import apply_caps, dirichlet_design, uniform_weights
 
 # RegMix draws the Dirichlet strength log-uniformly from this range (shared/methods/mixatlas.md, step 5).
 DEFAULT_STRENGTHS = (0.1, 5.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mixtura_jobs.spaces import MixtureSpace, SimplexSpace
+from mixtura_jobs.search.spaces import MixtureSpace, SimplexSpace
 
 
 def regression_batch(

@@ -18,8 +18,8 @@ from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 from transformers import CLIPVisionConfig, CLIPVisionModel, LlamaConfig, LlamaForCausalLM
 
-from mixtura_jobs import tokenizer
-from mixtura_jobs.shards import DomainSamples
+from mixtura_jobs.data.npz_shards import DomainSamples
+from mixtura_jobs.training import tokenizer
 
 IGNORE = -100
 # CLIP's pixel statistics, so a pretrained CLIP tower could be dropped in unchanged.

@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from mixtura_jobs.shards import DomainSamples
-from mixtura_jobs.tiny_vlm import TinyVLM, VLMBatch, build_vlm, sft_loss
+from mixtura_jobs.data.npz_shards import DomainSamples
+from mixtura_jobs.training.tiny_vlm import TinyVLM, VLMBatch, build_vlm, sft_loss
 
 DEFAULT_CONFIG: dict = {
     "steps": 60,

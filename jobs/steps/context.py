@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mixtura_jobs.shards import DomainSamples, count_samples, read_domain
+from mixtura_jobs.data.npz_shards import DomainSamples, read_domain
 from mixtura_operator import layout
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import MixtureSearch
+from mixtura_operator.domain_index import count_samples
 from mixtura_operator.store import ArtifactStore, open_store
 
 

@@ -24,7 +24,7 @@ from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scal
 from botorch.sampling import SobolQMCNormalSampler
 from gpytorch.mlls import ExactMarginalLogLikelihood
 
-from mixtura_jobs.spaces import MixtureSpace, SimplexSpace
+from mixtura_jobs.search.spaces import MixtureSpace, SimplexSpace
 
 DTYPE = torch.float64
 MC_SAMPLES = 256

@@ -16,7 +16,7 @@ from skimage import data as skdata
 from skimage.transform import resize
 from sklearn.datasets import load_digits
 
-from mixtura_jobs.shards import DomainSamples, write_shards
+from mixtura_jobs.data.npz_shards import DomainSamples, write_shards
 
 SIZE = 64
 VIDEO_FRAMES = 8

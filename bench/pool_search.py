@@ -8,7 +8,7 @@ maximise y, like gp_ucb.propose_batch, and return indices into `candidates`, dis
 import numpy as np
 import torch
 
-from mixtura_jobs.gp_ucb import fit_gp, ucb_batch
+from mixtura_jobs.search.gp_ucb import fit_gp, ucb_batch
 
 
 def _check(x: np.ndarray, y: np.ndarray, candidates: np.ndarray, q: int) -> None:

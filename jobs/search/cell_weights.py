@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import get_args
 
 import numpy as np
 
-from mixtura_operator.api.domainset import TaskType
-
 NO_CONCEPT = "none"
-# Tasks in the API's order, so that a cell's position does not depend on how the domains are listed.
-TASK_ORDER: tuple[str, ...] = get_args(TaskType)
+# Tasks in the API's order (DomainSet `taskType`; a test keeps the two equal), so that a cell's position does
+# not depend on how the domains are listed.
+TASK_ORDER: tuple[str, ...] = ("captioning", "ocr", "grounding", "detection", "vqa", "text")
 
 
 def concept_names(k: int) -> list[str]:

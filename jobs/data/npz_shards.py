@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-SHARD_GLOB = "shard-*.npz"
+from mixtura_operator.domain_index import SHARD_GLOB, shards
+
 # A fixed timestamp in every zip entry, so the same samples always give byte-identical shards.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -80,20 +81,13 @@ def write_shards(path: str | Path, samples: DomainSamples, shard_size: int = 256
     return written
 
 
-def _shards(path: str | Path) -> list[Path]:
-    shards = sorted(Path(path).glob(SHARD_GLOB))
-    if not shards:
-        raise FileNotFoundError(f"no {SHARD_GLOB} files in domain directory {path}")
-    return shards
-
-
 def read_domain(path: str | Path, max_samples: int | None = None) -> DomainSamples:
     """Read a domain's shards in order, stopping once `max_samples` samples are in hand."""
     prompts: list[str] = []
     answers: list[str] = []
     images: list[np.ndarray] = []
     videos: list[np.ndarray] = []
-    for shard in _shards(path):
+    for shard in shards(path):
         if max_samples is not None and len(prompts) >= max_samples:
             break
         with np.load(shard, allow_pickle=False) as data:
@@ -114,25 +108,3 @@ def read_domain(path: str | Path, max_samples: int | None = None) -> DomainSampl
         images=np.concatenate(images) if images else None,
         videos=np.concatenate(videos) if videos else None,
     )
-
-
-def _array_length(zf: zipfile.ZipFile, name: str) -> int:
-    # Only the .npy header is read (a few hundred bytes), never the pixel data.
-    with zf.open(name) as fh:
-        major, _ = np.lib.format.read_magic(fh)
-        read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-        shape, _, _ = read_header(fh)
-    return shape[0]
-
-
-def count_samples(path: str | Path) -> dict[str, int]:
-    """Samples per modality (`image`, `text`, `video`) across a domain's shards, from headers alone."""
-    counts = {"image": 0, "text": 0, "video": 0}
-    for shard in _shards(path):
-        with zipfile.ZipFile(shard) as zf:
-            names = set(zf.namelist())
-            counts["text"] += _array_length(zf, "prompts.npy")
-            for modality, entry in (("image", "images.npy"), ("video", "videos.npy")):
-                if entry in names:
-                    counts[modality] += _array_length(zf, entry)
-    return counts

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mixtura_jobs import gp_ucb
-from mixtura_jobs.simplex import uniform_weights
-from mixtura_jobs.spaces import MixtureSpace
+from mixtura_jobs.search import gp_ucb
+from mixtura_jobs.search.simplex import uniform_weights
+from mixtura_jobs.search.spaces import MixtureSpace
 
 MIN_TRIALS_FOR_POSTERIOR = 4
 

@@ -1,0 +1,46 @@
+"""What a spec implies, for the operator and the jobs alike: which methods search, the space the mixtures
+live in, which domains are embedded, the trial ids of each round. Pure functions of the resources."""
+
+from __future__ import annotations
+
+import math
+
+from mixtura_operator import layout
+from mixtura_operator.api.domainset import DomainSet
+from mixtura_operator.api.mixturesearch import SEARCH_METHODS, MixtureSearchSpec, Space
+
+
+def uses_madmix(spec: MixtureSearchSpec) -> bool:
+    return spec.method in ("madmix", "madmix+mixatlas")
+
+
+def searches(spec: MixtureSearchSpec) -> bool:
+    return spec.method in SEARCH_METHODS
+
+
+def search_space(spec: MixtureSearchSpec, domainset: DomainSet) -> Space:
+    """The space the search's mixtures live in: `spec.search.space`, by default factorized for the methods
+    that search and domains for the others; a cell space becomes domains when no domain has images (no
+    concepts to cluster, shared/methods/mixatlas.md step 4)."""
+    if not searches(spec):
+        return "domains"
+    space = spec.search.space or "factorized"
+    if not any("image" in d.modalities for d in domainset.spec.domains):
+        return "domains"
+    return space
+
+
+def uses_cells(spec: MixtureSearchSpec, domainset: DomainSet) -> bool:
+    return search_space(spec, domainset) != "domains"
+
+
+def embedded_domains(spec: MixtureSearchSpec, domainset: DomainSet) -> list[str]:
+    """Domains the embed step runs for: all of them for MaD-Mix, those with images for the concept cells."""
+    cells = uses_cells(spec, domainset)
+    return [d.name for d in domainset.spec.domains if uses_madmix(spec) or (cells and "image" in d.modalities)]
+
+
+def rounds(spec: MixtureSearchSpec) -> list[list[str]]:
+    """Trial ids per round: batches of `parallelTrials`, `maxTrials` in all."""
+    q, n = spec.budget.parallel_trials, spec.budget.max_trials
+    return [[layout.trial_id(i) for i in range(k * q, min((k + 1) * q, n))] for k in range(math.ceil(n / q))]
