@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mixtura_jobs.data.samples import Sample
 from mixtura_operator.domain_index import SHARD_GLOB, shards
 
 # A fixed timestamp in every zip entry, so the same samples always give byte-identical shards.
@@ -39,6 +40,15 @@ class DomainSamples:
     def texts(self) -> list[str]:
         """The text modality of each sample: its prompt and answer."""
         return [f"{p} {a}" for p, a in zip(self.prompts, self.answers, strict=True)]
+
+    def sample(self, i: int, key: str) -> Sample:
+        """The i-th sample as every reader yields it (see `samples.Sample`)."""
+        return Sample(
+            key=key,
+            turns=((self.prompts[i], self.answers[i]),),
+            image=None if self.images is None else self.images[i],
+            video=None if self.videos is None else self.videos[i],
+        )
 
     def select(self, idx: np.ndarray | list[int]) -> "DomainSamples":
         """The samples at positions `idx`, in that order."""
