@@ -34,6 +34,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     bundle = load(Path(args.manifest))
     if not bundle.searches:
         raise ManifestError(f"{args.manifest}: no MixtureSearch in the file")
+    bundle.check()
     failed = False
     for search in bundle.searches:
         print(f"MixtureSearch {search.metadata.name}: method {search.spec.method}", flush=True)
@@ -97,9 +98,10 @@ def cmd_crds(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     bundle = load(Path(args.manifest))
-    for search in bundle.searches:
-        bundle.domainset_for(search)
-    print(f"{args.manifest}: {len(bundle.domainsets)} DomainSet(s), {len(bundle.searches)} MixtureSearch(es) valid")
+    bundle.check(cluster=args.cluster)
+    counts = f"{len(bundle.domainsets)} DomainSet(s), {len(bundle.searches)} MixtureSearch(es)"
+    others = f", {len(bundle.others)} other object(s)" if bundle.others else ""
+    print(f"{args.manifest}: {counts}{others} valid")
     return 0
 
 
@@ -129,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     crds.set_defaults(func=cmd_crds)
     validate = sub.add_parser("validate", help="validate a manifest file as the API server would")
     validate.add_argument("manifest")
+    validate.add_argument(
+        "--cluster", action="store_true", help="also refuse what a cluster refuses (file:// URIs, local weights)"
+    )
     validate.set_defaults(func=cmd_validate)
     demo = sub.add_parser("demo-data", help="make the demo corpus (no downloads)")
     demo.add_argument("dir")

@@ -69,7 +69,7 @@ class SearchController:
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
         self.inputs = ApiInputs(self.custom)
-        self.driver = SearchDriver(KubernetesExecutor(api), self.inputs)
+        self.driver = SearchDriver(KubernetesExecutor(api), self.inputs, allow_local_uris=False)
         self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
         self._dirty: set[str] = set()
         self._phases: dict[tuple[str, str], Phase] = {}

@@ -10,10 +10,20 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from mixtura_operator import layout
+from mixtura_operator.api.cross_object import local_uri_problems
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import MixtureSearch
 from mixtura_operator.observe import StoreObserver, concept_source, domain_data_problems
-from mixtura_operator.reconcile import CancelJob, CreateJob, Decision, JobState, RecordFailure, WriteSnapshot, reconcile
+from mixtura_operator.reconcile import (
+    CancelJob,
+    CreateJob,
+    Decision,
+    JobState,
+    Observed,
+    RecordFailure,
+    WriteSnapshot,
+    reconcile,
+)
 from mixtura_operator.store import ArtifactStore, open_store
 
 
@@ -66,17 +76,26 @@ class Step:
 class SearchDriver:
     """Drives any number of searches; what it learns of one (finished trials, data checks) is kept by uid."""
 
-    def __init__(self, executor: Executor, inputs: Inputs) -> None:
+    def __init__(self, executor: Executor, inputs: Inputs, allow_local_uris: bool = True) -> None:
+        """`allow_local_uris`: False on a cluster, where file:// names the operator's or a node's own files."""
         self.executor = executor
         self.inputs = inputs
+        self.allow_local_uris = allow_local_uris
         self._observers: dict[str, StoreObserver] = {}
         self._problems: dict[str, dict[str, str]] = {}
 
     def step(self, search: MixtureSearch, now: datetime | None = None) -> Step:
         uid = search.metadata.uid
+        now = now or datetime.now(UTC)
         domainset = self.inputs.domainset(search)
+        refused = () if self.allow_local_uris else tuple(local_uri_problems(search, None))
+        if refused:
+            # Fail before the store is opened: it would be the operator's own filesystem.
+            return Step(reconcile(search, domainset, Observed(refused=refused), now), ())
         if domainset is not None and uid not in self._problems:
-            self._problems[uid] = domain_data_problems(domainset, search.spec.artifacts.endpoint_url)
+            self._problems[uid] = domain_data_problems(
+                domainset, search.spec.artifacts.endpoint_url, self.allow_local_uris
+            )
         store = search_store(search)
         jobs = self.executor.observe(search)
         observer = self._observers.setdefault(uid, StoreObserver(store))
@@ -84,7 +103,7 @@ class SearchDriver:
             observed = observer.observe(jobs, self._problems.get(uid, {}), self._concept_source(search))
         except Exception as error:
             raise StoreError(f"cannot read the artifacts of {search.metadata.name} at {store.uri}: {error}") from error
-        decision = reconcile(search, domainset, observed, now or datetime.now(UTC))
+        decision = reconcile(search, domainset, observed, now)
         created = []
         for action in decision.actions:
             if isinstance(action, CreateJob):

@@ -72,7 +72,7 @@ def search_deleted(namespace: str, name: str, uid: str, **_: Any) -> None:
 @kopf.on.update(*DOMAINSETS, field="spec")
 def domainset_changed(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     domainset = DomainSet.model_validate({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")})
-    problems = domain_data_problems(domainset)
+    problems = domain_data_problems(domainset, allow_local=False)
     counts = {d.name: count_domain(d.uri) for d in domainset.spec.domains if d.name not in problems}
     status = domainset_status(domainset, problems, counts, datetime.now(UTC))
     patch.status.update(status.wire())

@@ -5,15 +5,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from mixtura_operator import layout
+from mixtura_operator.api.cross_object import LOCAL_REFUSED, LOCAL_SCHEME
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.reconcile import JobState, Observed, TrialResult
 from mixtura_operator.store import ArtifactStore, open_store
 
 
-def domain_data_problems(domainset: DomainSet, endpoint_url: str | None = None) -> dict[str, str]:
-    """Domains whose data URI holds nothing, by name."""
+def domain_data_problems(
+    domainset: DomainSet, endpoint_url: str | None = None, allow_local: bool = True
+) -> dict[str, str]:
+    """Domains whose data URI holds nothing, by name; without `allow_local` (on a cluster) a file:// URI is
+    refused unread."""
     problems: dict[str, str] = {}
     for domain in domainset.spec.domains:
+        if not allow_local and domain.uri.startswith(LOCAL_SCHEME):
+            problems[domain.name] = f"uri: {LOCAL_REFUSED}"
+            continue
         try:
             empty = not open_store(domain.uri, endpoint_url).list()
         except Exception as error:

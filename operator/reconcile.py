@@ -14,6 +14,7 @@ from typing import Literal
 
 from mixtura_operator import layout
 from mixtura_operator.api.base import Condition, set_condition
+from mixtura_operator.api.cross_object import manual_weight_problem
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import (
     ArtifactRefs,
@@ -60,6 +61,8 @@ class Observed:
     # spec.search.conceptCentroidsFrom: the root URI of that search once its cells exist, or why it has none.
     concept_source: str | None = None
     concept_source_problem: str | None = None
+    # What the deployment refuses in the search itself (file:// on a cluster), by field; nothing else is observed.
+    refused: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -112,11 +115,14 @@ class Decision:
 
 def input_problem(search: MixtureSearch, domainset: DomainSet, observed: Observed) -> str | None:
     """A message naming the bad input, or None. Checks that need more than one resource or the data."""
+    if observed.refused:
+        return "; ".join(observed.refused)
     for index, domain in enumerate(domainset.spec.domains):
         if domain.name in observed.domain_problems:
             return f"spec.domains[{index}] ({domain.name}): {observed.domain_problems[domain.name]}"
-        if search.spec.method == "manual" and domain.weight is None:
-            return f"spec.domains[{index}].weight ({domain.name}): required by method manual"
+    manual = manual_weight_problem(search, domainset)
+    if manual:
+        return manual
     if observed.concept_source_problem and uses_cells(search.spec, domainset):
         return f"spec.search.conceptCentroidsFrom: {observed.concept_source_problem}"
     return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,11 +27,39 @@ class Rule:
     check: Callable[[Any], bool]
 
 
+# Kubernetes name and value syntax (RE2: the API server and pydantic's regex engine read them alike); the bounded
+# repeats carry the length limits, so one pattern says it all.
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+_LABEL_VALUE = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+DNS_SUBDOMAIN = f"^{_SUBDOMAIN}$"
+LABEL_VALUE = f"^({_LABEL_VALUE})?$"
+QUALIFIED_NAME = f"^({_SUBDOMAIN}/)?{_LABEL_VALUE}$"
+QUANTITY = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+# A `..` path segment, also percent-encoded: a URI that climbs out of its prefix.
+TRAVERSAL = "(^|/)([.]|%2[eE]){2}(/|$)"
+URI_MAX = 1024
+# Where data and artifacts live: an S3 bucket and prefix, or (`mixtura run`; a cluster refuses it) a local path.
+DATA_URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?|file://[^\s]+)$"
+
+
+def no_traversal(field: str) -> Rule:
+    """The rule that an optional URI field of the model holds no `..` segment."""
+    wire = to_camel(field)
+    return Rule(
+        cel=f"!has(self.{wire}) || !self.{wire}.matches('{TRAVERSAL}')",
+        message="must not contain '..' path segments",
+        field=f".{wire}",
+        check=lambda m: getattr(m, field) is None or re.search(TRAVERSAL, getattr(m, field)) is None,
+    )
+
+
 class ApiModel(BaseModel):
     """Base of every resource model: camelCase on the wire, unknown fields refused (as kubectl's strict
-    field validation does)."""
+    field validation does), no NaN or infinity (JSON has none). Manifests are read strictly and by wire
+    name only (`manifests.parse`); Python names are for the code."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", allow_inf_nan=False)
     rules: ClassVar[tuple[Rule, ...]] = ()
 
     @model_validator(mode="after")
@@ -76,7 +105,8 @@ class ObjectMeta(ApiModel):
     """The part of metadata Mixtura reads; the rest passes through untouched."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
-    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    # A DNS label, not the subdomain Kubernetes allows: the name goes into Job names and label values.
+    name: str = Field(pattern=DNS_LABEL, max_length=63)
     namespace: str = "default"
     uid: str | None = None
     generation: int | None = None

@@ -7,7 +7,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from mixtura_operator.api.base import ApiModel
+from mixtura_operator.api.base import ApiModel, ObjectMeta
 from mixtura_operator.api.domainset import DomainSet, DomainSetSpec, DomainSetStatus
 from mixtura_operator.api.mixturesearch import MixtureSearch, MixtureSearchSpec, MixtureSearchStatus
 
@@ -85,6 +85,11 @@ def object_schema(model: type[BaseModel]) -> dict[str, Any]:
     return _structural(schema, schema.get("$defs", {}), _rules_by_title(model, {}))
 
 
+def metadata_schema() -> dict[str, Any]:
+    """The one part of metadata a CRD may restrict: the name, which goes into Job names and label values."""
+    return {"type": "object", "properties": {"name": object_schema(ObjectMeta)["properties"]["name"]}}
+
+
 def _crd(
     kind: str,
     plural: str,
@@ -127,7 +132,7 @@ def _crd(
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
+                                "metadata": metadata_schema(),
                                 "spec": spec_schema,
                                 "status": object_schema(status),
                             },

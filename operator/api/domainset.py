@@ -6,20 +6,32 @@ from typing import Literal
 
 from pydantic import Field
 
-from mixtura_operator.api.base import ApiModel, Condition, ObjectMeta, Rule
+from mixtura_operator.api.base import (
+    DATA_URI_PATTERN,
+    DNS_LABEL,
+    URI_MAX,
+    ApiModel,
+    Condition,
+    ObjectMeta,
+    Rule,
+    no_traversal,
+)
 
 Modality = Literal["image", "text", "video"]
 TaskType = Literal["captioning", "ocr", "grounding", "detection", "vqa", "text"]
-DATA_URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|file://.+)$"
 
 
 class Domain(ApiModel):
-    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40, description="Unique DNS-label name.")
-    uri: str = Field(pattern=DATA_URI_PATTERN, description="s3:// or file:// prefix of the domain's shards.")
+    name: str = Field(pattern=DNS_LABEL, max_length=40, description="Unique DNS-label name.")
+    uri: str = Field(
+        pattern=DATA_URI_PATTERN,
+        max_length=URI_MAX,
+        description="s3:// or file:// prefix of the domain's shards (a cluster refuses file://).",
+    )
     modalities: list[Modality] = Field(min_length=1, max_length=3, json_schema_extra={"x-kubernetes-list-type": "set"})
     task_type: TaskType
-    samples: int | None = Field(default=None, ge=0, description="Sample count, if known.")
-    weight: float | None = Field(default=None, ge=0, description="Manual weight (the human baseline).")
+    samples: int | None = Field(default=None, ge=0, le=10**12, description="Sample count, if known.")
+    weight: float | None = Field(default=None, ge=0, le=1e6, description="Manual weight (the human baseline).")
 
     rules = (
         Rule(
@@ -28,6 +40,7 @@ class Domain(ApiModel):
             field=".modalities",
             check=lambda d: d.task_type != "text" or d.modalities == ["text"],
         ),
+        no_traversal("uri"),
     )
 
 

@@ -1,14 +1,23 @@
-"""Loading manifests from YAML with the same validation the API server applies, errors naming the field."""
+"""Loading manifests from YAML with the same validation the API server applies, errors naming the field.
+
+Any input is refused in one line per problem, never with a traceback: a file that is not UTF-8 or not YAML,
+alias bombs, deep nesting, documents that are not objects. Mixtura's resources are read strictly (no type
+coercion: `maxTrials: "20"` is refused as the API server refuses it) and by their wire names only; other
+kinds (a Secret, a ConfigMap) may share the file and are checked for what the searches need of them.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
+from mixtura_operator.api.cross_object import local_uri_problems, manual_weight_problem
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import MixtureSearch
 
@@ -16,16 +25,25 @@ KINDS: dict[str, type[DomainSet] | type[MixtureSearch]] = {
     "DomainSet": DomainSet,
     "MixtureSearch": MixtureSearch,
 }
+GROUP_PREFIX = "mixtura.dev/"
+# The API server's own request limit; a manifest file larger than that could never be applied.
+MAX_BYTES = 3 * 1024 * 1024
+# Far beyond any real manifest; they bound the work an alias bomb or a deeply nested document can cause.
+MAX_DEPTH = 64
+MAX_VALUES = 100_000
+CREDENTIAL_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
 class ManifestError(ValueError):
-    """One or more manifests are invalid; the message lists every problem with its field path."""
+    """One or more manifests are invalid; the message lists every problem with its field path, one a line."""
 
 
 @dataclass(frozen=True)
 class Bundle:
     domainsets: dict[str, DomainSet]
     searches: list[MixtureSearch]
+    # Other objects in the file (Secrets, ConfigMaps, ...) by (kind, name), as plain data.
+    others: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
     def domainset_for(self, search: MixtureSearch) -> DomainSet:
         name = search.spec.domain_set_ref.name
@@ -49,6 +67,49 @@ class Bundle:
             )
         return found[0]
 
+    def check(self, cluster: bool = False) -> None:
+        """Raise ManifestError with every problem `problems` finds."""
+        problems = self.problems(cluster)
+        if problems:
+            raise ManifestError("\n".join(problems))
+
+    def problems(self, cluster: bool = False) -> list[str]:
+        """What only the file as a whole shows: references, manual weights, credentials, and with `cluster`
+        the URIs a cluster refuses."""
+        out: list[str] = []
+        if cluster:
+            out += [f"DomainSet/{n}: {p}" for n, d in self.domainsets.items() for p in local_uri_problems(None, d)]
+        for search in self.searches:
+            where = f"MixtureSearch/{search.metadata.name}"
+            try:
+                domainset = self.domainset_for(search)
+                self.concepts_from(search)
+            except ManifestError as error:
+                out.append(str(error))
+                continue
+            problem = manual_weight_problem(search, domainset)
+            if problem:
+                out.append(f"{where}: DomainSet/{domainset.metadata.name} {problem}")
+            if cluster:
+                out += [f"{where}: {p}" for p in local_uri_problems(search, None)]
+            out += [f"{where}: {p}" for p in self._credential_problems(search)]
+        return out
+
+    def _credential_problems(self, search: MixtureSearch) -> list[str]:
+        name = search.spec.artifacts.credentials_secret
+        secret = self.others.get(("Secret", name or ""))
+        if secret is None:
+            return []
+        present = {*_mapping(secret.get("data")), *_mapping(secret.get("stringData"))}
+        missing = [key for key in CREDENTIAL_KEYS if key not in present]
+        return [f"spec.artifacts.credentialsSecret: Secret {name!r} in the file lacks {', '.join(missing)}"] * bool(
+            missing
+        )
+
+
+def _mapping(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
 
 def _path(loc: tuple[Any, ...]) -> str:
     out = ""
@@ -57,44 +118,137 @@ def _path(loc: tuple[Any, ...]) -> str:
     return out
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
 def format_errors(kind: str, name: str, error: ValidationError) -> list[str]:
     lines = []
     for item in error.errors():
-        loc = tuple(p for p in item["loc"] if p not in ("function-after",) and not str(p).startswith("function-"))
+        loc = tuple(p for p in item["loc"] if not str(p).startswith("function-"))
         path = _path(loc)
         if item["type"] == "cel_rule":
             path += item["ctx"]["field"]
-        lines.append(f"{kind}/{name}: {path}: {item['msg']}")
+        lines.append(f"{kind}/{name}: {path}: {_one_line(item['msg'])}")
     return lines
 
 
-def parse(document: dict[str, Any]) -> DomainSet | MixtureSearch:
-    kind = document.get("kind")
+def _plain(node: Any, path: str, depth: int, budget: list[int]) -> Any:
+    """The document as JSON data, as `kubectl` sends it: YAML timestamps become strings, keys must be strings,
+    and nesting and the number of values (aliases expanded) are bounded."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ManifestError(f"{path or '.'}: more than {MAX_VALUES} values (a YAML alias bomb?)")
+    if depth > MAX_DEPTH:
+        raise ManifestError(f"{path}: nested deeper than {MAX_DEPTH} levels")
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if not isinstance(key, str):
+                raise ManifestError(f"{path or '.'}: key {key!r} is not a string")
+            out[key] = _plain(value, f"{path}.{key}" if path else key, depth + 1, budget)
+        return out
+    if isinstance(node, list):
+        return [_plain(value, f"{path}[{i}]", depth + 1, budget) for i, value in enumerate(node)]
+    if isinstance(node, date):
+        return node.isoformat()
+    if isinstance(node, bytes):
+        raise ManifestError(f"{path}: binary values are not supported")
+    return node
+
+
+def _identity(document: Any, index: int) -> tuple[str, str]:
+    """(kind, name) of a document, or the one-line reason it is not a Kubernetes object."""
+    if not isinstance(document, dict):
+        raise ManifestError(
+            f"document {index}: expected an object with apiVersion, kind and metadata, got {type(document).__name__}"
+        )
+    kind, meta = document.get("kind"), document.get("metadata")
+    if not isinstance(kind, str) or not kind:
+        raise ManifestError(f"document {index}: kind: must be a non-empty string, got {type(kind).__name__}")
+    if not isinstance(document.get("apiVersion"), str):
+        raise ManifestError(f"{kind} (document {index}): apiVersion: must be a string")
+    if not isinstance(meta, dict):
+        raise ManifestError(f"{kind} (document {index}): metadata: must be an object, got {type(meta).__name__}")
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        raise ManifestError(f"{kind} (document {index}): metadata.name: must be a non-empty string")
+    return kind, name
+
+
+def parse(document: Any, index: int = 1) -> DomainSet | MixtureSearch | dict[str, Any]:
+    """One document: a DomainSet or a MixtureSearch validated as the API server would, or another kind's
+    object as plain data. ManifestError names every problem's field."""
+    kind, name = _identity(document, index)
+    plain = _plain(document, "", 0, [MAX_VALUES])
     if kind not in KINDS:
-        raise ManifestError(f"kind: unsupported {kind!r}; expected one of {sorted(KINDS)}")
-    name = (document.get("metadata") or {}).get("name", "?")
+        if plain["apiVersion"].startswith(GROUP_PREFIX):
+            known = ", ".join(KINDS)
+            raise ManifestError(f"{kind}/{name}: kind: not a kind of {plain['apiVersion']}; expected one of {known}")
+        return plain
     try:
-        return KINDS[kind].model_validate(document)
+        return KINDS[kind].model_validate_json(json.dumps(plain), strict=True, by_alias=True, by_name=False)
     except ValidationError as error:
         raise ManifestError("\n".join(format_errors(kind, name, error))) from None
 
 
-def load(path: Path) -> Bundle:
-    """Every DomainSet and MixtureSearch in a (multi-document) YAML file; all errors reported at once."""
+def _documents(path: Path) -> list[Any]:
     try:
-        documents = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise ManifestError(f"{path}: {size} bytes, more than the API server's {MAX_BYTES}")
+        data = path.read_bytes()
+    except OSError as error:
+        raise ManifestError(f"{path}: cannot read: {error.strerror or error}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ManifestError(f"{path}: not UTF-8: byte {data[error.start]:#04x} at offset {error.start}") from None
+    try:
+        return [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ManifestError(f"{where}: not valid YAML: {_one_line(error.problem or error)}") from None
     except yaml.YAMLError as error:
-        raise ManifestError(f"{path}: not valid YAML: {error}") from None
+        raise ManifestError(f"{path}: not valid YAML: {_one_line(error)}") from None
+    except RecursionError:
+        raise ManifestError(f"{path}: not valid YAML: nested too deeply") from None
+
+
+def load(path: Path) -> Bundle:
+    """Every DomainSet, MixtureSearch and other object in a (multi-document) YAML file; all errors reported at
+    once. The rules across objects are `Bundle.check`'s."""
     problems: list[str] = []
     objects: list[DomainSet | MixtureSearch] = []
-    for document in documents:
+    others: dict[tuple[str, str], dict[str, Any]] = {}
+    seen: set[tuple[str, str]] = set()
+    for index, document in enumerate(_documents(path), start=1):
         try:
-            objects.append(parse(document))
+            parsed = parse(document, index)
         except ManifestError as error:
             problems.append(str(error))
+            continue
+        key = (
+            (parsed["kind"], parsed["metadata"]["name"])
+            if isinstance(parsed, dict)
+            else (
+                parsed.kind,
+                parsed.metadata.name,
+            )
+        )
+        if key in seen:
+            problems.append(f"{key[0]}/{key[1]}: metadata.name: defined twice in the file")
+            continue
+        seen.add(key)
+        if isinstance(parsed, dict):
+            others[key] = parsed
+        else:
+            objects.append(parsed)
     if problems:
         raise ManifestError("\n".join(problems))
     return Bundle(
         {o.metadata.name: o for o in objects if isinstance(o, DomainSet)},
         [o for o in objects if isinstance(o, MixtureSearch)],
+        others,
     )

@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import Field
 
-from mixtura_operator.api.base import ApiModel, Condition, ObjectMeta, Rule
+from mixtura_operator.api.base import (
+    DATA_URI_PATTERN,
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    LABEL_VALUE,
+    QUALIFIED_NAME,
+    QUANTITY,
+    URI_MAX,
+    ApiModel,
+    Condition,
+    ObjectMeta,
+    Rule,
+    no_traversal,
+)
 
 Method = Literal["madmix", "mixatlas", "madmix+mixatlas", "uniform", "manual", "random", "regression"]
 # The methods that propose and train trials; the others only produce domain weights.
 SEARCH_METHODS = ("mixatlas", "madmix+mixatlas", "random", "regression")
 Space = Literal["domains", "factorized", "full"]
-NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+NAME_PATTERN = DNS_LABEL
+# The presets a model config may start from (jobs/training/tiny_vlm.py PRESETS).
+PRESETS = ("proxy", "target")
+# What `torch.manual_seed` and numpy's legacy seeding both take.
+SEED_MAX = 2**32 - 1
 FREE_FORM = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
 
 
@@ -29,14 +47,26 @@ class Phase(StrEnum):
 
 
 class DomainSetRef(ApiModel):
-    name: str = Field(pattern=NAME_PATTERN, max_length=253)
+    name: str = Field(pattern=NAME_PATTERN, max_length=63)
 
 
 class ModelSpec(ApiModel):
     """A model the jobs build: a config (random weights, tiny by default) or weights from a local path/URI."""
 
-    config: dict[str, Any] = Field(default_factory=dict, json_schema_extra=FREE_FORM)
-    weights: str | None = Field(default=None, description="Local path or s3:// URI of a checkpoint.")
+    config: dict[str, Any] = Field(default_factory=dict, json_schema_extra={**FREE_FORM, "maxProperties": 64})
+    weights: str | None = Field(
+        default=None, min_length=1, max_length=URI_MAX, description="Local path or s3:// URI of a checkpoint."
+    )
+
+    rules = (
+        Rule(
+            cel=f"!has(self.config) || !('preset' in self.config) || self.config['preset'] in {list(PRESETS)}",
+            message=f"preset must be one of {', '.join(PRESETS)}",
+            field=".config.preset",
+            check=lambda m: m.config.get("preset", PRESETS[0]) in PRESETS,
+        ),
+        no_traversal("weights"),
+    )
 
 
 class Models(ApiModel):
@@ -46,8 +76,8 @@ class Models(ApiModel):
 
 
 class MadmixSettings(ApiModel):
-    lambda_: float = Field(default=1.0, gt=0, alias="lambda")
-    temperature: float = Field(default=1.0, gt=0)
+    lambda_: float = Field(default=1.0, gt=0, le=1e6, alias="lambda")
+    temperature: float = Field(default=1.0, gt=0, le=1e6)
     score: Literal["dual", "leverage"] = "dual"
     samples_per_domain: int = Field(default=512, ge=1, le=100_000)
 
@@ -65,19 +95,20 @@ class SearchSettings(ApiModel):
     concept_centroids_from: str | None = Field(
         default=None,
         pattern=NAME_PATTERN,
-        max_length=253,
+        max_length=63,
         description="An earlier MixtureSearch in this namespace whose concept centroids this search reuses, so "
         "that both corpora are mapped onto the same concepts.",
     )
     acquisition: Literal["ucb"] = "ucb"
-    beta: float = Field(default=2.0, gt=0, description="UCB exploration weight (schedule constant).")
+    beta: float = Field(default=2.0, gt=0, le=1e6, description="UCB exploration weight (schedule constant).")
     beta_schedule: Literal["constant", "srinivas"] = "constant"
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
     # Muennighoff et al. (2023), data-constrained scaling: up to ~4 epochs, repeated data is worth almost as
     # much as new data.
     max_repetition: float = Field(
         default=4.0,
         ge=1,
+        le=1000,
         description="The most epochs of a cell's samples a training run may draw: caps each cell's weight.",
     )
 
@@ -85,8 +116,8 @@ class SearchSettings(ApiModel):
 class Budget(ApiModel):
     max_trials: int = Field(default=16, ge=1, le=10_000)
     parallel_trials: int = Field(default=4, ge=1, le=256)
-    max_failed_trials: int = Field(default=3, ge=1)
-    proxy_steps: int = Field(default=60, ge=1)
+    max_failed_trials: int = Field(default=3, ge=1, le=10_000)
+    proxy_steps: int = Field(default=60, ge=1, le=1_000_000)
 
     rules = (
         Rule(
@@ -99,42 +130,106 @@ class Budget(ApiModel):
 
 
 class Toleration(ApiModel):
-    key: str | None = None
+    key: str | None = Field(default=None, pattern=QUALIFIED_NAME, max_length=317)
     operator: Literal["Exists", "Equal"] | None = None
-    value: str | None = None
+    value: str | None = Field(default=None, pattern=LABEL_VALUE, max_length=63)
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    toleration_seconds: int | None = None
+    toleration_seconds: int | None = Field(default=None, ge=0, le=31_536_000)
+
+    # The pod API's own toleration rules, so that a Job is never refused for them after the search began.
+    rules = (
+        Rule(
+            cel="!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''",
+            message="must be empty when operator is Exists",
+            field=".value",
+            check=lambda t: t.operator != "Exists" or not t.value,
+        ),
+        Rule(
+            cel="has(self.key) || (has(self.operator) && self.operator == 'Exists')",
+            message="a toleration without a key must have operator Exists",
+            field=".operator",
+            check=lambda t: t.key is not None or t.operator == "Exists",
+        ),
+        Rule(
+            cel="!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+            message="only tolerations with effect NoExecute take tolerationSeconds",
+            field=".tolerationSeconds",
+            check=lambda t: t.toleration_seconds is None or t.effect == "NoExecute",
+        ),
+    )
 
 
 class JobResources(ApiModel):
     image: str | None = Field(
-        default=None, min_length=1, description="Jobs image; default: the operator's MIXTURA_JOBS_IMAGE."
+        default=None,
+        pattern=r"^[^\s]+$",
+        max_length=512,
+        description="Jobs image; default: the operator's MIXTURA_JOBS_IMAGE. A cluster's admission policy may "
+        "restrict it (chart value admission.allowedImages).",
     )
     gpus_per_job: int = Field(default=1, ge=0, le=64)
-    cpu: str = Field(default="2", pattern=r"^[0-9]+(\.[0-9]+)?m?$")
-    memory: str = Field(default="8Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)?$")
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[Toleration] = Field(default_factory=list)
-    queue_name: str | None = Field(default=None, description="Kueue LocalQueue; Jobs are created suspended.")
+    cpu: str = Field(default="2", pattern=QUANTITY, max_length=32, description="CPU request (a quantity).")
+    memory: str = Field(
+        default="8Gi", pattern=QUANTITY, max_length=32, description="Memory request and limit (a quantity)."
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict,
+        json_schema_extra={"maxProperties": 32, "additionalProperties": {"type": "string", "maxLength": 63}},
+    )
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
+    queue_name: str | None = Field(
+        default=None,
+        pattern=DNS_LABEL,
+        max_length=63,
+        description="Kueue LocalQueue (a label value on the Jobs); Jobs are created suspended.",
+    )
     backoff_limit: int = Field(default=2, ge=0, le=20)
-    active_deadline_seconds: int | None = Field(default=None, ge=1)
-    ttl_seconds_after_finished: int | None = Field(default=None, ge=0)
+    active_deadline_seconds: int | None = Field(default=None, ge=1, le=31_536_000)
+    ttl_seconds_after_finished: int | None = Field(
+        default=None,
+        ge=0,
+        le=31_536_000,
+        description="Seconds a finished Job is kept; default 3600 (results live in the store, not in the Job).",
+    )
+
+    rules = (
+        Rule(
+            cel=f"!has(self.nodeSelector) || self.nodeSelector.all(k, k.matches('{QUALIFIED_NAME}')"
+            f" && self.nodeSelector[k].matches('{LABEL_VALUE}'))",
+            message="keys must be label keys and values label values",
+            field=".nodeSelector",
+            check=lambda r: all(
+                re.match(QUALIFIED_NAME, k) and re.match(LABEL_VALUE, v) for k, v in r.node_selector.items()
+            ),
+        ),
+    )
 
 
 class Artifacts(ApiModel):
-    uri: str = Field(pattern=r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|file://.+)$")
-    endpoint_url: str | None = Field(default=None, description="S3 endpoint for S3-compatible stores.")
+    uri: str = Field(pattern=DATA_URI_PATTERN, max_length=URI_MAX)
+    endpoint_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/?#@]+(/[^\s]*)?$",
+        max_length=URI_MAX,
+        description="S3 endpoint for S3-compatible stores: http(s), no credentials in the URL.",
+    )
     credentials_secret: str | None = Field(
-        default=None, description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY."
+        default=None,
+        pattern=DNS_SUBDOMAIN,
+        max_length=253,
+        description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. A cluster's admission policy may "
+        "restrict it (chart value admission.allowedCredentialSecrets).",
     )
     policy: Literal["Retain", "Delete"] = "Retain"
 
+    rules = (no_traversal("uri"),)
+
 
 class MergeMixSettings(ApiModel):
-    r: int = Field(default=4, ge=0, description="Tokens merged per layer.")
-    alpha: float = Field(default=1.0, gt=0, description="Beta(alpha, alpha) of the mixing ratio.")
-    beta: float = Field(default=1.0, gt=0, description="SimPO temperature.")
-    weight: float = Field(default=1.0, ge=0, description="Weight of the SimPO term.")
+    r: int = Field(default=4, ge=0, le=1024, description="Tokens merged per layer.")
+    alpha: float = Field(default=1.0, gt=0, le=1e6, description="Beta(alpha, alpha) of the mixing ratio.")
+    beta: float = Field(default=1.0, gt=0, le=1e6, description="SimPO temperature.")
+    weight: float = Field(default=1.0, ge=0, le=1e6, description="Weight of the SimPO term.")
     detach_loser: bool = False
     lambda_rescale: bool = False
 
@@ -150,7 +245,7 @@ class Training(ApiModel):
 
 class FinalTraining(ApiModel):
     enabled: bool = True
-    steps: int = Field(default=200, ge=1)
+    steps: int = Field(default=200, ge=1, le=10_000_000)
 
 
 class MixtureSearchSpec(ApiModel):
