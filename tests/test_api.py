@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from malformed import DUPLICATE, MALFORMED, WELL_FORMED, domainset, search
+from malformed import CLUSTER, CORPUS_S3, CROSS, DUPLICATE, MALFORMED, RAW, WELL_FORMED, domainset, search
 from mixtura_operator.api import crdgen
 from mixtura_operator.api.manifests import ManifestError, load, parse
 from mixtura_operator.api.mixturesearch import SearchSettings
@@ -103,3 +103,66 @@ def test_missing_domainset_reference_is_reported(tmp_path, capsys):
     bad.write_text(yaml.safe_dump(search()))
     assert main(["validate", str(bad)]) == 2
     assert "spec.domainSetRef.name" in capsys.readouterr().err
+
+
+def _validate(tmp_path, text: str | bytes, capsys, *flags: str) -> tuple[int, list[str]]:
+    path = tmp_path / "manifest.yaml"
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+    code = main(["validate", *flags, str(path)])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err.strip().splitlines()
+
+
+@pytest.mark.parametrize(("what", "text", "named"), RAW, ids=lambda v: v if isinstance(v, str) and len(v) < 60 else "")
+def test_validate_refuses_unreadable_files_in_one_line(tmp_path, capsys, what, text, named):
+    code, lines = _validate(tmp_path, text, capsys)
+    assert code == 2 and len(lines) == 1 and named in lines[0], lines
+
+
+@pytest.mark.parametrize(
+    ("what", "manifest", "field", "validate"), CLUSTER, ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_validate_cluster_refuses_local_files(tmp_path, capsys, what, manifest, field, validate):
+    text = yaml.safe_dump_all([manifest] if manifest["kind"] == "DomainSet" else [CORPUS_S3, manifest])
+    assert _validate(tmp_path, text, capsys)[0] == 0
+    code, lines = _validate(tmp_path, text, capsys, "--cluster")
+    if validate:
+        assert code == 2 and any(f": {field}" in line for line in lines), lines
+    else:
+        assert code == 0, lines
+
+
+@pytest.mark.parametrize(("what", "text", "field"), CROSS, ids=lambda v: v if isinstance(v, str) else "")
+def test_validate_checks_rules_across_objects(tmp_path, capsys, what, text, field):
+    code, lines = _validate(tmp_path, text, capsys)
+    assert code == 2 and any(f": {field}" in line for line in lines), lines
+
+
+def test_validate_takes_secrets_and_other_kinds(tmp_path, capsys):
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "creds"},
+        "stringData": {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"},
+    }
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "notes"}, "data": {"a": "b"}}
+    text = yaml.safe_dump_all(
+        [secret, CORPUS_S3, search(artifacts={"uri": "s3://bucket/r", "credentialsSecret": "creds"}), config]
+    )
+    code, lines = _validate(tmp_path, text, capsys, "--cluster")
+    assert code == 0, lines
+
+
+def test_wire_input_is_strict_and_by_wire_name():
+    with pytest.raises(ManifestError, match=r"spec.budget.maxTrials: Input should be a valid integer"):
+        parse(search(budget={"maxTrials": "20"}))
+    with pytest.raises(ManifestError, match=r"spec.budget.max_trials: Extra inputs are not permitted"):
+        parse(search(budget={"max_trials": 20}))
+    assert parse(search(budget={"maxTrials": 20})).spec.budget.max_trials == 20
+
+
+def test_corpus_size():
+    """Issue 19's acceptance: at least 100 hostile or malformed manifests, at least 10 valid edge cases."""
+    assert len(MALFORMED) + 1 + len(RAW) + len(CLUSTER) + len(CROSS) >= 100
+    assert len(WELL_FORMED) >= 10

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from mixtura_operator.api.base import (
     DATA_URI_PATTERN,
@@ -21,6 +21,13 @@ Modality = Literal["image", "text", "video"]
 TaskType = Literal["captioning", "ocr", "grounding", "detection", "vqa", "text"]
 
 
+def _distinct(values: list[str]) -> list[str]:
+    """What `x-kubernetes-list-type: set` makes the API server check."""
+    if len(set(values)) != len(values):
+        raise ValueError("values must be distinct")
+    return values
+
+
 class Domain(ApiModel):
     name: str = Field(pattern=DNS_LABEL, max_length=40, description="Unique DNS-label name.")
     uri: str = Field(
@@ -28,7 +35,9 @@ class Domain(ApiModel):
         max_length=URI_MAX,
         description="s3:// or file:// prefix of the domain's shards (a cluster refuses file://).",
     )
-    modalities: list[Modality] = Field(min_length=1, max_length=3, json_schema_extra={"x-kubernetes-list-type": "set"})
+    modalities: Annotated[list[Modality], AfterValidator(_distinct)] = Field(
+        min_length=1, max_length=3, json_schema_extra={"x-kubernetes-list-type": "set"}
+    )
     task_type: TaskType
     samples: int | None = Field(default=None, ge=0, le=10**12, description="Sample count, if known.")
     weight: float | None = Field(default=None, ge=0, le=1e6, description="Manual weight (the human baseline).")

@@ -8,7 +8,6 @@ kinds (a Secret, a ConfigMap) may share the file and are checked for what the se
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -89,7 +88,7 @@ class Bundle:
                 continue
             problem = manual_weight_problem(search, domainset)
             if problem:
-                out.append(f"{where}: DomainSet/{domainset.metadata.name} {problem}")
+                out.append(f"DomainSet/{domainset.metadata.name}: {problem} ({where})")
             if cluster:
                 out += [f"{where}: {p}" for p in local_uri_problems(search, None)]
             out += [f"{where}: {p}" for p in self._credential_problems(search)]
@@ -135,7 +134,7 @@ def format_errors(kind: str, name: str, error: ValidationError) -> list[str]:
 
 def _plain(node: Any, path: str, depth: int, budget: list[int]) -> Any:
     """The document as JSON data, as `kubectl` sends it: YAML timestamps become strings, keys must be strings,
-    and nesting and the number of values (aliases expanded) are bounded."""
+    and nesting and the number of values (aliases expanded) are bounded. Paths stop growing at depth 8."""
     budget[0] -= 1
     if budget[0] < 0:
         raise ManifestError(f"{path or '.'}: more than {MAX_VALUES} values (a YAML alias bomb?)")
@@ -146,15 +145,21 @@ def _plain(node: Any, path: str, depth: int, budget: list[int]) -> Any:
         for key, value in node.items():
             if not isinstance(key, str):
                 raise ManifestError(f"{path or '.'}: key {key!r} is not a string")
-            out[key] = _plain(value, f"{path}.{key}" if path else key, depth + 1, budget)
+            out[key] = _plain(value, _child(path, f".{key}", depth), depth + 1, budget)
         return out
     if isinstance(node, list):
-        return [_plain(value, f"{path}[{i}]", depth + 1, budget) for i, value in enumerate(node)]
+        return [_plain(value, _child(path, f"[{i}]", depth), depth + 1, budget) for i, value in enumerate(node)]
     if isinstance(node, date):
         return node.isoformat()
     if isinstance(node, bytes):
         raise ManifestError(f"{path}: binary values are not supported")
     return node
+
+
+def _child(path: str, part: str, depth: int) -> str:
+    if depth >= 8:
+        return path if path.endswith("...") else f"{path}..."
+    return f"{path}{part}" if path else part.lstrip(".")
 
 
 def _identity(document: Any, index: int) -> tuple[str, str]:
@@ -180,14 +185,19 @@ def parse(document: Any, index: int = 1) -> DomainSet | MixtureSearch | dict[str
     """One document: a DomainSet or a MixtureSearch validated as the API server would, or another kind's
     object as plain data. ManifestError names every problem's field."""
     kind, name = _identity(document, index)
-    plain = _plain(document, "", 0, [MAX_VALUES])
+    try:
+        plain = _plain(document, "", 0, [MAX_VALUES])
+    except ManifestError as error:
+        raise ManifestError(f"{kind}/{name}: {error}") from None
     if kind not in KINDS:
         if plain["apiVersion"].startswith(GROUP_PREFIX):
             known = ", ".join(KINDS)
             raise ManifestError(f"{kind}/{name}: kind: not a kind of {plain['apiVersion']}; expected one of {known}")
         return plain
+    # The API server drops a status sent on create (the status subresource is the operator's), and so do we.
+    plain.pop("status", None)
     try:
-        return KINDS[kind].model_validate_json(json.dumps(plain), strict=True, by_alias=True, by_name=False)
+        return KINDS[kind].model_validate(plain, strict=True, by_alias=True, by_name=False)
     except ValidationError as error:
         raise ManifestError("\n".join(format_errors(kind, name, error))) from None
 

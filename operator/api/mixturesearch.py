@@ -53,7 +53,7 @@ class DomainSetRef(ApiModel):
 class ModelSpec(ApiModel):
     """A model the jobs build: a config (random weights, tiny by default) or weights from a local path/URI."""
 
-    config: dict[str, Any] = Field(default_factory=dict, json_schema_extra={**FREE_FORM, "maxProperties": 64})
+    config: dict[str, Any] = Field(default_factory=dict, max_length=64, json_schema_extra=FREE_FORM)
     weights: str | None = Field(
         default=None, min_length=1, max_length=URI_MAX, description="Local path or s3:// URI of a checkpoint."
     )
@@ -174,7 +174,8 @@ class JobResources(ApiModel):
     )
     node_selector: dict[str, str] = Field(
         default_factory=dict,
-        json_schema_extra={"maxProperties": 32, "additionalProperties": {"type": "string", "maxLength": 63}},
+        max_length=32,
+        json_schema_extra={"additionalProperties": {"type": "string", "maxLength": 63}},
     )
     tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
     queue_name: str | None = Field(
