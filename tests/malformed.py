@@ -273,7 +273,7 @@ BOUNDS: list[tuple[str, dict, str]] = [
         search(training={"augmentation": {"type": "mergemix", "mergemix": {"r": 10**4}}}),
         "spec.training.augmentation.mergemix.r",
     ),
-    ("unknown preset", search(models={"proxy": {"config": {"preset": "huge"}}}), "spec.models.proxy.config.preset"),
+    ("unknown preset", search(models={"proxy": {"config": {"preset": "huge"}}}), "spec.models.proxy.config"),
     (
         "65 model config keys",
         search(models={"target": {"config": {f"k{i}": i for i in range(65)}}}),

@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from malformed import DUPLICATE, MALFORMED, WELL_FORMED
+from malformed import CLUSTER, DUPLICATE, MALFORMED, RAW, WELL_FORMED
 from testbed.cluster import REPO, kubeconfig
 from testbed.procs import free_port, operator_argv
 from testbed.prom import start_prometheus
@@ -21,6 +22,10 @@ from testbed.s3 import CREDENTIALS
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.s3, pytest.mark.prometheus, pytest.mark.slow]
 NS = "mixtura-e2e"
+RESTRICTED = "pod-security.kubernetes.io/enforce"
+# The chart's admission lists for this test bed (WELL_FORMED names one more image and Secret of each kind).
+IMAGES = [r"^mixtura/jobs:[a-z0-9.-]+$", r"^registry\.local:5000/mixtura/jobs@sha256:[0-9a-f]{64}$"]
+SECRETS = ["s3-credentials", "team.s3-creds"]
 DOMAINS = [
     ("digits", "captioning", ["image", "text"]),
     ("text", "text", ["text"]),
@@ -68,12 +73,19 @@ def installed(control_plane, pod_runner, s3_server, s3_bucket, tmp_path_factory)
             str(control_plane.kubeconfig_path),
             "--set",
             "fullnameOverride=mixtura",
+            "--set-json",
+            f"admission.allowedImages={json.dumps(IMAGES)}",
+            "--set-json",
+            f"admission.allowedCredentialSecrets={json.dumps(SECRETS)}",
             "--wait=false",
         ],
         check=True,
         capture_output=True,
         text=True,
     )
+    # Issue 19: every Job of every search below must pass the `restricted` profile, or its pods are refused.
+    control_plane.kubectl("label", "namespace", NS, f"{RESTRICTED}=restricted", "--overwrite")
+    wait_for_admission_policy(control_plane)
     control_plane.kubectl(
         "wait",
         "--for=condition=Established",
@@ -119,6 +131,24 @@ def installed(control_plane, pod_runner, s3_server, s3_bucket, tmp_path_factory)
     }
     prometheus.stop()
     operator.kill()
+
+
+def dry_run(plane, text: str | bytes):
+    if isinstance(text, str):
+        return plane.kubectl("create", "--dry-run=server", "-n", NS, "-f", "-", input=text, check=False)
+    with tempfile.NamedTemporaryFile(suffix=".yaml") as file:
+        file.write(text)
+        file.flush()
+        return plane.kubectl("create", "--dry-run=server", "-n", NS, "-f", file.name, check=False)
+
+
+def wait_for_admission_policy(plane, timeout: float = 60) -> None:
+    """The API server loads a new ValidatingAdmissionPolicy asynchronously."""
+    probe = yaml.safe_dump(CLUSTER[0][1])
+    deadline = time.monotonic() + timeout
+    while dry_run(plane, probe).returncode == 0:
+        assert time.monotonic() < deadline, "the chart's ValidatingAdmissionPolicy never took effect"
+        time.sleep(1)
 
 
 def manifests(name: str, bucket: str, endpoint: str, **spec) -> str:
@@ -278,6 +308,63 @@ def test_the_api_server_refuses_malformed_manifests(control_plane, installed, wh
     )
     assert result.returncode != 0, f"{what}: accepted"
     assert field in result.stderr, f"{what}: {result.stderr}"
+
+
+@pytest.mark.parametrize(("what", "text", "named"), RAW, ids=lambda v: v if isinstance(v, str) and len(v) < 60 else "")
+def test_kubectl_and_the_api_server_refuse_unreadable_files(control_plane, installed, what, text, named):
+    result = dry_run(control_plane, text)
+    assert result.returncode != 0, f"{what}: accepted"
+
+
+@pytest.mark.parametrize(
+    ("what", "manifest", "field", "validate"), CLUSTER, ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_the_chart_policy_refuses_what_a_cluster_must_not_run(
+    control_plane, installed, what, manifest, field, validate
+):
+    result = dry_run(control_plane, yaml.safe_dump(manifest))
+    assert result.returncode != 0, f"{what}: accepted"
+    assert field in result.stderr, f"{what}: {result.stderr}"
+
+
+def test_jobs_pass_the_restricted_pod_security_profile(control_plane, installed):
+    """Acceptance 1 (with the searches above, which all ran in this namespace): PodSecurity `restricted` is
+    enforced here, a plain pod is refused, and the Jobs' pods were admitted and ran."""
+    plane = control_plane
+    assert json.loads(plane.kubectl("get", "namespace", NS, "-o", "json").stdout)["metadata"]["labels"][RESTRICTED] == (
+        "restricted"
+    )
+    plain = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "plain"},
+        "spec": {"containers": [{"name": "c", "image": "mixtura/jobs:test"}]},
+    }
+    refused = dry_run(plane, yaml.safe_dump(plain))
+    assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr, refused.stderr
+    pods = json.loads(
+        plane.kubectl("get", "pods", "-n", NS, "-l", "app.kubernetes.io/managed-by=mixtura", "-o", "json").stdout
+    )["items"]
+    assert len(pods) >= 8 and {p["status"]["phase"] for p in pods} <= {"Succeeded", "Failed", "Running", "Pending"}
+    assert any(p["status"]["phase"] == "Succeeded" for p in pods)
+    for pod in pods:
+        assert pod["spec"]["securityContext"]["runAsNonRoot"] and pod["spec"]["automountServiceAccountToken"] is False
+
+
+def test_the_operator_refuses_cross_object_problems_with_a_condition(control_plane, installed):
+    """Manual weights are a rule across the DomainSet and the search: no schema holds it, the operator does."""
+    plane, operator = control_plane, installed["operator"]
+    docs = list(
+        yaml.safe_load_all(manifests("unweighted", installed["bucket"], installed["endpoint"], method="manual"))
+    )
+    docs[0]["metadata"]["name"] = "unweighted"
+    for domain in docs[0]["spec"]["domains"]:
+        del domain["weight"]
+    docs[1]["spec"]["domainSetRef"]["name"] = "unweighted"
+    plane.kubectl("apply", "-n", NS, "-f", "-", input=yaml.safe_dump_all(docs))
+    body = wait_phase(plane, operator, "unweighted", {"Failed", "Succeeded"}, timeout=60)
+    ready = next(c for c in body["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "InvalidInput" and "spec.domains[0].weight" in ready["message"], ready
 
 
 @pytest.mark.parametrize(("what", "manifest"), WELL_FORMED, ids=lambda v: v if isinstance(v, str) else "")

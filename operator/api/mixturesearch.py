@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from mixtura_operator.api.base import (
     DATA_URI_PATTERN,
@@ -50,23 +50,26 @@ class DomainSetRef(ApiModel):
     name: str = Field(pattern=NAME_PATTERN, max_length=63)
 
 
+def _known_preset(config: dict[str, Any]) -> dict[str, Any]:
+    """The schema's enum on `config.preset`, for `mixtura validate` (the rest of a config is free-form)."""
+    if config.get("preset", PRESETS[0]) not in PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(PRESETS)}")
+    return config
+
+
 class ModelSpec(ApiModel):
     """A model the jobs build: a config (random weights, tiny by default) or weights from a local path/URI."""
 
-    config: dict[str, Any] = Field(default_factory=dict, max_length=64, json_schema_extra=FREE_FORM)
+    config: Annotated[dict[str, Any], AfterValidator(_known_preset)] = Field(
+        default_factory=dict,
+        max_length=64,
+        json_schema_extra={**FREE_FORM, "properties": {"preset": {"type": "string", "enum": list(PRESETS)}}},
+    )
     weights: str | None = Field(
         default=None, min_length=1, max_length=URI_MAX, description="Local path or s3:// URI of a checkpoint."
     )
 
-    rules = (
-        Rule(
-            cel=f"!has(self.config) || !('preset' in self.config) || self.config['preset'] in {list(PRESETS)}",
-            message=f"preset must be one of {', '.join(PRESETS)}",
-            field=".config.preset",
-            check=lambda m: m.config.get("preset", PRESETS[0]) in PRESETS,
-        ),
-        no_traversal("weights"),
-    )
+    rules = (no_traversal("weights"),)
 
 
 class Models(ApiModel):
@@ -195,8 +198,8 @@ class JobResources(ApiModel):
 
     rules = (
         Rule(
-            cel=f"!has(self.nodeSelector) || self.nodeSelector.all(k, k.matches('{QUALIFIED_NAME}')"
-            f" && self.nodeSelector[k].matches('{LABEL_VALUE}'))",
+            cel=f"!has(self.nodeSelector) || self.nodeSelector.all(k, k.matches(r'{QUALIFIED_NAME}')"
+            f" && self.nodeSelector[k].matches(r'{LABEL_VALUE}'))",
             message="keys must be label keys and values label values",
             field=".nodeSelector",
             check=lambda r: all(

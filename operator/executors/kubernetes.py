@@ -1,4 +1,5 @@
-"""Runs job steps as batch/v1 Jobs: deterministic names, owner references, GPUs, credentials by secretKeyRef."""
+"""Runs job steps as batch/v1 Jobs: deterministic names, owner references, GPUs, credentials by secretKeyRef,
+pods that pass the PodSecurity `restricted` profile."""
 
 from __future__ import annotations
 
@@ -15,6 +16,34 @@ from mixtura_operator.reconcile import CreateJob, JobState
 STEP_KEY = "mixtura.dev/step-key"
 DEFAULT_JOBS_IMAGE = "ghcr.io/mixtura/jobs:0.1.0"
 MANAGED = {"app.kubernetes.io/managed-by": "mixtura", "app.kubernetes.io/part-of": "mixtura"}
+# The jobs image's user (jobs/Dockerfile); fixed, so that runAsNonRoot holds whatever image a search names.
+JOB_UID = 65532
+# Finished Jobs go after an hour: each step's result is in the store (`_SUCCESS` is written before the pod
+# exits, a failure the operator saw is recorded as `_FAILED`), so the Job is only its logs by then.
+DEFAULT_TTL_SECONDS = 3600
+# The root filesystem is read-only; these emptyDirs are the only writable paths, and every cache points there.
+TMP, CACHE = "/tmp", "/var/cache/mixtura"
+WRITABLE_ENV = {
+    "HOME": TMP,
+    "XDG_CACHE_HOME": CACHE,
+    "MIXTURA_CACHE": CACHE,
+    "HF_HOME": f"{CACHE}/huggingface",
+    "TORCH_HOME": f"{CACHE}/torch",
+    "MPLCONFIGDIR": f"{TMP}/matplotlib",
+}
+POD_SECURITY = {
+    "runAsNonRoot": True,
+    "runAsUser": JOB_UID,
+    "runAsGroup": JOB_UID,
+    "fsGroup": JOB_UID,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+}
 
 
 def labels(search: MixtureSearch, job: CreateJob | None = None) -> dict[str, str]:
@@ -29,7 +58,7 @@ def labels(search: MixtureSearch, job: CreateJob | None = None) -> dict[str, str
 def job_manifest(search: MixtureSearch, job: CreateJob, search_uri: str) -> dict[str, Any]:
     spec, meta = search.spec, search.metadata
     resources = spec.resources
-    env: list[dict[str, Any]] = []
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in WRITABLE_ENV.items()]
     endpoint = spec.artifacts.endpoint_url or os.environ.get("MIXTURA_S3_ENDPOINT")
     if endpoint:
         env.append({"name": "MIXTURA_S3_ENDPOINT", "value": endpoint})
@@ -38,9 +67,12 @@ def job_manifest(search: MixtureSearch, job: CreateJob, search_uri: str) -> dict
             {"name": key, "valueFrom": {"secretKeyRef": {"name": spec.artifacts.credentials_secret, "key": key}}}
             for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
         ]
-    container_resources: dict[str, Any] = {"requests": {"cpu": resources.cpu, "memory": resources.memory}}
+    container_resources: dict[str, Any] = {
+        "requests": {"cpu": resources.cpu, "memory": resources.memory},
+        "limits": {"memory": resources.memory},
+    }
     if job.gpus:
-        container_resources["limits"] = {"nvidia.com/gpu": str(job.gpus)}
+        container_resources["limits"]["nvidia.com/gpu"] = str(job.gpus)
     job_labels = labels(search, job)
     if resources.queue_name:
         job_labels["kueue.x-k8s.io/queue-name"] = resources.queue_name
@@ -50,6 +82,8 @@ def job_manifest(search: MixtureSearch, job: CreateJob, search_uri: str) -> dict
             "metadata": {"labels": labels(search, job)},
             "spec": {
                 "restartPolicy": "Never",
+                "automountServiceAccountToken": False,
+                "securityContext": POD_SECURITY,
                 "nodeSelector": resources.node_selector,
                 "tolerations": [t.wire() for t in resources.tolerations],
                 "containers": [
@@ -59,8 +93,11 @@ def job_manifest(search: MixtureSearch, job: CreateJob, search_uri: str) -> dict
                         "command": job_command(job, search_uri),
                         "env": env,
                         "resources": container_resources,
+                        "securityContext": CONTAINER_SECURITY,
+                        "volumeMounts": [{"name": "tmp", "mountPath": TMP}, {"name": "cache", "mountPath": CACHE}],
                     }
                 ],
+                "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "cache", "emptyDir": {}}],
             },
         },
     }
@@ -68,8 +105,8 @@ def job_manifest(search: MixtureSearch, job: CreateJob, search_uri: str) -> dict
         job_spec["suspend"] = True
     if resources.active_deadline_seconds:
         job_spec["activeDeadlineSeconds"] = resources.active_deadline_seconds
-    if resources.ttl_seconds_after_finished is not None:
-        job_spec["ttlSecondsAfterFinished"] = resources.ttl_seconds_after_finished
+    ttl = resources.ttl_seconds_after_finished
+    job_spec["ttlSecondsAfterFinished"] = DEFAULT_TTL_SECONDS if ttl is None else ttl
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -1,6 +1,8 @@
 """The test bed's stand-in for a kubelet: runs the first container of each Running Job pod on a KWOK
 node as a local process with the pod's environment, then records the exit code on the pod, where a
-KWOK Stage turns it into Succeeded or Failed, so that Jobs progress through the real job controller."""
+KWOK Stage turns it into Succeeded or Failed, so that Jobs progress through the real job controller.
+A pod's emptyDir volumes become folders of its own, and environment values under their mount paths point
+there (a process here cannot mount them)."""
 
 from __future__ import annotations
 
@@ -75,6 +77,18 @@ class PodRunner:
                 env[var.name] = self.api.read_namespaced_config_map(ref.name, ns).data[ref.key]
             elif var.value_from.field_ref:
                 env[var.name] = _field(pod, var.value_from.field_ref.field_path)
+        return self._mount_empty_dirs(pod, container, env)
+
+    def _mount_empty_dirs(self, pod, container, env: dict[str, str]) -> dict[str, str]:
+        empty = {v.name for v in pod.spec.volumes or [] if v.empty_dir is not None}
+        for mount in container.volume_mounts or []:
+            if mount.name not in empty:
+                continue
+            folder = self.log_dir / pod.metadata.uid / mount.name
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, value in env.items():
+                if value == mount.mount_path or value.startswith(mount.mount_path.rstrip("/") + "/"):
+                    env[name] = str(folder) + value[len(mount.mount_path) :]
         return env
 
     def execute(self, pod, container, log: Path) -> int:
