@@ -79,6 +79,10 @@ def artifacts(**changes) -> dict:
     return search(artifacts={"uri": "s3://bucket/runs", **changes})
 
 
+def _toleration(what: str, field: str, **toleration) -> tuple[str, dict, str]:
+    return what, resources(tolerations=[toleration]), f"spec.resources.tolerations[0].{field}"
+
+
 def _nested(depth: int) -> dict:
     node: dict = {"leaf": 1}
     for _ in range(depth):
@@ -162,36 +166,14 @@ NAMES: list[tuple[str, dict, str]] = [
     ("node selector key with a space", resources(nodeSelector={"gpu type": "a100"}), "spec.resources.nodeSelector"),
     ("node selector value with a slash", resources(nodeSelector={"gpu": "a/100"}), "spec.resources.nodeSelector"),
     ("node selector value of 64 characters", resources(nodeSelector={"gpu": "v" * 64}), "spec.resources.nodeSelector"),
-    (
-        "toleration key with a space",
-        resources(tolerations=[{"key": "a b", "operator": "Exists"}]),
-        "spec.resources.tolerations[0].key",
+    _toleration("toleration key with a space", "key", key="a b", operator="Exists"),
+    _toleration("toleration value with Exists", "value", key="gpu", operator="Exists", value="x"),
+    _toleration("toleration without key nor Exists", "operator", value="x", operator="Equal"),
+    _toleration(
+        "toleration seconds without NoExecute", "tolerationSeconds", key="gpu", operator="Exists", tolerationSeconds=5
     ),
-    (
-        "toleration value with Exists",
-        resources(tolerations=[{"key": "gpu", "operator": "Exists", "value": "x"}]),
-        "spec.resources.tolerations[0].value",
-    ),
-    (
-        "toleration without key nor Exists",
-        resources(tolerations=[{"value": "x", "operator": "Equal"}]),
-        "spec.resources.tolerations[0].operator",
-    ),
-    (
-        "toleration seconds without NoExecute",
-        resources(tolerations=[{"key": "gpu", "operator": "Exists", "tolerationSeconds": 5}]),
-        "spec.resources.tolerations[0].tolerationSeconds",
-    ),
-    (
-        "toleration with an unknown effect",
-        resources(tolerations=[{"key": "gpu", "operator": "Exists", "effect": "Evict"}]),
-        "spec.resources.tolerations[0].effect",
-    ),
-    (
-        "toleration value with a space",
-        resources(tolerations=[{"key": "gpu", "value": "a b"}]),
-        "spec.resources.tolerations[0].value",
-    ),
+    _toleration("toleration with an unknown effect", "effect", key="gpu", operator="Exists", effect="Evict"),
+    _toleration("toleration value with a space", "value", key="gpu", value="a b"),
 ]
 TYPES: list[tuple[str, dict, str]] = [
     ("max trials as a string", search(budget={"maxTrials": "20"}), "spec.budget.maxTrials"),
