@@ -56,7 +56,9 @@ class ApiInputs:
     def concept_store(self, search: MixtureSearch, name: str) -> tuple[ArtifactStore | None, bool]:
         body = self.get(search.metadata.namespace, PLURAL, name)
         if body is None:
-            return None, False
+            # Never created or deleted: it will have no centroids, as the local runner decides for a search
+            # missing from the file (`kubectl apply` creates a file's objects in order, the source first).
+            return None, True
         other = parse_search(body)
         status = other.status
         root = status.artifacts.root if status else None
