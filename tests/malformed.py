@@ -474,11 +474,15 @@ WELL_FORMED += [
     ),
     (
         "256 domains",
-        domainset(
-            domains=[
-                {"name": f"d{i}", "uri": f"s3://bucket/d{i}", "modalities": ["text"], "taskType": "text"}
-                for i in range(256)
-            ]
+        _set(
+            domainset(
+                domains=[
+                    {"name": f"d{i}", "uri": f"s3://bucket/d{i}", "modalities": ["text"], "taskType": "text"}
+                    for i in range(256)
+                ]
+            ),
+            "metadata.name",
+            "wide",
         ),
     ),
     ("credentials Secret name with dots", artifacts(credentialsSecret="team.s3-creds")),
