@@ -101,9 +101,9 @@ class Bundle:
             return []
         present = {*_mapping(secret.get("data")), *_mapping(secret.get("stringData"))}
         missing = [key for key in CREDENTIAL_KEYS if key not in present]
-        return [f"spec.artifacts.credentialsSecret: Secret {name!r} in the file lacks {', '.join(missing)}"] * bool(
-            missing
-        )
+        if not missing:
+            return []
+        return [f"spec.artifacts.credentialsSecret: Secret {name!r} in the file lacks {', '.join(missing)}"]
 
 
 def _mapping(value: Any) -> dict:
@@ -239,14 +239,7 @@ def load(path: Path) -> Bundle:
         except ManifestError as error:
             problems.append(str(error))
             continue
-        key = (
-            (parsed["kind"], parsed["metadata"]["name"])
-            if isinstance(parsed, dict)
-            else (
-                parsed.kind,
-                parsed.metadata.name,
-            )
-        )
+        key = _identity(parsed, index) if isinstance(parsed, dict) else (parsed.kind, parsed.metadata.name)
         if key in seen:
             problems.append(f"{key[0]}/{key[1]}: metadata.name: defined twice in the file")
             continue
