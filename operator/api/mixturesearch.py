@@ -6,7 +6,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from mixtura_operator.api.base import ApiModel, Condition, ObjectMeta, Rule
 
@@ -32,17 +33,68 @@ class DomainSetRef(ApiModel):
     name: str = Field(pattern=NAME_PATTERN, max_length=253)
 
 
-class ModelSpec(ApiModel):
-    """A model the jobs build: a config (random weights, tiny by default) or weights from a local path/URI."""
+# The config keys each backend reads, for the embedding model and for the proxy and target VLMs. Anything
+# else is refused: a misspelt key would otherwise be ignored and the run silently use the default.
+MODEL_CONFIG_KEYS: dict[tuple[str, str], frozenset[str]] = {
+    ("tiny", "embedding"): frozenset({"image", "text", "video"}),
+    ("tiny", "vlm"): frozenset(
+        {"preset", "vision", "lm", "max_text_tokens", "image_pool", "video_frames", "video_pool"}
+    ),
+    ("hf", "embedding"): frozenset({"dtype", "attn_implementation", "video_frames", "layer", "embed_batch_size"}),
+    ("hf", "vlm"): frozenset({"dtype", "attn_implementation", "gradient_checkpointing", "video_frames"}),
+}
+# Test-only fault injection: the proxy-train step fails the named trials.
+FAULT_KEYS = frozenset({"failTrials"})
+TINY_PRESETS = ("proxy", "target")
 
-    config: dict[str, Any] = Field(default_factory=dict, json_schema_extra=FREE_FORM)
-    weights: str | None = Field(default=None, description="Local path or s3:// URI of a checkpoint.")
+
+class ModelSpec(ApiModel):
+    """A model the jobs build: tiny (built in, random weights from the config) or hf (a transformers checkpoint)."""
+
+    backend: Literal["tiny", "hf"] = "tiny"
+    path: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Checkpoint: a local path, file:// or s3:// URI; hf: a save_pretrained directory (required), "
+        "tiny: a model.pt the tiny backend saved (optional; random weights without).",
+    )
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        json_schema_extra=FREE_FORM,
+        description="Backend settings. tiny VLM: preset (proxy | target; default: the model's role), vision, lm, "
+        "max_text_tokens, image_pool, video_frames, video_pool; tiny embedding: image, text, video; hf: dtype, "
+        "attn_implementation, gradient_checkpointing (VLMs), video_frames, layer and embed_batch_size (embedding).",
+    )
+
+    def config_errors(self, role: str) -> list[tuple[str, str]]:
+        """(field, message) for what is wrong with this spec in `role` (embedding, proxy or target)."""
+        known = MODEL_CONFIG_KEYS[(self.backend, "embedding" if role == "embedding" else "vlm")]
+        if role == "proxy":
+            known |= FAULT_KEYS
+        errors = [
+            (f".config.{key}", f"unknown key for backend {self.backend} (known: {', '.join(sorted(known))})")
+            for key in sorted(set(self.config) - known)
+        ]
+        if "preset" in self.config and self.config["preset"] not in TINY_PRESETS:
+            errors.append((".config.preset", f"must be one of {', '.join(TINY_PRESETS)}"))
+        if self.backend == "hf" and self.path is None:
+            errors.append((".path", "the hf backend loads a save_pretrained directory: give a local path or s3:// URI"))
+        return errors
 
 
 class Models(ApiModel):
+    """The embedding model (MaD-Mix, concepts), the trials' proxy VLM and the final training's target VLM."""
+
     embedding: ModelSpec = Field(default_factory=ModelSpec)
     proxy: ModelSpec = Field(default_factory=ModelSpec)
-    target: ModelSpec = Field(default_factory=lambda: ModelSpec(config={"size": "target"}))
+    target: ModelSpec = Field(default_factory=ModelSpec)
+
+    @model_validator(mode="after")
+    def _check_configs(self) -> Models:
+        for role in ("embedding", "proxy", "target"):
+            for field, message in getattr(self, role).config_errors(role):
+                raise PydanticCustomError("model_config", "{message}", {"message": message, "field": f".{role}{field}"})
+        return self
 
 
 class MadmixSettings(ApiModel):
@@ -145,7 +197,28 @@ class Augmentation(ApiModel):
 
 
 class Training(ApiModel):
+    """The trainer's settings for proxy trials and final training (AdamW, linear warm-up, cosine decay)."""
+
     augmentation: Augmentation = Field(default_factory=Augmentation)
+    batch_size: int = Field(default=16, ge=1, le=4096)
+    learning_rate: float = Field(default=3e-3, gt=0)
+    min_lr_ratio: float = Field(default=0.1, ge=0, le=1, description="The cosine decay ends at learningRate x this.")
+    warmup_steps: int = Field(default=5, ge=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    grad_clip: float = Field(default=1.0, gt=0, description="Gradient norm clip.")
+    eval_batch_size: int = Field(default=64, ge=1, le=4096)
+
+    def trainer_config(self) -> dict[str, Any]:
+        """These settings under the trainer's own names (`trainer.DEFAULT_CONFIG`)."""
+        return {
+            "batch_size": self.batch_size,
+            "lr": self.learning_rate,
+            "min_lr_ratio": self.min_lr_ratio,
+            "warmup_steps": self.warmup_steps,
+            "weight_decay": self.weight_decay,
+            "grad_clip": self.grad_clip,
+            "eval_batch_size": self.eval_batch_size,
+        }
 
 
 class FinalTraining(ApiModel):
