@@ -59,12 +59,22 @@ def save_llava(directory: Path) -> Path:
     torch.manual_seed(0)
     config = LlavaConfig(
         vision_config=CLIPVisionConfig(
-            image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            image_size=32,
+            patch_size=8,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
             num_attention_heads=2,
         ),
         text_config=LlamaConfig(
-            vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-            num_key_value_heads=2, max_position_embeddings=512, pad_token_id=tok.pad_token_id,
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=512,
+            pad_token_id=tok.pad_token_id,
             eos_token_id=tok.eos_token_id,
         ),
         image_token_index=tok.convert_tokens_to_ids("<image>"),
@@ -74,8 +84,13 @@ def save_llava(directory: Path) -> Path:
     LlavaForConditionalGeneration(config).save_pretrained(directory)
     image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     processor = LlavaProcessor(
-        image_processor=image_processor, tokenizer=tok, patch_size=8, image_token="<image>",
-        vision_feature_select_strategy="default", num_additional_image_tokens=1, chat_template=tok.chat_template,
+        image_processor=image_processor,
+        tokenizer=tok,
+        patch_size=8,
+        image_token="<image>",
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=tok.chat_template,
     )
     processor.save_pretrained(directory)
     return directory
@@ -92,14 +107,26 @@ def save_qwen2_vl(directory: Path) -> Path:
     torch.manual_seed(0)
     config = Qwen2VLConfig(
         text_config={
-            "vocab_size": len(tok), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-            "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 512,
+            "vocab_size": len(tok),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "max_position_embeddings": 512,
             "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
-            "pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id,
+            "pad_token_id": tok.pad_token_id,
+            "eos_token_id": tok.eos_token_id,
         },
         vision_config={
-            "depth": 2, "embed_dim": 32, "hidden_size": 32, "num_heads": 2, "mlp_ratio": 2, "patch_size": 8,
-            "spatial_merge_size": 2, "temporal_patch_size": 2,
+            "depth": 2,
+            "embed_dim": 32,
+            "hidden_size": 32,
+            "num_heads": 2,
+            "mlp_ratio": 2,
+            "patch_size": 8,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
         },
         image_token_id=ids("<|image_pad|>"),
         video_token_id=ids("<|video_pad|>"),
