@@ -89,6 +89,19 @@ MALFORMED: list[tuple[str, dict, str]] = [
         search(method="uniform", search={"conceptCentroidsFrom": "first"}),
         "spec.search.conceptCentroidsFrom",
     ),
+    (
+        "unknown model config key",
+        search(models={"proxy": {"config": {"presett": "proxy"}}}),
+        "spec.models.proxy.config",
+    ),
+    (
+        "tiny key for an hf model",
+        search(models={"target": {"backend": "hf", "path": "s3://models/x", "config": {"preset": "target"}}}),
+        "spec.models.target.config",
+    ),
+    ("hf model without a path", search(models={"embedding": {"backend": "hf"}}), "spec.models.embedding.path"),
+    ("unknown tiny preset", search(models={"target": {"config": {"preset": "huge"}}}), "spec.models.target.config"),
+    ("zero batch size", search(training={"batchSize": 0}), "spec.training.batchSize"),
 ]
 # Accepted: a search block without a space means domains for the methods that do not search.
 WELL_FORMED: list[tuple[str, dict]] = [
@@ -96,5 +109,16 @@ WELL_FORMED: list[tuple[str, dict]] = [
     ("manual, no search block", search(method="manual")),
     ("factorized with reused concepts", search(search={"space": "factorized", "conceptCentroidsFrom": "first"})),
     ("regression in the full space", search(method="regression", search={"space": "full", "maxRepetition": 16})),
+    (
+        "hf proxy and target, trainer settings",
+        search(
+            models={
+                "embedding": {"backend": "hf", "path": "s3://models/proxy", "config": {"layer": 12}},
+                "proxy": {"backend": "hf", "path": "s3://models/proxy", "config": {"dtype": "bfloat16"}},
+                "target": {"backend": "hf", "path": "s3://models/target", "config": {"gradient_checkpointing": True}},
+            },
+            training={"batchSize": 8, "learningRate": 1e-5, "warmupSteps": 50},
+        ),
+    ),
 ]
 DUPLICATE = ("duplicate domain names", _duplicate(), "spec.domains")

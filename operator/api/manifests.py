@@ -62,7 +62,7 @@ def format_errors(kind: str, name: str, error: ValidationError) -> list[str]:
     for item in error.errors():
         loc = tuple(p for p in item["loc"] if p not in ("function-after",) and not str(p).startswith("function-"))
         path = _path(loc)
-        if item["type"] in ("cel_rule", "model_config"):
+        if item["type"] == "cel_rule":
             path += item["ctx"]["field"]
         lines.append(f"{kind}/{name}: {path}: {item['msg']}")
     return lines

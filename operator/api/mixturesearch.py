@@ -6,8 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field
 
 from mixtura_operator.api.base import ApiModel, Condition, ObjectMeta, Rule
 
@@ -35,17 +34,33 @@ class DomainSetRef(ApiModel):
 
 # The config keys each backend reads, for the embedding model and for the proxy and target VLMs. Anything
 # else is refused: a misspelt key would otherwise be ignored and the run silently use the default.
-MODEL_CONFIG_KEYS: dict[tuple[str, str], frozenset[str]] = {
-    ("tiny", "embedding"): frozenset({"image", "text", "video"}),
-    ("tiny", "vlm"): frozenset(
-        {"preset", "vision", "lm", "max_text_tokens", "image_pool", "video_frames", "video_pool"}
-    ),
-    ("hf", "embedding"): frozenset({"dtype", "attn_implementation", "video_frames", "layer", "embed_batch_size"}),
-    ("hf", "vlm"): frozenset({"dtype", "attn_implementation", "gradient_checkpointing", "video_frames"}),
+MODEL_CONFIG_KEYS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("tiny", "embedding"): ("image", "text", "video"),
+    ("tiny", "vlm"): ("preset", "vision", "lm", "max_text_tokens", "image_pool", "video_frames", "video_pool"),
+    ("hf", "embedding"): ("dtype", "attn_implementation", "video_frames", "layer", "embed_batch_size"),
+    ("hf", "vlm"): ("dtype", "attn_implementation", "gradient_checkpointing", "video_frames"),
 }
 # Test-only fault injection: the proxy-train step fails the named trials.
-FAULT_KEYS = frozenset({"failTrials"})
+FAULT_KEYS = ("failTrials",)
 TINY_PRESETS = ("proxy", "target")
+_FREE = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+_COUNT = {"type": "integer", "minimum": 1}
+# Every key typed, so that the API server refuses unknown ones (strict field validation names them) and CEL can
+# ask which are set; what each backend and role may use is checked by the rules on `Models`.
+CONFIG_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "preset": {"type": "string", "enum": list(TINY_PRESETS)},
+        **dict.fromkeys(("vision", "lm", "image", "text", "video"), _FREE),
+        **dict.fromkeys(("max_text_tokens", "image_pool", "video_frames", "video_pool", "embed_batch_size"), _COUNT),
+        "dtype": {"type": "string", "enum": ["float32", "bfloat16", "float16"]},
+        "attn_implementation": {"type": "string"},
+        "gradient_checkpointing": {"type": "boolean"},
+        "layer": {"type": "integer"},
+        "failTrials": {"type": "array", "items": {"type": "string"}},
+    },
+}
+_ALL_KEYS = tuple(CONFIG_SCHEMA["properties"])
 
 
 class ModelSpec(ApiModel):
@@ -60,26 +75,52 @@ class ModelSpec(ApiModel):
     )
     config: dict[str, Any] = Field(
         default_factory=dict,
-        json_schema_extra=FREE_FORM,
+        json_schema_extra=CONFIG_SCHEMA,
         description="Backend settings. tiny VLM: preset (proxy | target; default: the model's role), vision, lm, "
         "max_text_tokens, image_pool, video_frames, video_pool; tiny embedding: image, text, video; hf: dtype, "
         "attn_implementation, gradient_checkpointing (VLMs), video_frames, layer and embed_batch_size (embedding).",
     )
 
-    def config_errors(self, role: str) -> list[tuple[str, str]]:
-        """(field, message) for what is wrong with this spec in `role` (embedding, proxy or target)."""
-        known = MODEL_CONFIG_KEYS[(self.backend, "embedding" if role == "embedding" else "vlm")]
-        if role == "proxy":
-            known |= FAULT_KEYS
-        errors = [
-            (f".config.{key}", f"unknown key for backend {self.backend} (known: {', '.join(sorted(known))})")
-            for key in sorted(set(self.config) - known)
-        ]
-        if "preset" in self.config and self.config["preset"] not in TINY_PRESETS:
-            errors.append((".config.preset", f"must be one of {', '.join(TINY_PRESETS)}"))
-        if self.backend == "hf" and self.path is None:
-            errors.append((".path", "the hf backend loads a save_pretrained directory: give a local path or s3:// URI"))
-        return errors
+    rules = (
+        Rule(
+            cel="self.backend != 'hf' || has(self.path)",
+            message="the hf backend loads a save_pretrained directory: give a local path or s3:// URI",
+            field=".path",
+            check=lambda m: m.backend != "hf" or m.path is not None,
+        ),
+    )
+
+    def known_keys(self, role: str) -> tuple[str, ...]:
+        keys = MODEL_CONFIG_KEYS[(self.backend, "embedding" if role == "embedding" else "vlm")]
+        return keys + FAULT_KEYS if role == "proxy" else keys
+
+    def config_error(self, role: str) -> str | None:
+        """What is wrong with `config` for this backend in `role` (embedding, proxy or target), if anything."""
+        unknown = sorted(set(self.config) - set(self.known_keys(role)))
+        if unknown:
+            known = ", ".join(self.known_keys(role))
+            return f"unknown key {', '.join(unknown)} for backend {self.backend} (known: {known})"
+        if self.config.get("preset", TINY_PRESETS[0]) not in TINY_PRESETS:
+            return f"preset: must be one of {', '.join(TINY_PRESETS)}"
+        return None
+
+
+def _config_keys_rule(role: str) -> Rule:
+    """Refuses config keys that the role's backend does not read (the schema refuses keys nobody reads)."""
+
+    def none_of(backend: str) -> str:
+        unused = [k for k in _ALL_KEYS if k not in ModelSpec(backend=backend, path="x").known_keys(role)]
+        return " && ".join(f"!has(self.{role}.config.{key})" for key in unused)
+
+    known = "; ".join(f"{b}: {', '.join(ModelSpec(backend=b, path='x').known_keys(role))}" for b in ("tiny", "hf"))
+    return Rule(
+        cel=f"!has(self.{role}) || !has(self.{role}.config) || "
+        f"(self.{role}.backend == 'hf' ? ({none_of('hf')}) : ({none_of('tiny')}))",
+        message=f"a key this backend does not read (known keys, {known})",
+        field=f".{role}.config",
+        check=lambda m: getattr(m, role).config_error(role) is None,
+        explain=lambda m: getattr(m, role).config_error(role),
+    )
 
 
 class Models(ApiModel):
@@ -89,12 +130,7 @@ class Models(ApiModel):
     proxy: ModelSpec = Field(default_factory=ModelSpec)
     target: ModelSpec = Field(default_factory=ModelSpec)
 
-    @model_validator(mode="after")
-    def _check_configs(self) -> Models:
-        for role in ("embedding", "proxy", "target"):
-            for field, message in getattr(self, role).config_errors(role):
-                raise PydanticCustomError("model_config", "{message}", {"message": message, "field": f".{role}{field}"})
-        return self
+    rules = tuple(_config_keys_rule(role) for role in ("embedding", "proxy", "target"))
 
 
 class MadmixSettings(ApiModel):
