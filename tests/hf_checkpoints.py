@@ -54,39 +54,45 @@ def tokenizer(special: list[str], image_markup: str, video_markup: str) -> PreTr
     return wrapped
 
 
-def save_llava(directory: Path) -> Path:
+TINY_LLAVA = {
+    "vision": {
+        "image_size": 32,
+        "patch_size": 8,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+    },
+    "text": {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+    },
+}
+
+
+def save_llava(directory: Path, shape: dict | None = None) -> Path:
+    """A random LLaVA (CLIP tower, projector, Llama), `shape` giving its `vision` and `text` config fields
+    (default TINY_LLAVA); a `vocab_size` larger than the tokenizer's pads the embeddings as real models do."""
+    shape = shape or TINY_LLAVA
     tok = tokenizer(["<image>"], "<image>", "<image>")
     torch.manual_seed(0)
+    text = {"vocab_size": len(tok), "max_position_embeddings": 2048, **shape["text"]}
     config = LlavaConfig(
-        vision_config=CLIPVisionConfig(
-            image_size=32,
-            patch_size=8,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-        ),
-        text_config=LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            max_position_embeddings=512,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id,
-        ),
+        vision_config=CLIPVisionConfig(**shape["vision"]),
+        text_config=LlamaConfig(pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **text),
         image_token_index=tok.convert_tokens_to_ids("<image>"),
         vision_feature_layer=-1,
         vision_feature_select_strategy="default",
     )
     LlavaForConditionalGeneration(config).save_pretrained(directory)
-    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    side = shape["vision"]["image_size"]
     processor = LlavaProcessor(
-        image_processor=image_processor,
+        image_processor=CLIPImageProcessor(size={"shortest_edge": side}, crop_size={"height": side, "width": side}),
         tokenizer=tok,
-        patch_size=8,
+        patch_size=shape["vision"]["patch_size"],
         image_token="<image>",
         vision_feature_select_strategy="default",
         num_additional_image_tokens=1,
@@ -116,6 +122,7 @@ def save_qwen2_vl(directory: Path) -> Path:
             "max_position_embeddings": 512,
             "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
             "pad_token_id": tok.pad_token_id,
+            "bos_token_id": None,
             "eos_token_id": tok.eos_token_id,
         },
         vision_config={
