@@ -16,6 +16,9 @@ from mixtura_jobs.__main__ import main as jobs_main
 from mixtura_jobs.data.demo import make_demo_corpus
 from mixtura_jobs.data.npz_shards import DomainSamples, read_domain
 from mixtura_jobs.data.samples import Sample
+from mixtura_jobs.steps.cells import samples_drawn
+from mixtura_jobs.steps.context import StepContext
+from mixtura_jobs.steps.models import model_ref
 from mixtura_jobs.training.backends import ModelRef, build_embedder, build_vlm_backend
 from mixtura_jobs.training.device import Placement
 from mixtura_jobs.training.tiny_vlm import IGNORE, sft_loss
@@ -186,3 +189,27 @@ def test_steps_with_hf_models(checkpoints, corpus, s3_server, s3_bucket, tmp_pat
     assert metrics["steps"] == 20 and set(metrics["heldout_loss"]) == set(DOMAINS)
     assert np.isfinite(metrics["objective"]) and metrics["train_loss"][-1] < metrics["train_loss"][0]
     print(json.dumps({k: metrics[k] for k in ("objective", "train_loss", "samples_per_second")}))
+
+
+def test_a_tiny_checkpoint_loads_from_its_path(tmp_path) -> None:
+    """`path` replaces the old `weights`: what the tiny backend saves (final/model.pt) loads again."""
+    trained = build_vlm_backend(ModelRef(config={"preset": "proxy"}), 1, CPU)
+    trained.save(tmp_path)
+    for path in (tmp_path, tmp_path / "model.pt"):
+        loaded = build_vlm_backend(ModelRef(path=str(path), config={"preset": "proxy"}), 2, CPU)
+        expected = trained.model.state_dict()
+        assert all(torch.equal(v, expected[k]) for k, v in loaded.model.state_dict().items())
+    with pytest.raises(ValueError, match=r"spec.models.target.path: .* does not fit spec.models.target.config"):
+        build_vlm_backend(ModelRef("tiny", str(tmp_path), {"preset": "target"}, "spec.models.target"), 0, CPU)
+
+
+def test_model_roles_and_trainer_settings_from_the_spec(tmp_path, corpus) -> None:
+    store = search_store(tmp_path, corpus, {"proxy": {"config": {"max_text_tokens": 64}}})
+    ctx = StepContext.open(store.uri)
+    # The target default really is the target preset (it used to be the proxy model).
+    assert model_ref(ctx, "target") == ModelRef("tiny", None, {"preset": "target"}, "spec.models.target")
+    assert model_ref(ctx, "proxy").config == {"preset": "proxy", "max_text_tokens": 64}
+    assert model_ref(ctx, "embedding").config == {}
+    settings = ctx.search.spec.training.trainer_config()
+    assert (settings["batch_size"], settings["lr"], settings["warmup_steps"]) == (4, 1e-2, 2)
+    assert samples_drawn(ctx.search.spec) == 20 * 4  # the cells' caps use the spec's batch size
