@@ -102,6 +102,14 @@ MALFORMED: list[tuple[str, dict, str]] = [
     ("hf model without a path", search(models={"embedding": {"backend": "hf"}}), "spec.models.embedding.path"),
     ("unknown tiny preset", search(models={"target": {"config": {"preset": "huge"}}}), "spec.models.target.config"),
     ("zero batch size", search(training={"batchSize": 0}), "spec.training.batchSize"),
+    (
+        "mergemix with an hf model",
+        search(
+            models={"proxy": {"backend": "hf", "path": "s3://models/p"}},
+            training={"augmentation": {"type": "mergemix"}},
+        ),
+        "spec.training.augmentation",
+    ),
 ]
 # Accepted: a search block without a space means domains for the methods that do not search.
 WELL_FORMED: list[tuple[str, dict]] = [

@@ -56,8 +56,6 @@ def _train(
     domains = {name: ctx.read_domain(name) for name in ctx.domain_names}
     augment = None
     if spec.training.augmentation.type == "mergemix":
-        if model.backend != "tiny":
-            raise ValueError(f"spec.training.augmentation: mergemix needs {model.where}.backend tiny")
         from mixtura_jobs.training.mergemix import MergeMixConfig, make_mergemix_augment
 
         settings = spec.training.augmentation.mergemix

@@ -293,6 +293,18 @@ class MixtureSearchSpec(ApiModel):
                 s.search.concept_centroids_from is None or (s.method in SEARCH_METHODS and s.search.space != "domains")
             ),
         ),
+        Rule(
+            cel="!has(self.training) || !has(self.training.augmentation)"
+            " || self.training.augmentation.type != 'mergemix' || !has(self.models)"
+            " || ((!has(self.models.proxy) || self.models.proxy.backend == 'tiny')"
+            " && (!has(self.models.target) || self.models.target.backend == 'tiny'))",
+            message="mergemix merges tokens in the tiny backend's CLIP tower: the proxy and target need backend tiny",
+            field=".training.augmentation",
+            check=lambda s: (
+                s.training.augmentation.type != "mergemix"
+                or (s.models.proxy.backend == "tiny" and s.models.target.backend == "tiny")
+            ),
+        ),
     )
 
 
