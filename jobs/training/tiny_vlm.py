@@ -110,8 +110,8 @@ def _text_row(sample: Sample, max_tokens: int) -> tuple[list[int], list[int]]:
     return ids, labels
 
 
-def _subsample(video: np.ndarray, frames: int) -> np.ndarray:
-    """`frames` evenly spaced frames of a (T, H, W, 3) video."""
+def evenly_spaced_frames(video: np.ndarray, frames: int) -> np.ndarray:
+    """`frames` evenly spaced frames of a (T, H, W, 3) video (repeated when it has fewer)."""
     keep = np.linspace(0, video.shape[0] - 1, frames).round().astype(int)
     return video[keep]
 
@@ -129,7 +129,7 @@ def collate(samples: list[Sample], max_text_tokens: int = 96, video_frames: int 
     rows = [_text_row(s, max_text_tokens) for s in samples]
     ids = [torch.tensor(r[0]) for r in rows]
     images = [s.image if s.video is None else None for s in samples]
-    videos = [None if s.video is None else _subsample(s.video, video_frames) for s in samples]
+    videos = [None if s.video is None else evenly_spaced_frames(s.video, video_frames) for s in samples]
     return VLMBatch(
         input_ids=pad_sequence(ids, batch_first=True, padding_value=tokenizer.PAD_ID),
         attention_mask=pad_sequence([torch.ones_like(t) for t in ids], batch_first=True),

@@ -22,7 +22,7 @@ from mixtura_jobs.data.samples import Sample
 from mixtura_jobs.training.backends import ModelRef
 from mixtura_jobs.training.backends.checkpoints import local_checkpoint
 from mixtura_jobs.training.device import Placement
-from mixtura_jobs.training.tiny_vlm import IGNORE
+from mixtura_jobs.training.tiny_vlm import IGNORE, evenly_spaced_frames
 
 DEFAULTS = {
     "dtype": "float32",  # of the weights; on a GPU bf16 autocast runs the matmuls in any case
@@ -43,11 +43,6 @@ class HFBatch:
 
     def to(self, device: torch.device) -> HFBatch:
         return HFBatch(self.inputs.to(device), self.labels.to(device), self.visual_modality)
-
-
-def _frames(video: np.ndarray, count: int) -> np.ndarray:
-    keep = np.linspace(0, len(video) - 1, min(count, len(video))).round().astype(int)
-    return video[keep]
 
 
 class HFBackend:
@@ -71,7 +66,7 @@ class HFBackend:
         """The sample's messages, and its images and videos in the order the messages place them."""
         images, videos, visual = [], [], []
         if sample.video is not None:
-            frames = _frames(sample.video, self.config["video_frames"])
+            frames = evenly_spaced_frames(sample.video, self.config["video_frames"])
             if self.native_video:
                 videos, visual = [frames], [{"type": "video"}]
             else:
