@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 STEPS = {
@@ -41,11 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.step == "demo-data":
         return _demo_data(args)
 
-    import torch
-
-    # One thread per step keeps results bit-identical across runs and lets steps run side by side.
-    torch.set_num_threads(int(os.environ.get("MIXTURA_THREADS", "1")))
     from mixtura_jobs.steps.context import StepContext
+    from mixtura_jobs.training.device import configure_process
+
+    # Threads from the Job's CPU request (one when none is set: local steps run side by side and repeat bit
+    # for bit), the GPU when the pod has one; printed at step start.
+    configure_process()
 
     # Only the step's own module: importing them all (open_clip among them) costs seconds on every job.
     module, function = STEPS[args.step]

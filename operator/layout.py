@@ -16,7 +16,8 @@ CELLS = "cells/cells.json"
 CENTROIDS = "cells/centroids.npy"
 FINAL_MIXTURE = "final/mixture.json"
 FINAL_METRICS = "final/metrics.json"
-FINAL_MODEL = "final/model.pt"
+# The target model's checkpoint, as its backend saves it: tiny `final/model.pt`, hf `final/model/`.
+FINAL_DIR = "final"
 REPORT = "report/index.html"
 
 _FOLDERS = {"embed": "embeddings", "score": "scores", "propose": "proposals", "trial": "trials"}
@@ -65,6 +66,11 @@ def assignments(domain: str) -> str:
 
 def embedding(domain: str, modality: str, samples: bool = False) -> str:
     return f"embeddings/{domain}/{modality}.{'samples.' if samples else ''}npy"
+
+
+def embed_metrics(domain: str) -> str:
+    """The embed step's backend, device, precision and throughput for one domain."""
+    return f"embeddings/{domain}/metrics.json"
 
 
 def job_name(search: str, step_key: str) -> str:

@@ -49,6 +49,8 @@ def pod_runner(control_plane, kube, tmp_path_factory):
     from testbed.podrunner import PodRunner
 
     keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "PYTHONPATH", "LANG", "TMPDIR")}
+    # Pods would size torch's threads by their CPU request; here they all share the machine's few cores.
+    keep["MIXTURA_THREADS"] = "1"
     runner = PodRunner(client.CoreV1Api(kube), tmp_path_factory.mktemp("pods"), REPO, keep).start()
     yield runner
     runner.stop()

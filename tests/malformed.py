@@ -133,6 +133,27 @@ MALFORMED: list[tuple[str, dict, str]] = [
         search(method="uniform", search={"conceptCentroidsFrom": "first"}),
         "spec.search.conceptCentroidsFrom",
     ),
+    (
+        "unknown model config key",
+        search(models={"proxy": {"config": {"presett": "proxy"}}}),
+        "spec.models.proxy.config",
+    ),
+    (
+        "tiny key for an hf model",
+        search(models={"target": {"backend": "hf", "path": "s3://models/x", "config": {"preset": "target"}}}),
+        "spec.models.target.config",
+    ),
+    ("hf model without a path", search(models={"embedding": {"backend": "hf"}}), "spec.models.embedding.path"),
+    ("unknown tiny preset", search(models={"target": {"config": {"preset": "huge"}}}), "spec.models.target.config"),
+    ("zero batch size", search(training={"batchSize": 0}), "spec.training.batchSize"),
+    (
+        "mergemix with an hf model",
+        search(
+            models={"proxy": {"backend": "hf", "path": "s3://models/p"}},
+            training={"augmentation": {"type": "mergemix"}},
+        ),
+        "spec.training.augmentation",
+    ),
 ]
 
 # Issue 19: names, types, bounds, URIs, resources a Job carries. Grouped as the README counts them.
@@ -286,10 +307,10 @@ URIS: list[tuple[str, dict, str]] = [
     ("endpoint with a space", artifacts(endpointUrl="http://minio :9000"), "spec.artifacts.endpointUrl"),
     (
         "model weights with ..",
-        search(models={"target": {"weights": "s3://bucket/models/../../x"}}),
-        "spec.models.target.weights",
+        search(models={"target": {"path": "s3://bucket/models/../../x"}}),
+        "spec.models.target.path",
     ),
-    ("model weights empty", search(models={"proxy": {"weights": ""}}), "spec.models.proxy.weights"),
+    ("model weights empty", search(models={"proxy": {"path": ""}}), "spec.models.proxy.path"),
     ("image of blanks", resources(image="   "), "spec.resources.image"),
     ("image with a newline", resources(image="jobs:1\nrm -rf /"), "spec.resources.image"),
     ("image of 513 characters", resources(image="i" * 513), "spec.resources.image"),
@@ -302,6 +323,17 @@ WELL_FORMED: list[tuple[str, dict]] = [
     ("manual, no search block", search(method="manual")),
     ("factorized with reused concepts", search(search={"space": "factorized", "conceptCentroidsFrom": "first"})),
     ("regression in the full space", search(method="regression", search={"space": "full", "maxRepetition": 16})),
+    (
+        "hf proxy and target, trainer settings",
+        search(
+            models={
+                "embedding": {"backend": "hf", "path": "s3://models/proxy", "config": {"layer": 12}},
+                "proxy": {"backend": "hf", "path": "s3://models/proxy", "config": {"dtype": "bfloat16"}},
+                "target": {"backend": "hf", "path": "s3://models/target", "config": {"gradient_checkpointing": True}},
+            },
+            training={"batchSize": 8, "learningRate": 1e-5, "warmupSteps": 50},
+        ),
+    ),
 ]
 DUPLICATE = ("duplicate domain names", _duplicate(), "spec.domains")
 
@@ -387,14 +419,14 @@ CLUSTER: list[tuple[str, dict, str, bool]] = [
     ("domain data from a local path", domainset(), "spec.domains[0].uri", True),
     (
         "target weights from a local path",
-        search(models={"target": {"weights": "/root/.ssh/id_rsa"}}),
-        "spec.models.target.weights",
+        search(models={"target": {"path": "/root/.ssh/id_rsa"}}),
+        "spec.models.target.path",
         True,
     ),
     (
         "proxy weights from file://",
-        search(models={"proxy": {"weights": "file:///etc/shadow"}}),
-        "spec.models.proxy.weights",
+        search(models={"proxy": {"path": "file:///etc/shadow"}}),
+        "spec.models.proxy.path",
         True,
     ),
     (

@@ -8,6 +8,7 @@ import torch
 
 from mixtura_jobs.data.demo import make_demo_corpus
 from mixtura_jobs.data.npz_shards import DomainSamples, read_domain
+from mixtura_jobs.data.samples import Sample
 from mixtura_jobs.training import tokenizer
 from mixtura_jobs.training.tiny_vlm import build_vlm
 from mixtura_jobs.training.trainer import group_members, sample_batch_indices, split_heldout, train_on_mixture
@@ -82,15 +83,19 @@ def test_heldout_split_is_fixed_per_domain() -> None:
     assert np.array_equal(again[1], heldout) and not np.array_equal(split_heldout("charts", 60, 0.2)[1], heldout)
 
 
+def samples(*parts: DomainSamples) -> list[Sample]:
+    return [part.sample(i, str(i)) for part in parts for i in range(len(part))]
+
+
 def test_batches_of_every_modality(domains: dict[str, DomainSamples]) -> None:
     model = build_vlm(None, seed=0)
     image, text, video = (domains[n].select(range(3)) for n in ("digits", "text", "video"))
     for parts in ([text], [video], [image], [image, text, video]):
-        batch = model.collate(parts)
+        batch = model.collate(samples(*parts))
         loss, per_sample = model.loss(batch)
         assert torch.isfinite(loss) and per_sample.shape == (len(batch.input_ids),)
-    assert model.collate([text]).pixel_values is None and model.collate([text]).video_values is None
-    mixed = model.collate([image, text, video])
+    assert model.collate(samples(text)).pixel_values is None and model.collate(samples(text)).video_values is None
+    mixed = model.collate(samples(image, text, video))
     assert mixed.has_image.tolist() == [True] * 3 + [False] * 6 and mixed.has_video.tolist() == [False] * 6 + [True] * 3
     assert mixed.pixel_values.shape == (9, 3, 64, 64) and mixed.video_values.shape == (9, 4, 3, 64, 64)
     sum_logp, n_tokens = model.answer_logprobs(mixed)
@@ -98,7 +103,7 @@ def test_batches_of_every_modality(domains: dict[str, DomainSamples]) -> None:
     assert n_tokens.tolist() == [len(tokenizer.encode(a)) + 1 for a in answers]  # answer bytes and EOS
     assert (sum_logp < 0).all()
     # A row's loss does not depend on what else is in the batch (padding and visual tokens are masked).
-    _, alone = model.loss(model.collate([text]))
+    _, alone = model.loss(model.collate(samples(text)))
     torch.testing.assert_close(model.loss(mixed)[1][3:6], alone, atol=1e-5, rtol=1e-5)
     assert model.image_tokens(mixed.pixel_values[:2]).shape == (2, 1 + 64, 64)
 

@@ -12,8 +12,9 @@ import numpy as np
 from mixtura_jobs.search import cell_weights, concepts
 from mixtura_jobs.search.spaces import FactorizedSpace
 from mixtura_jobs.steps.context import StepContext
-from mixtura_jobs.training.encoders import Encoders, build_encoders
-from mixtura_jobs.training.trainer import DEFAULT_CONFIG
+from mixtura_jobs.steps.models import model_ref
+from mixtura_jobs.training.backends import Embedder, build_embedder
+from mixtura_jobs.training.device import select_placement
 from mixtura_operator import layout
 from mixtura_operator.api.mixturesearch import MixtureSearchSpec
 from mixtura_operator.api.plan import search_space
@@ -32,16 +33,18 @@ def samples_drawn(spec: MixtureSearchSpec) -> int:
     """Samples the larger of the runs that train on a search's mixtures draws (a proxy trial, or the final
     training): the caps must hold for both, and the larger run bounds them more tightly."""
     final = spec.final_training.steps if spec.final_training.enabled else 0
-    return max(spec.budget.proxy_steps, final) * DEFAULT_CONFIG["batch_size"]
+    return max(spec.budget.proxy_steps, final) * spec.training.batch_size
 
 
-def image_embeddings(ctx: StepContext, name: str, encoders_of: Callable[[], Encoders]) -> np.ndarray:
+def image_embeddings(ctx: StepContext, name: str, embedder_of: Callable[[], Embedder]) -> np.ndarray:
     """Every sample's image embedding: those the embed step stored, then the rest of the domain."""
     stored = ctx.store.get_array(layout.embedding(name, "image", samples=True))
     samples = ctx.read_domain(name)
     if len(samples) == len(stored):
         return stored
-    rest = encoders_of().embed("image", samples.select(np.arange(len(stored), len(samples))))
+    rest = embedder_of().embed([samples.sample(i, f"{name}/{i}") for i in range(len(stored), len(samples))], ["image"])[
+        "image"
+    ]
     print(f"embedded domain={name} modality=image samples={len(rest)} (beyond the {len(stored)} stored)", flush=True)
     return np.concatenate([stored, rest])
 
@@ -65,8 +68,8 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
     spec = ctx.search.spec
     domains = ctx.domainset.spec.domains
     # Built once, and only when some domain has samples the embed step did not store.
-    encoders_of = functools.cache(lambda: build_encoders(spec.models.embedding.config, seed=ctx.seed))
-    embeddings = {d.name: image_embeddings(ctx, d.name, encoders_of) for d in domains if "image" in d.modalities}
+    embedder_of = functools.cache(lambda: build_embedder(model_ref(ctx, "embedding"), ctx.seed, select_placement()))
+    embeddings = {d.name: image_embeddings(ctx, d.name, embedder_of) for d in domains if "image" in d.modalities}
     everything = np.concatenate(list(embeddings.values()))
     if args.centroids_from:
         centroids = open_store(args.centroids_from, spec.artifacts.endpoint_url).get_array(layout.CENTROIDS)

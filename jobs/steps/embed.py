@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import time
 
 from mixtura_jobs.search.madmix import domain_embedding
 from mixtura_jobs.steps.context import StepContext
-from mixtura_jobs.training.encoders import build_encoders
+from mixtura_jobs.steps.models import model_ref
+from mixtura_jobs.training.backends import build_embedder
+from mixtura_jobs.training.device import select_placement
 from mixtura_operator import layout
 
 
@@ -17,10 +20,27 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
     spec = ctx.search.spec
     domain = next(d for d in ctx.domainset.spec.domains if d.name == args.domain)
     samples = ctx.read_domain(domain.name, max_samples=spec.madmix.samples_per_domain)
-    encoders = build_encoders(spec.models.embedding.config, seed=ctx.seed)
-    for modality in domain.modalities:
-        per_sample = encoders.embed(modality, samples)
+    placement = select_placement()
+    ref = model_ref(ctx, "embedding")
+    embedder = build_embedder(ref, ctx.seed, placement)
+    start = time.perf_counter()
+    with placement.autocast():
+        embedded = embedder.embed(
+            [samples.sample(i, f"{domain.name}/{i}") for i in range(len(samples))], domain.modalities
+        )
+    seconds = time.perf_counter() - start
+    for modality, per_sample in embedded.items():
         ctx.store.put_array(layout.embedding(domain.name, modality, samples=True), per_sample)
         ctx.store.put_array(layout.embedding(domain.name, modality), domain_embedding(per_sample))
         print(f"embedded domain={domain.name} modality={modality} samples={len(per_sample)}", flush=True)
+    ctx.store.put_json(
+        layout.embed_metrics(domain.name),
+        {
+            "backend": ref.backend,
+            "samples": len(samples),
+            "seconds": seconds,
+            "samples_per_second": len(samples) / max(seconds, 1e-9),
+            **placement.record(),
+        },
+    )
     ctx.mark_done(step_key)

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import io
 import json
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
-import torch
 
 from mixtura_jobs.data.npz_shards import DomainSamples
 from mixtura_jobs.search.cell_weights import sample_cells
 from mixtura_jobs.search.final_pick import final_mixture
 from mixtura_jobs.steps.context import StepContext
+from mixtura_jobs.steps.models import Role, model_ref
 from mixtura_jobs.steps.propose import load_space, observations
+from mixtura_jobs.training.backends import VLMBackend
+from mixtura_jobs.training.device import select_placement
 from mixtura_jobs.training.trainer import train_on_mixture
 from mixtura_operator import layout
 
@@ -31,23 +34,24 @@ def cell_groups(ctx: StepContext, domains: dict[str, DomainSamples]) -> dict[str
     }
 
 
-def checkpoint_bytes(model: torch.nn.Module, config: dict) -> bytes:
-    """A torch.save file: the model config (for tiny_vlm.build_vlm) and the trained weights."""
-    buffer = io.BytesIO()
-    torch.save({"config": config, "state_dict": model.state_dict()}, buffer)
-    return buffer.getvalue()
+def upload_checkpoint(ctx: StepContext, backend: VLMBackend) -> None:
+    """The trained model under `final/`: tiny's `model.pt`, hf's save_pretrained directory `model/`."""
+    with tempfile.TemporaryDirectory() as directory:
+        backend.save(Path(directory))
+        ctx.store.upload_dir(Path(directory), layout.FINAL_DIR)
 
 
 def _train(
     ctx: StepContext,
     mixture: dict,
-    model: dict,
+    role: Role,
     steps: int,
     seed: int,
-    on_trained: Callable[[torch.nn.Module], None] | None = None,
+    on_trained: Callable[[VLMBackend], None] | None = None,
 ) -> dict:
     """Train on a mixture record: by its cell weights when it has them, else by its domain weights."""
     spec = ctx.search.spec
+    model = model_ref(ctx, role)
     # Every domain is read, weighted or not: held-out loss is measured on all of them.
     domains = {name: ctx.read_domain(name) for name in ctx.domain_names}
     augment = None
@@ -56,7 +60,7 @@ def _train(
 
         settings = spec.training.augmentation.mergemix
         augment = make_mergemix_augment(MergeMixConfig(enabled=True, **settings.model_dump()))
-    config = {"model": model, "steps": steps}
+    config = {**spec.training.trainer_config(), "steps": steps}
     by_cells = "cells" in mixture
     metrics = train_on_mixture(
         domains,
@@ -66,6 +70,8 @@ def _train(
         augment=augment,
         groups=cell_groups(ctx, domains) if by_cells else None,
         on_trained=on_trained,
+        model=model,
+        placement=select_placement(),
     )
     metrics["augmentation"] = spec.training.augmentation.type
     return metrics
@@ -79,7 +85,7 @@ def run_proxy(ctx: StepContext, args: argparse.Namespace) -> None:
     if spec.models.proxy.config.get("failTrials") and args.trial in spec.models.proxy.config["failTrials"]:
         raise SystemExit(f"trial {args.trial}: failure injected by models.proxy.config.failTrials")
     mixture = ctx.store.get_json(layout.trial_mixture(args.trial))
-    metrics = _train(ctx, mixture, spec.models.proxy.config, spec.budget.proxy_steps, ctx.seed * 1000 + int(args.trial))
+    metrics = _train(ctx, mixture, "proxy", spec.budget.proxy_steps, ctx.seed * 1000 + int(args.trial))
     ctx.store.put_json(layout.trial_metrics(args.trial), metrics)
     print(f"trial={args.trial} objective={metrics['objective']:.4f}", flush=True)
     ctx.mark_done(step_key)
@@ -108,14 +114,8 @@ def run_final(ctx: StepContext, args: argparse.Namespace) -> None:
         provenance["trial"] = ids[provenance.pop("index")]
     mixture = {**space.record(point), **provenance}
     ctx.store.put_json(layout.FINAL_MIXTURE, mixture)
-    config = spec.models.target.config
     metrics = _train(
-        ctx,
-        mixture,
-        config,
-        spec.final_training.steps,
-        ctx.seed,
-        on_trained=lambda model: ctx.store.put_bytes(layout.FINAL_MODEL, checkpoint_bytes(model, config)),
+        ctx, mixture, "target", spec.final_training.steps, ctx.seed, on_trained=lambda b: upload_checkpoint(ctx, b)
     )
     ctx.store.put_json(layout.FINAL_METRICS, metrics)
     print(f"final {json.dumps(mixture)} objective={metrics['objective']:.4f}", flush=True)

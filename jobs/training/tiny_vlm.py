@@ -7,9 +7,10 @@ For augmentations (MergeMix): `vision_tower` is the transformers CLIPVisionModel
 output, and `answer_logprobs` the per-sample answer log-likelihoods.
 """
 
+from __future__ import annotations
+
 import copy
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,7 +19,7 @@ from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 from transformers import CLIPVisionConfig, CLIPVisionModel, LlamaConfig, LlamaForCausalLM
 
-from mixtura_jobs.data.npz_shards import DomainSamples
+from mixtura_jobs.data.samples import Sample
 from mixtura_jobs.training import tokenizer
 
 IGNORE = -100
@@ -88,6 +89,9 @@ class VLMBatch:
     has_video: torch.Tensor  # (B,) bool
     video_values: torch.Tensor | None  # (B, F, 3, 64, 64), None when no row has a video
 
+    def to(self, device: torch.device) -> VLMBatch:
+        return VLMBatch(**{k: None if v is None else v.to(device) for k, v in vars(self).items()})
+
 
 def to_pixel_values(images: np.ndarray) -> torch.Tensor:
     """uint8 (..., H, W, 3) -> CLIP-normalised float (..., 3, H, W)."""
@@ -96,48 +100,44 @@ def to_pixel_values(images: np.ndarray) -> torch.Tensor:
     return (x - torch.tensor(CLIP_MEAN).view(shape)) / torch.tensor(CLIP_STD).view(shape)
 
 
-def _text_row(prompt: str, answer: str, max_tokens: int) -> tuple[list[int], list[int]]:
-    context = tokenizer.encode(prompt, add_bos=True) + _SEPARATOR
-    target = tokenizer.encode(answer, add_eos=True)
+def _text_row(sample: Sample, max_tokens: int) -> tuple[list[int], list[int]]:
+    """[BOS context "\\n" answer EOS], the context being every turn before the last answer, one per line."""
+    history = [part for turn in sample.turns[:-1] for part in turn] + [sample.prompt]
+    context = tokenizer.encode("\n".join(history), add_bos=True) + _SEPARATOR
+    target = tokenizer.encode(sample.answer, add_eos=True)
     ids = (context + target)[:max_tokens]
     labels = ([IGNORE] * len(context) + target)[:max_tokens]
     return ids, labels
 
 
-def _subsample(videos: np.ndarray, frames: int) -> np.ndarray:
-    """`frames` evenly spaced frames of each (N, T, H, W, 3) video."""
-    keep = np.linspace(0, videos.shape[1] - 1, frames).round().astype(int)
-    return videos[:, keep]
+def evenly_spaced_frames(video: np.ndarray, frames: int) -> np.ndarray:
+    """`frames` evenly spaced frames of a (T, H, W, 3) video (repeated when it has fewer)."""
+    keep = np.linspace(0, video.shape[0] - 1, frames).round().astype(int)
+    return video[keep]
 
 
-def _pixels(arrays: list[np.ndarray | None], lengths: list[int]) -> torch.Tensor | None:
-    """Concatenate per-part pixel arrays, zeros for parts without one; None when no part has one."""
-    shape = next((a.shape[1:] for a in arrays if a is not None), None)
+def _pixels(arrays: list[np.ndarray | None]) -> torch.Tensor | None:
+    """Stack per-row pixel arrays, zeros for rows without one; None when no row has one."""
+    shape = next((a.shape for a in arrays if a is not None), None)
     if shape is None:
         return None
-    full = [a if a is not None else np.zeros((n, *shape), np.uint8) for a, n in zip(arrays, lengths, strict=True)]
-    return to_pixel_values(np.concatenate(full))
+    return to_pixel_values(np.stack([a if a is not None else np.zeros(shape, np.uint8) for a in arrays]))
 
 
-def _row_flags(arrays: list[np.ndarray | None], lengths: list[int]) -> torch.Tensor:
-    return torch.tensor([a is not None for a, n in zip(arrays, lengths, strict=True) for _ in range(n)])
-
-
-def collate(parts: list[DomainSamples], max_text_tokens: int = 96, video_frames: int = 4) -> VLMBatch:
-    """One batch from the samples of one or more domains, in order. A video takes precedence over an image."""
-    rows = [_text_row(p, a, max_text_tokens) for part in parts for p, a in zip(part.prompts, part.answers, strict=True)]
+def collate(samples: list[Sample], max_text_tokens: int = 96, video_frames: int = 4) -> VLMBatch:
+    """One batch of samples, in order. A video takes precedence over an image."""
+    rows = [_text_row(s, max_text_tokens) for s in samples]
     ids = [torch.tensor(r[0]) for r in rows]
-    lengths = [len(p) for p in parts]
-    images = [p.images if p.videos is None else None for p in parts]
-    videos = [None if p.videos is None else _subsample(p.videos, video_frames) for p in parts]
+    images = [s.image if s.video is None else None for s in samples]
+    videos = [None if s.video is None else evenly_spaced_frames(s.video, video_frames) for s in samples]
     return VLMBatch(
         input_ids=pad_sequence(ids, batch_first=True, padding_value=tokenizer.PAD_ID),
         attention_mask=pad_sequence([torch.ones_like(t) for t in ids], batch_first=True),
         labels=pad_sequence([torch.tensor(r[1]) for r in rows], batch_first=True, padding_value=IGNORE),
-        has_image=_row_flags(images, lengths),
-        pixel_values=_pixels(images, lengths),
-        has_video=_row_flags(videos, lengths),
-        video_values=_pixels(videos, lengths),
+        has_image=torch.tensor([a is not None for a in images]),
+        pixel_values=_pixels(images),
+        has_video=torch.tensor([v is not None for v in videos]),
+        video_values=_pixels(videos),
     )
 
 
@@ -168,9 +168,9 @@ class TinyVLM(nn.Module):
         self.lm = LlamaForCausalLM(lm_config)
         self.projector = nn.Linear(config["vision"]["hidden_size"], config["lm"]["hidden_size"])
 
-    def collate(self, parts: list[DomainSamples]) -> VLMBatch:
+    def collate(self, samples: list[Sample]) -> VLMBatch:
         """`collate` with this model's text length and video frame count."""
-        return collate(parts, self.config["max_text_tokens"], self.config["video_frames"])
+        return collate(samples, self.config["max_text_tokens"], self.config["video_frames"])
 
     def image_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """The vision tower's output tokens (N, 1 + L, Hv), CLS first: the hook for token merging."""
@@ -218,7 +218,7 @@ class TinyVLM(nn.Module):
             embeds.append(text[row, :n] if visual is None else torch.cat([visual, text[row, :n]]))
             skip = batch.labels.new_full((0 if visual is None else len(visual),), IGNORE)
             labels.append(torch.cat([skip, batch.labels[row, :n]]))
-        mask = pad_sequence([torch.ones(len(e), dtype=torch.long) for e in embeds], batch_first=True)
+        mask = pad_sequence([torch.ones(len(e), dtype=torch.long, device=e.device) for e in embeds], batch_first=True)
         logits = self.lm(
             inputs_embeds=pad_sequence(embeds, batch_first=True), attention_mask=mask, use_cache=False
         ).logits
@@ -246,13 +246,8 @@ def build_vlm(config: dict | None = None, seed: int = 0) -> TinyVLM:
     """A TinyVLM with random weights drawn from `seed` (the global torch RNG is left as it was).
 
     `config`: `preset` (`proxy` | `target`), overrides of `vision` / `lm` (transformers config fields),
-    `max_text_tokens`, `image_pool`, `video_frames`, `video_pool`, and `weights`: a local state-dict file.
+    `max_text_tokens`, `image_pool`, `video_frames`, `video_pool`.
     """
-    config = resolve_config(config)
-    weights = config.pop("weights", None)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = TinyVLM(config)
-    if weights is not None:
-        model.load_state_dict(torch.load(Path(weights), map_location="cpu", weights_only=True))
-    return model
+        return TinyVLM(resolve_config(config))

@@ -1,6 +1,8 @@
-"""The proxy / final trainer: train a TinyVLM on a data mixture, then score it on held-out data per domain.
+"""The proxy / final trainer: train a VLM (any model backend) on a data mixture, then score it on held-out
+data per domain.
 
-One loop in the nanoGPT manner; the caller owns the process settings (e.g. torch.set_num_threads).
+One loop in the nanoGPT manner; the caller owns the process settings (torch threads, the device: see
+`device.configure_process`).
 """
 
 import math
@@ -12,7 +14,10 @@ import numpy as np
 import torch
 
 from mixtura_jobs.data.npz_shards import DomainSamples
-from mixtura_jobs.training.tiny_vlm import TinyVLM, VLMBatch, build_vlm, sft_loss
+from mixtura_jobs.data.samples import Sample
+from mixtura_jobs.training.backends import ModelRef, VLMBackend, build_vlm_backend
+from mixtura_jobs.training.device import Placement
+from mixtura_jobs.training.tiny_vlm import sft_loss
 
 DEFAULT_CONFIG: dict = {
     "steps": 60,
@@ -26,7 +31,6 @@ DEFAULT_CONFIG: dict = {
     "max_heldout_samples": 256,  # per domain: bounds evaluation time on large domains
     "eval_batch_size": 64,
     "log_every": 10,
-    "model": None,  # a tiny_vlm config; None is the `proxy` preset
 }
 
 # augment(model, batch, step, rng, winner=(sum_logp, n_tokens)) -> (extra_loss, logs); `winner` is the clean
@@ -79,28 +83,30 @@ def split_heldout(name: str, n: int, fraction: float) -> tuple[np.ndarray, np.nd
     return order[k:], order[:k]
 
 
-def make_batch(model: TinyVLM, domains: dict[str, DomainSamples], picks: list[tuple[str, int]]) -> VLMBatch:
-    """Collate the picked (domain, index) samples, grouped by domain."""
+def picked_samples(domains: dict[str, DomainSamples], picks: list[tuple[str, int]]) -> list[Sample]:
+    """The picked (domain, index) samples, grouped by domain in order of first pick."""
     by_domain: dict[str, list[int]] = {}
     for name, index in picks:
         by_domain.setdefault(name, []).append(index)
-    return model.collate([domains[name].select(idx) for name, idx in by_domain.items()])
+    return [domains[name].sample(i, f"{name}/{i}") for name, idx in by_domain.items() for i in idx]
 
 
-def evaluate(model: TinyVLM, heldout: dict[str, DomainSamples], batch_size: int) -> dict[str, float]:
+def evaluate(
+    backend: VLMBackend, heldout: dict[str, DomainSamples], batch_size: int, placement: Placement
+) -> dict[str, float]:
     """Mean loss per answer token on each domain's held-out samples."""
-    model.eval()
+    backend.model.eval()
     losses = {}
-    with torch.no_grad():
+    with torch.no_grad(), placement.autocast():
         for name, samples in heldout.items():
             nll, tokens = 0.0, 0
             for start in range(0, len(samples), batch_size):
-                chunk = samples.select(np.arange(start, min(start + batch_size, len(samples))))
-                sum_logp, n_tokens = model.answer_logprobs(model.collate([chunk]))
+                chunk = [samples.sample(i, f"{name}/{i}") for i in range(start, min(start + batch_size, len(samples)))]
+                sum_logp, n_tokens = backend.answer_logprobs(backend.collate(chunk))
                 nll -= float(sum_logp.sum())
                 tokens += int(n_tokens.sum())
             losses[name] = nll / max(tokens, 1)
-    model.train()
+    backend.model.train()
     return losses
 
 
@@ -121,23 +127,30 @@ def train_on_mixture(
     on_log: Callable[[dict], None] | None = None,
     augment: Augment | None = None,
     groups: dict[str, np.ndarray] | None = None,
-    on_trained: Callable[[TinyVLM], None] | None = None,
+    on_trained: Callable[[VLMBackend], None] | None = None,
+    model: ModelRef | None = None,
+    placement: Placement | None = None,
 ) -> dict:
     """Train on `weights` over the train split of `domains`; return held-out losses and throughput.
 
     `weights` are per domain, or per group when `groups` gives each domain's samples a group (their
-    concept x task cell). `augment` (see `Augment`) adds a term to the SFT loss, e.g. MergeMix; its logs
-    join each log line's dict. `on_trained` gets the trained model (e.g. to save a checkpoint). The objective
-    is the mean held-out loss over all domains, weighted or not; lower is better.
+    concept x task cell). `augment` (see `Augment`) adds a term to the SFT loss, e.g. MergeMix; it gets the
+    backend's torch model and its logs join each log line's dict. `on_trained` gets the trained backend (e.g. to
+    save a checkpoint). `model` names the model (default: the tiny `proxy` preset), `placement` where it runs
+    (default: the CPU in fp32). The objective is the mean held-out loss over all domains, weighted or not;
+    lower is better.
     """
+    model = model or ModelRef()
+    placement = placement or Placement(torch.device("cpu"))
     cfg = {**DEFAULT_CONFIG, **config}
     splits = {name: split_heldout(name, len(s), cfg["heldout_fraction"]) for name, s in domains.items()}
     train = {name: domains[name].select(tr) for name, (tr, _) in splits.items()}
     heldout = {name: domains[name].select(ho[: cfg["max_heldout_samples"]]) for name, (_, ho) in splits.items()}
     members = group_members({name: tr for name, (tr, _) in splits.items()}, groups)
 
-    model = build_vlm(cfg["model"], seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    backend = build_vlm_backend(model, seed, placement)
+    parameters = [p for p in backend.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     data_rng = np.random.default_rng(seed)
     # A separate stream, so an augmentation never changes which samples are drawn.
     augment_rng = np.random.default_rng([seed, 1])
@@ -148,16 +161,18 @@ def train_on_mixture(
     for step in range(cfg["steps"]):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
-        batch = make_batch(model, train, sample_batch_indices(weights, members, cfg["batch_size"], data_rng))
-        sum_logp, n_tokens = model.answer_logprobs(batch)
-        loss, _ = sft_loss(sum_logp, n_tokens)
-        logs: dict = {}
-        if augment is not None:
-            extra, logs = augment(model, batch, step, augment_rng, winner=(sum_logp, n_tokens))
-            loss = loss + extra
+        picks = sample_batch_indices(weights, members, cfg["batch_size"], data_rng)
+        batch = backend.collate(picked_samples(train, picks))
+        with placement.autocast():
+            sum_logp, n_tokens = backend.answer_logprobs(batch)
+            loss, _ = sft_loss(sum_logp, n_tokens)
+            logs: dict = {}
+            if augment is not None:
+                extra, logs = augment(backend.model, batch, step, augment_rng, winner=(sum_logp, n_tokens))
+                loss = loss + extra
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+        torch.nn.utils.clip_grad_norm_(parameters, cfg["grad_clip"])
         optimizer.step()
 
         window.append(loss.item())
@@ -171,9 +186,9 @@ def train_on_mixture(
                 on_log({"step": step + 1, "loss": mean_loss, "samples_per_s": rate, **logs})
     train_seconds = time.perf_counter() - start
 
-    heldout_loss = evaluate(model, heldout, cfg["eval_batch_size"])
+    heldout_loss = evaluate(backend, heldout, cfg["eval_batch_size"], placement)
     if on_trained is not None:
-        on_trained(model)
+        on_trained(backend)
     return {
         "heldout_loss": heldout_loss,
         "objective": sum(heldout_loss.values()) / len(heldout_loss),
@@ -181,4 +196,6 @@ def train_on_mixture(
         "steps": cfg["steps"],
         "seconds": time.perf_counter() - start,
         "samples_per_second": cfg["steps"] * cfg["batch_size"] / train_seconds,
+        "backend": backend.name,
+        **placement.record(),
     }

@@ -25,6 +25,8 @@ class Rule:
     message: str
     field: str
     check: Callable[[Any], bool]
+    # The Python side's message when it can say more than the CEL message (e.g. which key).
+    explain: Callable[[Any], str] | None = None
 
 
 # Kubernetes name and value syntax (RE2: the API server and pydantic's regex engine read them alike); the bounded
@@ -66,7 +68,8 @@ class ApiModel(BaseModel):
     def _check_rules(self) -> ApiModel:
         for rule in type(self).rules:
             if not rule.check(self):
-                raise PydanticCustomError("cel_rule", "{message}", {"message": rule.message, "field": rule.field})
+                message = rule.explain(self) if rule.explain else rule.message
+                raise PydanticCustomError("cel_rule", "{message}", {"message": message, "field": rule.field})
         return self
 
     def wire(self) -> dict[str, Any]:

@@ -29,9 +29,9 @@ def local_uri_problems(search: MixtureSearch | None, domainset: DomainSet | None
         if search.spec.artifacts.uri.startswith(LOCAL_SCHEME):
             problems.append(f"spec.artifacts.uri: {LOCAL_REFUSED}")
         for role in ("embedding", "proxy", "target"):
-            weights = getattr(search.spec.models, role).weights
-            if weights is not None and not weights.startswith("s3://"):
-                problems.append(f"spec.models.{role}.weights: a local path is refused on a cluster: use s3://")
+            path = getattr(search.spec.models, role).path
+            if path is not None and not path.startswith("s3://"):
+                problems.append(f"spec.models.{role}.path: a local path is refused on a cluster: use s3://")
     if domainset is not None:
         problems += [
             f"spec.domains[{index}].uri ({domain.name}): {LOCAL_REFUSED}"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
 from mixtura_operator.api.base import (
     DATA_URI_PATTERN,
@@ -29,11 +29,8 @@ Method = Literal["madmix", "mixatlas", "madmix+mixatlas", "uniform", "manual", "
 SEARCH_METHODS = ("mixatlas", "madmix+mixatlas", "random", "regression")
 Space = Literal["domains", "factorized", "full"]
 NAME_PATTERN = DNS_LABEL
-# The presets a model config may start from (jobs/training/tiny_vlm.py PRESETS).
-PRESETS = ("proxy", "target")
 # What `torch.manual_seed` and numpy's legacy seeding both take.
 SEED_MAX = 2**32 - 1
-FREE_FORM = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
 
 
 class Phase(StrEnum):
@@ -50,32 +47,107 @@ class DomainSetRef(ApiModel):
     name: str = Field(pattern=NAME_PATTERN, max_length=63)
 
 
-def _known_preset(config: dict[str, Any]) -> dict[str, Any]:
-    """The schema's enum on `config.preset`, for `mixtura validate` (the rest of a config is free-form)."""
-    if config.get("preset", PRESETS[0]) not in PRESETS:
-        raise ValueError(f"preset must be one of {', '.join(PRESETS)}")
-    return config
+# The config keys each backend reads, for the embedding model and for the proxy and target VLMs. Anything
+# else is refused: a misspelt key would otherwise be ignored and the run silently use the default.
+MODEL_CONFIG_KEYS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("tiny", "embedding"): ("image", "text", "video"),
+    ("tiny", "vlm"): ("preset", "vision", "lm", "max_text_tokens", "image_pool", "video_frames", "video_pool"),
+    ("hf", "embedding"): ("dtype", "attn_implementation", "video_frames", "layer", "embed_batch_size"),
+    ("hf", "vlm"): ("dtype", "attn_implementation", "gradient_checkpointing", "video_frames"),
+}
+# Test-only fault injection: the proxy-train step fails the named trials.
+FAULT_KEYS = ("failTrials",)
+TINY_PRESETS = ("proxy", "target")
+_FREE = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+_COUNT = {"type": "integer", "minimum": 1}
+# Every key typed, so that the API server refuses unknown ones (strict field validation names them) and CEL can
+# ask which are set; what each backend and role may use is checked by the rules on `Models`.
+CONFIG_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "preset": {"type": "string", "enum": list(TINY_PRESETS)},
+        **dict.fromkeys(("vision", "lm", "image", "text", "video"), _FREE),
+        **dict.fromkeys(("max_text_tokens", "image_pool", "video_frames", "video_pool", "embed_batch_size"), _COUNT),
+        "dtype": {"type": "string", "enum": ["float32", "bfloat16", "float16"]},
+        "attn_implementation": {"type": "string"},
+        "gradient_checkpointing": {"type": "boolean"},
+        "layer": {"type": "integer"},
+        "failTrials": {"type": "array", "items": {"type": "string"}},
+    },
+}
+_ALL_KEYS = tuple(CONFIG_SCHEMA["properties"])
 
 
 class ModelSpec(ApiModel):
-    """A model the jobs build: a config (random weights, tiny by default) or weights from a local path/URI."""
+    """A model the jobs build: tiny (built in, random weights from the config) or hf (a transformers checkpoint)."""
 
-    config: Annotated[dict[str, Any], AfterValidator(_known_preset)] = Field(
+    backend: Literal["tiny", "hf"] = "tiny"
+    path: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=URI_MAX,
+        description="Checkpoint: a local path, file:// or s3:// URI; hf: a save_pretrained directory (required), "
+        "tiny: a model.pt the tiny backend saved (optional; random weights without).",
+    )
+    config: dict[str, Any] = Field(
         default_factory=dict,
-        max_length=64,
-        json_schema_extra={**FREE_FORM, "properties": {"preset": {"type": "string", "enum": list(PRESETS)}}},
-    )
-    weights: str | None = Field(
-        default=None, min_length=1, max_length=URI_MAX, description="Local path or s3:// URI of a checkpoint."
+        json_schema_extra=CONFIG_SCHEMA,
+        description="Backend settings. tiny VLM: preset (proxy | target; default: the model's role), vision, lm, "
+        "max_text_tokens, image_pool, video_frames, video_pool; tiny embedding: image, text, video; hf: dtype, "
+        "attn_implementation, gradient_checkpointing (VLMs), video_frames, layer and embed_batch_size (embedding).",
     )
 
-    rules = (no_traversal("weights"),)
+    rules = (
+        Rule(
+            cel="self.backend != 'hf' || has(self.path)",
+            message="the hf backend loads a save_pretrained directory: give a local path or s3:// URI",
+            field=".path",
+            check=lambda m: m.backend != "hf" or m.path is not None,
+        ),
+        no_traversal("path"),
+    )
+
+    def known_keys(self, role: str) -> tuple[str, ...]:
+        keys = MODEL_CONFIG_KEYS[(self.backend, "embedding" if role == "embedding" else "vlm")]
+        return keys + FAULT_KEYS if role == "proxy" else keys
+
+    def config_error(self, role: str) -> str | None:
+        """What is wrong with `config` for this backend in `role` (embedding, proxy or target), if anything."""
+        unknown = sorted(set(self.config) - set(self.known_keys(role)))
+        if unknown:
+            known = ", ".join(self.known_keys(role))
+            return f"unknown key {', '.join(unknown)} for backend {self.backend} (known: {known})"
+        if self.config.get("preset", TINY_PRESETS[0]) not in TINY_PRESETS:
+            return f"preset: must be one of {', '.join(TINY_PRESETS)}"
+        return None
+
+
+def _config_keys_rule(role: str) -> Rule:
+    """Refuses config keys that the role's backend does not read (the schema refuses keys nobody reads)."""
+
+    def none_of(backend: str) -> str:
+        unused = [k for k in _ALL_KEYS if k not in ModelSpec(backend=backend, path="x").known_keys(role)]
+        return " && ".join(f"!has(self.{role}.config.{key})" for key in unused)
+
+    known = "; ".join(f"{b}: {', '.join(ModelSpec(backend=b, path='x').known_keys(role))}" for b in ("tiny", "hf"))
+    return Rule(
+        cel=f"!has(self.{role}) || !has(self.{role}.config) || "
+        f"(self.{role}.backend == 'hf' ? ({none_of('hf')}) : ({none_of('tiny')}))",
+        message=f"a key this backend does not read (known keys, {known})",
+        field=f".{role}.config",
+        check=lambda m: getattr(m, role).config_error(role) is None,
+        explain=lambda m: getattr(m, role).config_error(role),
+    )
 
 
 class Models(ApiModel):
+    """The embedding model (MaD-Mix, concepts), the trials' proxy VLM and the final training's target VLM."""
+
     embedding: ModelSpec = Field(default_factory=ModelSpec)
     proxy: ModelSpec = Field(default_factory=ModelSpec)
-    target: ModelSpec = Field(default_factory=lambda: ModelSpec(config={"size": "target"}))
+    target: ModelSpec = Field(default_factory=ModelSpec)
+
+    rules = tuple(_config_keys_rule(role) for role in ("embedding", "proxy", "target"))
 
 
 class MadmixSettings(ApiModel):
@@ -244,7 +316,28 @@ class Augmentation(ApiModel):
 
 
 class Training(ApiModel):
+    """The trainer's settings for proxy trials and final training (AdamW, linear warm-up, cosine decay)."""
+
     augmentation: Augmentation = Field(default_factory=Augmentation)
+    batch_size: int = Field(default=16, ge=1, le=4096)
+    learning_rate: float = Field(default=3e-3, gt=0)
+    min_lr_ratio: float = Field(default=0.1, ge=0, le=1, description="The cosine decay ends at learningRate x this.")
+    warmup_steps: int = Field(default=5, ge=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    grad_clip: float = Field(default=1.0, gt=0, description="Gradient norm clip.")
+    eval_batch_size: int = Field(default=64, ge=1, le=4096)
+
+    def trainer_config(self) -> dict[str, Any]:
+        """These settings under the trainer's own names (`trainer.DEFAULT_CONFIG`)."""
+        return {
+            "batch_size": self.batch_size,
+            "lr": self.learning_rate,
+            "min_lr_ratio": self.min_lr_ratio,
+            "warmup_steps": self.warmup_steps,
+            "weight_decay": self.weight_decay,
+            "grad_clip": self.grad_clip,
+            "eval_batch_size": self.eval_batch_size,
+        }
 
 
 class FinalTraining(ApiModel):
@@ -281,6 +374,18 @@ class MixtureSearchSpec(ApiModel):
             field=".search.conceptCentroidsFrom",
             check=lambda s: (
                 s.search.concept_centroids_from is None or (s.method in SEARCH_METHODS and s.search.space != "domains")
+            ),
+        ),
+        Rule(
+            cel="!has(self.training) || !has(self.training.augmentation)"
+            " || self.training.augmentation.type != 'mergemix' || !has(self.models)"
+            " || ((!has(self.models.proxy) || self.models.proxy.backend == 'tiny')"
+            " && (!has(self.models.target) || self.models.target.backend == 'tiny'))",
+            message="mergemix merges tokens in the tiny backend's CLIP tower: the proxy and target need backend tiny",
+            field=".training.augmentation",
+            check=lambda s: (
+                s.training.augmentation.type != "mergemix"
+                or (s.models.proxy.backend == "tiny" and s.models.target.backend == "tiny")
             ),
         ),
     )

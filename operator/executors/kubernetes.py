@@ -15,6 +15,8 @@ from mixtura_operator.reconcile import CreateJob, JobState
 
 STEP_KEY = "mixtura.dev/step-key"
 DEFAULT_JOBS_IMAGE = "ghcr.io/mixtura/jobs:0.1.0"
+# Read by the jobs (mixtura_jobs.training.device), which the operator knows only by their command line.
+CPU_REQUEST_ENV = "MIXTURA_CPU_REQUEST"
 MANAGED = {"app.kubernetes.io/managed-by": "mixtura", "app.kubernetes.io/part-of": "mixtura"}
 # The jobs image's user (jobs/Dockerfile); fixed, so that runAsNonRoot holds whatever image a search names.
 JOB_UID = 65532
@@ -67,6 +69,13 @@ def job_manifest(search: MixtureSearch, job: CreateJob, search_uri: str) -> dict
             {"name": key, "valueFrom": {"secretKeyRef": {"name": spec.artifacts.credentials_secret, "key": key}}}
             for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
         ]
+    # The step sizes torch's thread pool by its CPU request (whole cores, rounded up by the Downward API).
+    env.append(
+        {
+            "name": CPU_REQUEST_ENV,
+            "valueFrom": {"resourceFieldRef": {"containerName": job.step, "resource": "requests.cpu", "divisor": "1"}},
+        }
+    )
     container_resources: dict[str, Any] = {
         "requests": {"cpu": resources.cpu, "memory": resources.memory},
         "limits": {"memory": resources.memory},

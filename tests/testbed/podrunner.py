@@ -7,6 +7,7 @@ there (a process here cannot mount them)."""
 from __future__ import annotations
 
 import base64
+import math
 import subprocess
 import sys
 import threading
@@ -17,6 +18,17 @@ from kubernetes import client
 EXIT_CODE = "testbed.mixtura.dev/exit-code"
 OUTPUT = "testbed.mixtura.dev/output"
 TESTBED_ENV = "MIXTURA_TESTBED"
+
+
+def _resource(container, ref) -> str:
+    """A CPU request as the kubelet's Downward API gives it: whole units of the divisor, rounded up."""
+    if ref.resource != "requests.cpu":
+        raise ValueError(f"pod runner: resourceFieldRef {ref.resource} is not emulated")
+    value = (container.resources.requests or {}).get("cpu", "0")
+    cores = float(value[:-1]) / 1000 if value.endswith("m") else float(value)
+    divisor = str(ref.divisor or "1")
+    unit = float(divisor[:-1]) / 1000 if divisor.endswith("m") else float(divisor)
+    return str(math.ceil(cores / unit))
 
 
 def _field(pod, path: str) -> str:
@@ -77,6 +89,8 @@ class PodRunner:
                 env[var.name] = self.api.read_namespaced_config_map(ref.name, ns).data[ref.key]
             elif var.value_from.field_ref:
                 env[var.name] = _field(pod, var.value_from.field_ref.field_path)
+            elif var.value_from.resource_field_ref:
+                env[var.name] = _resource(container, var.value_from.resource_field_ref)
         return self._mount_empty_dirs(pod, container, env)
 
     def _mount_empty_dirs(self, pod, container, env: dict[str, str]) -> dict[str, str]:
