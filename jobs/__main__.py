@@ -1,6 +1,6 @@
 """`python -m mixtura_jobs <step> --search-uri URI ...`: the entrypoint of every job container.
 
-Also the jobs' side of the `mixtura` CLI (`demo-data`): the operator package knows the jobs only by these
+Also the jobs' side of the `mixtura` CLI (`demo-data`, `export`): the operator package knows the jobs only by these
 command lines, never by import.
 """
 
@@ -10,6 +10,8 @@ import argparse
 import importlib
 import os
 import sys
+
+from mixtura_jobs.steps import export as export_step
 
 STEPS = {
     "embed": ("embed", "run"),
@@ -37,9 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("dir")
     demo.add_argument("--samples", type=int, default=96)
     demo.add_argument("--seed", type=int, default=0)
+    export = sub.add_parser("export", help="write a search's mixture in a trainer's format")
+    export.add_argument("--search-uri", required=True)
+    export_step.add_arguments(export)
     args = parser.parse_args(argv)
     if args.step == "demo-data":
         return _demo_data(args)
+    if args.step == "export":
+        return export_step.run(args)
 
     import torch
 

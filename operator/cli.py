@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,8 @@ from mixtura_operator.api.manifests import ManifestError, load
 from mixtura_operator.api.mixturesearch import MixtureSearchStatus, Phase
 from mixtura_operator.status_view import render
 
+# The jobs' `export --format` choices (the jobs check them again; the operator cannot import theirs).
+EXPORT_FORMATS = ("json", "samples", "hf", "megatron", "webdataset")
 CRDS_DIR = Path(__file__).resolve().parent.parent / "crds"
 
 
@@ -50,30 +53,63 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def _manifest_search(manifest: str, name: str):
+    """The MixtureSearch named `name` in a manifest file, and its DomainSet."""
+    bundle = load(Path(manifest))
+    searches = [s for s in bundle.searches if s.metadata.name == name]
+    if not searches:
+        raise ManifestError(f"{manifest}: no MixtureSearch named {name!r}")
+    return searches[0], bundle.domainset_for(searches[0])
+
+
+def _status(args: argparse.Namespace) -> MixtureSearchStatus | None:
+    """The search's status: from a local run's store (--manifest) or the cluster."""
     if args.manifest:
         from mixtura_operator.local_runner import local_status
 
-        bundle = load(Path(args.manifest))
-        searches = [s for s in bundle.searches if s.metadata.name == args.name]
-        if not searches:
-            raise ManifestError(f"{args.manifest}: no MixtureSearch named {args.name!r}")
-        status = local_status(searches[0], bundle.domainset_for(searches[0]))
-    else:
-        from kubernetes import client
+        return local_status(*_manifest_search(args.manifest, args.name))
+    from kubernetes import client
 
-        from mixtura_operator.api import GROUP, VERSION
-        from mixtura_operator.main import api_client
+    from mixtura_operator.api import GROUP, VERSION
+    from mixtura_operator.main import api_client
 
-        body = client.CustomObjectsApi(api_client()).get_namespaced_custom_object(
-            GROUP, VERSION, args.namespace, "mixturesearches", args.name
-        )
-        status = MixtureSearchStatus.model_validate(body.get("status") or {})
+    body = client.CustomObjectsApi(api_client()).get_namespaced_custom_object(
+        GROUP, VERSION, args.namespace, "mixturesearches", args.name
+    )
+    return MixtureSearchStatus.model_validate(body.get("status") or {})
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status = _status(args)
     if status is None:
         print(f"MixtureSearch {args.name}: not started")
         return 1
     print(render(args.name, status))
     return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    # The formats are the jobs' code: run them as the jobs run, by command line, on the search's store.
+    env = dict(os.environ)
+    if args.manifest:
+        from mixtura_operator.local_runner import local_store
+
+        search, domainset = _manifest_search(args.manifest, args.name)
+        root = local_store(search, domainset).uri
+        if search.spec.artifacts.endpoint_url:
+            env["MIXTURA_S3_ENDPOINT"] = search.spec.artifacts.endpoint_url
+    else:
+        status = _status(args)
+        root = status.artifacts.root if status is not None else None
+    if not root:
+        print(f"MixtureSearch {args.name}: no artifacts yet (status.artifacts.root is empty)", file=sys.stderr)
+        return 1
+    command = [sys.executable, "-m", "mixtura_jobs", "export", "--search-uri", root, "--format", args.format]
+    for flag, value in (("--trial", args.trial), ("--out", args.out)):
+        if value is not None:
+            command += [flag, value]
+    command += [f"--source={source}" for source in args.source]
+    return subprocess.call(command, env=env)
 
 
 def cmd_crds(args: argparse.Namespace) -> int:
@@ -140,6 +176,21 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("-n", "--namespace", default="default")
     status.add_argument("--manifest", help="the manifest file of a local `mixtura run`")
     status.set_defaults(func=cmd_status)
+    export = sub.add_parser("export", help="write a search's mixture in a trainer's format (see README)")
+    export.add_argument("name")
+    export.add_argument("-n", "--namespace", default="default")
+    export.add_argument("--manifest", help="the manifest file of a local `mixtura run`")
+    export.add_argument("--format", required=True, choices=EXPORT_FORMATS)
+    export.add_argument("--trial", help="a trial's mixture instead of the final one")
+    export.add_argument(
+        "--source",
+        action="append",
+        default=[],
+        metavar="DOMAIN=VALUE",
+        help="megatron: a domain's data prefix (default: its name); webdataset: its shard URLs (brace notation)",
+    )
+    export.add_argument("--out", help="output file (samples: .parquet, else JSON lines); default stdout")
+    export.set_defaults(func=cmd_export)
     op = sub.add_parser("operator", help="run the Kubernetes operator (kopf)")
     scope = op.add_mutually_exclusive_group(required=True)
     scope.add_argument("--namespace", action="append", help="a namespace to watch (repeatable)")

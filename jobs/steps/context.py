@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from mixtura_jobs.data.npz_shards import DomainSamples, read_domain
+from mixtura_jobs.search.cell_weights import sample_cells
 from mixtura_operator import layout
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import MixtureSearch
@@ -80,3 +81,14 @@ class StepContext:
 
     def as_weights(self, vector: np.ndarray) -> dict[str, float]:
         return {name: float(w) for name, w in zip(self.domain_names, vector, strict=True)}
+
+    def cell_groups(self, sizes: dict[str, int]) -> dict[str, np.ndarray]:
+        """Each sample's concept x task cell, from the cells step's assignments; `sizes`: samples per domain."""
+        return {
+            d.name: sample_cells(
+                d.task_type,
+                self.store.get_array(layout.assignments(d.name)) if "image" in d.modalities else None,
+                sizes[d.name],
+            )
+            for d in self.domainset.spec.domains
+        }

@@ -7,28 +7,13 @@ import io
 import json
 from collections.abc import Callable
 
-import numpy as np
 import torch
 
-from mixtura_jobs.data.npz_shards import DomainSamples
-from mixtura_jobs.search.cell_weights import sample_cells
 from mixtura_jobs.search.final_pick import final_mixture
 from mixtura_jobs.steps.context import StepContext
 from mixtura_jobs.steps.propose import load_space, observations
 from mixtura_jobs.training.trainer import train_on_mixture
 from mixtura_operator import layout
-
-
-def cell_groups(ctx: StepContext, domains: dict[str, DomainSamples]) -> dict[str, np.ndarray]:
-    """Each sample's concept x task cell, from the cells step's assignments."""
-    return {
-        d.name: sample_cells(
-            d.task_type,
-            ctx.store.get_array(layout.assignments(d.name)) if "image" in d.modalities else None,
-            len(domains[d.name]),
-        )
-        for d in ctx.domainset.spec.domains
-    }
 
 
 def checkpoint_bytes(model: torch.nn.Module, config: dict) -> bytes:
@@ -64,7 +49,7 @@ def _train(
         config,
         seed=seed,
         augment=augment,
-        groups=cell_groups(ctx, domains) if by_cells else None,
+        groups=ctx.cell_groups({name: len(s) for name, s in domains.items()}) if by_cells else None,
         on_trained=on_trained,
     )
     metrics["augmentation"] = spec.training.augmentation.type
