@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     steps["propose"].add_argument("--round", type=int, required=True)
     steps["propose"].add_argument("--trials", required=True)
     steps["proxy-train"].add_argument("--trial", required=True)
+    steps["final-train"].add_argument("--baseline", help="train on this baseline mixture (finalTraining.compareWith)")
     demo = sub.add_parser("demo-data", help="make the demo corpus (no downloads)")
     demo.add_argument("dir")
     demo.add_argument("--samples", type=int, default=96)

@@ -18,6 +18,8 @@ FINAL_MIXTURE = "final/mixture.json"
 FINAL_METRICS = "final/metrics.json"
 FINAL_MODEL = "final/model.pt"
 REPORT = "report/index.html"
+# What the report found that status carries: baseline comparisons and the surrogate's leave-one-out fit.
+REPORT_SUMMARY = "report/summary.json"
 
 _FOLDERS = {"embed": "embeddings", "score": "scores", "propose": "proposals", "trial": "trials"}
 
@@ -52,6 +54,19 @@ def trial_mixture(tid: str) -> str:
 
 def trial_metrics(tid: str) -> str:
     return f"trials/{tid}/metrics.json"
+
+
+def trial_log(tid: str) -> str:
+    return f"trials/{tid}/log.txt"
+
+
+def final_mixture(baseline: str | None = None) -> str:
+    """The mixture the target model trained on: the chosen one, or a baseline's (`final/<baseline>`)."""
+    return f"{step_folder('final' if baseline is None else f'final/{baseline}')}/mixture.json"
+
+
+def final_metrics(baseline: str | None = None) -> str:
+    return f"{step_folder('final' if baseline is None else f'final/{baseline}')}/metrics.json"
 
 
 def proposal(round_index: int) -> str:

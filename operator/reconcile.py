@@ -16,14 +16,25 @@ from mixtura_operator import layout
 from mixtura_operator.api.base import Condition, set_condition
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import (
+    UNRELIABLE_LOO_SPEARMAN,
     ArtifactRefs,
+    BaselineComparison,
     BestTrial,
     MixtureSearch,
     MixtureSearchStatus,
     Phase,
+    SurrogateFit,
     TrialCounts,
 )
-from mixtura_operator.api.plan import embedded_domains, rounds, searches, uses_cells, uses_madmix
+from mixtura_operator.api.plan import (
+    embedded_domains,
+    final_baselines,
+    final_steps,
+    rounds,
+    searches,
+    uses_cells,
+    uses_madmix,
+)
 
 JobPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
 TERMINAL = (Phase.SUCCEEDED, Phase.FAILED)
@@ -60,6 +71,9 @@ class Observed:
     # spec.search.conceptCentroidsFrom: the root URI of that search once its cells exist, or why it has none.
     concept_source: str | None = None
     concept_source_problem: str | None = None
+    # From the report: the target model on the baselines against the chosen mixture, and the surrogate's fit.
+    comparison: tuple[BaselineComparison, ...] = ()
+    surrogate: SurrogateFit | None = None
 
 
 @dataclass(frozen=True)
@@ -115,8 +129,10 @@ def input_problem(search: MixtureSearch, domainset: DomainSet, observed: Observe
     for index, domain in enumerate(domainset.spec.domains):
         if domain.name in observed.domain_problems:
             return f"spec.domains[{index}] ({domain.name}): {observed.domain_problems[domain.name]}"
-        if search.spec.method == "manual" and domain.weight is None:
+        if domain.weight is None and search.spec.method == "manual":
             return f"spec.domains[{index}].weight ({domain.name}): required by method manual"
+        if domain.weight is None and "manual" in final_baselines(search.spec):
+            return f"spec.domains[{index}].weight ({domain.name}): required by finalTraining.compareWith manual"
     if observed.concept_source_problem and uses_cells(search.spec, domainset):
         return f"spec.search.conceptCentroidsFrom: {observed.concept_source_problem}"
     return None
@@ -249,9 +265,11 @@ def _advance(b: _Builder, domainset: DomainSet, failed: Mapping[str, str]) -> De
                     "TrialsRunning",
                     f"round {index}: {b.status.trials.progress} trials finished",
                 )
-    if spec.final_training.enabled and "final" not in done:
-        b.ensure("final")
-        return b.finish(Phase.TRAINING, "FinalTraining", "training the target model on the chosen mixture")
+    finals = [key for key in final_steps(spec) if key not in done]
+    if finals:
+        _ensure_within(b, finals, spec.budget.parallel_trials)
+        what = "the chosen mixture" + "".join(f", {k.partition('/')[2]}" for k in final_steps(spec)[1:])
+        return b.finish(Phase.TRAINING, "FinalTraining", f"training the target model on {what}")
     if "report" not in done:
         b.ensure("report")
         return b.finish(
@@ -260,6 +278,19 @@ def _advance(b: _Builder, domainset: DomainSet, failed: Mapping[str, str]) -> De
             "writing the report",
         )
     return b.finish(Phase.SUCCEEDED, "Succeeded", "search finished")
+
+
+def _ensure_within(b: _Builder, keys: list[str], parallel: int) -> None:
+    """Start the jobs of `keys` (steps not done), at most `parallel` of them running at once."""
+    running = sum(key in b.observed.jobs for key in keys)
+    for key in keys:
+        if key in b.observed.jobs:
+            continue
+        if running >= parallel:
+            return
+        baseline = key.partition("/")[2]
+        b.ensure(key, *(("--baseline", baseline) if baseline else ()))
+        running += 1
 
 
 def _ensure_cells(b: _Builder) -> str:
@@ -301,10 +332,29 @@ def _summarise(b: _Builder, failed: Mapping[str, str]) -> None:
         root=observed.root_uri or None,
         report=f"{observed.root_uri}/{layout.REPORT}" if "report" in observed.done else None,
     )
+    status.comparison = list(observed.comparison)
+    status.surrogate = observed.surrogate
     stuck = sorted((k, j.message) for k, j in observed.jobs.items() if j.unschedulable and k not in observed.done)
     if stuck:
         b.condition("Degraded", True, "Unschedulable", f"job {stuck[0][0]} cannot be scheduled: {stuck[0][1]}")
     elif n_failed:
         b.condition("Degraded", True, "TrialsFailed", f"{n_failed} trial(s) failed")
+    elif observed.surrogate is not None and not observed.surrogate.reliable:
+        b.condition("Degraded", True, "SurrogateUnreliable", _unreliable(observed.surrogate))
     else:
         b.condition("Degraded", False, "AsExpected")
+    if observed.surrogate is not None:
+        reliable = observed.surrogate.reliable
+        b.condition(
+            "SurrogateUnreliable",
+            not reliable,
+            "AsExpected" if reliable else "LowLeaveOneOutSpearman",
+            "" if reliable else _unreliable(observed.surrogate),
+        )
+
+
+def _unreliable(fit: SurrogateFit) -> str:
+    return (
+        f"leave-one-out Spearman {fit.loo_spearman:.2f} < {UNRELIABLE_LOO_SPEARMAN} (R² {fit.loo_r2:.2f}): the "
+        "trials do not explain the objective; run more trials"
+    )

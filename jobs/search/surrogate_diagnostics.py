@@ -20,10 +20,6 @@ import torch
 from botorch.models import SingleTaskGP
 from scipy.stats import spearmanr
 
-# Below this LOO rank correlation the trials do not explain the objective (the operator's
-# SurrogateUnreliable condition).
-UNRELIABLE_SPEARMAN = 0.3
-
 
 @dataclass(frozen=True)
 class LeaveOneOut:
@@ -34,10 +30,6 @@ class LeaveOneOut:
     std: np.ndarray  # (n,) predictive std there, observation noise included
     r2: float
     spearman: float
-
-    @property
-    def reliable(self) -> bool:
-        return self.spearman >= UNRELIABLE_SPEARMAN
 
 
 def loo_closed_form(covariance: np.ndarray, y: np.ndarray, prior_mean: float) -> tuple[np.ndarray, np.ndarray]:

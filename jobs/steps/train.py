@@ -7,13 +7,15 @@ import io
 import json
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from mixtura_jobs.search.final_pick import final_mixture
 from mixtura_jobs.steps.context import StepContext
 from mixtura_jobs.steps.propose import load_space, observations
-from mixtura_jobs.training.trainer import train_on_mixture
+from mixtura_jobs.training.trainer import DEFAULT_CONFIG, train_on_mixture
 from mixtura_operator import layout
+from mixtura_operator.api.plan import final_baselines
 
 
 def checkpoint_bytes(model: torch.nn.Module, config: dict) -> bytes:
@@ -30,8 +32,10 @@ def _train(
     steps: int,
     seed: int,
     on_trained: Callable[[torch.nn.Module], None] | None = None,
+    eval_every: int = 0,
 ) -> dict:
-    """Train on a mixture record: by its cell weights when it has them, else by its domain weights."""
+    """Train on a mixture record: by its cell weights when it has them, else by its domain weights;
+    `eval_every` > 0 records the held-out objective every that many steps."""
     spec = ctx.search.spec
     # Every domain is read, weighted or not: held-out loss is measured on all of them.
     domains = {name: ctx.read_domain(name) for name in ctx.domain_names}
@@ -41,7 +45,7 @@ def _train(
 
         settings = spec.training.augmentation.mergemix
         augment = make_mergemix_augment(MergeMixConfig(enabled=True, **settings.model_dump()))
-    config = {"model": model, "steps": steps}
+    config = {"model": model, "steps": steps, "eval_every": eval_every}
     by_cells = "cells" in mixture
     metrics = train_on_mixture(
         domains,
@@ -70,9 +74,21 @@ def run_proxy(ctx: StepContext, args: argparse.Namespace) -> None:
     ctx.mark_done(step_key)
 
 
-def run_final(ctx: StepContext, args: argparse.Namespace) -> None:
-    if ctx.is_done("final"):
-        return
+def baseline_mixture(ctx: StepContext, baseline: str) -> dict:
+    """The domain weights of a finalTraining.compareWith baseline."""
+    domains = ctx.domainset.spec.domains
+    if baseline == "uniform":
+        weights = np.full(len(domains), 1.0 / len(domains))
+    elif baseline == "manual":
+        weights = ctx.vector({d.name: d.weight or 0.0 for d in domains})
+        weights = weights / weights.sum()
+    else:
+        weights = ctx.vector(ctx.store.get_json(layout.MADMIX)["weights"])
+    return {"weights": ctx.as_weights(weights), "source": baseline}
+
+
+def chosen_mixture(ctx: StepContext) -> dict:
+    """The mixture the search chose, by the method's rule (search/final_pick.py)."""
     spec = ctx.search.spec
     domains = ctx.domainset.spec.domains
     manual = ctx.vector({d.name: d.weight or 0.0 for d in domains}) if spec.method == "manual" else None
@@ -91,17 +107,25 @@ def run_final(ctx: StepContext, args: argparse.Namespace) -> None:
     )
     if "index" in provenance:
         provenance["trial"] = ids[provenance.pop("index")]
-    mixture = {**space.record(point), **provenance}
-    ctx.store.put_json(layout.FINAL_MIXTURE, mixture)
+    return {**space.record(point), **provenance}
+
+
+def run_final(ctx: StepContext, args: argparse.Namespace) -> None:
+    """The target model on the chosen mixture (`final`), or on a baseline (`final/<baseline>`): same steps,
+    seed and settings, with the held-out objective every log interval for the comparison's curves."""
+    baseline = getattr(args, "baseline", None)
+    step_key = "final" if baseline is None else f"final/{baseline}"
+    if ctx.is_done(step_key):
+        return
+    mixture = chosen_mixture(ctx) if baseline is None else baseline_mixture(ctx, baseline)
+    ctx.store.put_json(layout.final_mixture(baseline), mixture)
+    spec = ctx.search.spec
     config = spec.models.target.config
-    metrics = _train(
-        ctx,
-        mixture,
-        config,
-        spec.final_training.steps,
-        ctx.seed,
-        on_trained=lambda model: ctx.store.put_bytes(layout.FINAL_MODEL, checkpoint_bytes(model, config)),
-    )
-    ctx.store.put_json(layout.FINAL_METRICS, metrics)
-    print(f"final {json.dumps(mixture)} objective={metrics['objective']:.4f}", flush=True)
-    ctx.mark_done("final")
+    save = None
+    if baseline is None:
+        save = lambda model: ctx.store.put_bytes(layout.FINAL_MODEL, checkpoint_bytes(model, config))  # noqa: E731
+    eval_every = DEFAULT_CONFIG["log_every"] if final_baselines(spec) else 0
+    metrics = _train(ctx, mixture, config, spec.final_training.steps, ctx.seed, on_trained=save, eval_every=eval_every)
+    ctx.store.put_json(layout.final_metrics(baseline), metrics)
+    print(f"{step_key} {json.dumps(mixture)} objective={metrics['objective']:.4f}", flush=True)
+    ctx.mark_done(step_key)

@@ -26,6 +26,7 @@ DEFAULT_CONFIG: dict = {
     "max_heldout_samples": 256,  # per domain: bounds evaluation time on large domains
     "eval_batch_size": 64,
     "log_every": 10,
+    "eval_every": 0,  # > 0: held-out objective every this many steps, as `heldout_curve`
     "model": None,  # a tiny_vlm config; None is the `proxy` preset
 }
 
@@ -104,6 +105,11 @@ def evaluate(model: TinyVLM, heldout: dict[str, DomainSamples], batch_size: int)
     return losses
 
 
+def _objective(heldout_loss: dict[str, float]) -> float:
+    """The mean held-out loss over all domains, weighted or not; lower is better."""
+    return sum(heldout_loss.values()) / len(heldout_loss)
+
+
 def lr_at(step: int, cfg: dict) -> float:
     """Linear warm-up, then cosine decay to `min_lr_ratio` of the peak."""
     if step < cfg["warmup_steps"]:
@@ -144,6 +150,9 @@ def train_on_mixture(
 
     start = time.perf_counter()
     train_loss: list[float] = []
+    curve: list[list[float]] = []
+    if cfg["eval_every"]:
+        curve.append([0, _objective(evaluate(model, heldout, cfg["eval_batch_size"]))])
     window: list[float] = []
     for step in range(cfg["steps"]):
         for group in optimizer.param_groups:
@@ -169,16 +178,20 @@ def train_on_mixture(
             print(f"step={step + 1} loss={mean_loss:.4f} samples_per_s={rate:.1f}", flush=True)
             if on_log is not None:
                 on_log({"step": step + 1, "loss": mean_loss, "samples_per_s": rate, **logs})
+        if cfg["eval_every"] and (step + 1) % cfg["eval_every"] == 0 and step + 1 < cfg["steps"]:
+            curve.append([step + 1, _objective(evaluate(model, heldout, cfg["eval_batch_size"]))])
     train_seconds = time.perf_counter() - start
 
     heldout_loss = evaluate(model, heldout, cfg["eval_batch_size"])
+    objective = _objective(heldout_loss)
     if on_trained is not None:
         on_trained(model)
-    return {
+    metrics = {
         "heldout_loss": heldout_loss,
-        "objective": sum(heldout_loss.values()) / len(heldout_loss),
+        "objective": objective,
         "train_loss": train_loss,
         "steps": cfg["steps"],
         "seconds": time.perf_counter() - start,
         "samples_per_second": cfg["steps"] * cfg["batch_size"] / train_seconds,
     }
+    return {**metrics, "heldout_curve": [*curve, [cfg["steps"], objective]]} if cfg["eval_every"] else metrics
