@@ -58,7 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     # Only the step's own module: importing them all (open_clip among them) costs seconds on every job.
     module, function = STEPS[args.step]
     run = getattr(importlib.import_module(f"mixtura_jobs.steps.{module}"), function)
-    run(StepContext.open(args.search_uri), args)
+    ctx = StepContext.open(args.search_uri)
+    if args.step != "proxy-train":
+        run(ctx, args)
+        return 0
+    # Pod logs vanish with the pod: a trial's output is kept in the store, failed or not.
+    from mixtura_operator import layout
+
+    with ctx.tee_output(layout.trial_log(args.trial)):
+        run(ctx, args)
     return 0
 
 
