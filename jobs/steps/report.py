@@ -372,8 +372,8 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Mixtura: {name}</title>
 <style>body{{font-family:sans-serif;margin:2em auto;max-width:70em;padding:0 1em}}
 table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left;font-size:90%;overflow-wrap:anywhere}}
-th{{background:#f3f3f3}}table.sortable th{{cursor:pointer}}img{{max-width:100%;margin:0.5em 0}}
+td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left;font-size:90%}}
+th{{background:#f3f3f3;white-space:nowrap}}table.sortable th{{cursor:pointer}}img{{max-width:100%;margin:0.5em 0}}
 .scroll{{max-width:100%;overflow-x:auto}}.warn{{color:#a00;font-weight:bold}}</style></head><body>
 <h1>Mixture search {name}</h1>
 {_table(["", ""], summary)}
