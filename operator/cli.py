@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mixtura_operator.api import crdgen
 from mixtura_operator.api.manifests import ManifestError, load
-from mixtura_operator.api.mixturesearch import MixtureSearchStatus, Phase
+from mixtura_operator.api.mixturesearch import MixtureSearch, MixtureSearchStatus, Phase
 from mixtura_operator.status_view import render
 
 # The jobs' `export --format` choices (the jobs check them again; the operator cannot import theirs).
@@ -62,12 +62,7 @@ def _manifest_search(manifest: str, name: str):
     return searches[0], bundle.domainset_for(searches[0])
 
 
-def _status(args: argparse.Namespace) -> MixtureSearchStatus | None:
-    """The search's status: from a local run's store (--manifest) or the cluster."""
-    if args.manifest:
-        from mixtura_operator.local_runner import local_status
-
-        return local_status(*_manifest_search(args.manifest, args.name))
+def _cluster_search(args: argparse.Namespace) -> MixtureSearch:
     from kubernetes import client
 
     from mixtura_operator.api import GROUP, VERSION
@@ -76,7 +71,16 @@ def _status(args: argparse.Namespace) -> MixtureSearchStatus | None:
     body = client.CustomObjectsApi(api_client()).get_namespaced_custom_object(
         GROUP, VERSION, args.namespace, "mixturesearches", args.name
     )
-    return MixtureSearchStatus.model_validate(body.get("status") or {})
+    return MixtureSearch.model_validate({**body, "status": body.get("status") or {}})
+
+
+def _status(args: argparse.Namespace) -> MixtureSearchStatus | None:
+    """The search's status: from a local run's store (--manifest) or the cluster."""
+    if args.manifest:
+        from mixtura_operator.local_runner import local_status
+
+        return local_status(*_manifest_search(args.manifest, args.name))
+    return _cluster_search(args).status
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -90,17 +94,17 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     # The formats are the jobs' code: run them as the jobs run, by command line, on the search's store.
-    env = dict(os.environ)
     if args.manifest:
         from mixtura_operator.local_runner import local_store
 
         search, domainset = _manifest_search(args.manifest, args.name)
         root = local_store(search, domainset).uri
-        if search.spec.artifacts.endpoint_url:
-            env["MIXTURA_S3_ENDPOINT"] = search.spec.artifacts.endpoint_url
     else:
-        status = _status(args)
-        root = status.artifacts.root if status is not None else None
+        search = _cluster_search(args)
+        root = search.status.artifacts.root
+    env = dict(os.environ)
+    if search.spec.artifacts.endpoint_url:
+        env["MIXTURA_S3_ENDPOINT"] = search.spec.artifacts.endpoint_url
     if not root:
         print(f"MixtureSearch {args.name}: no artifacts yet (status.artifacts.root is empty)", file=sys.stderr)
         return 1
@@ -108,8 +112,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     for flag, value in (("--trial", args.trial), ("--out", args.out)):
         if value is not None:
             command += [flag, value]
-    command += [f"--source={source}" for source in args.source]
-    return subprocess.call(command, env=env)
+    return subprocess.call([*command, *args.passed_on], env=env)
 
 
 def cmd_crds(args: argparse.Namespace) -> int:
@@ -176,19 +179,17 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("-n", "--namespace", default="default")
     status.add_argument("--manifest", help="the manifest file of a local `mixtura run`")
     status.set_defaults(func=cmd_status)
-    export = sub.add_parser("export", help="write a search's mixture in a trainer's format (see README)")
+    export = sub.add_parser(
+        "export",
+        help="write a search's mixture in a trainer's format (see README)",
+        epilog="--source DOMAIN=VALUE (megatron: a domain's data prefix; webdataset: its shard URLs) and any "
+        "other option go to `python -m mixtura_jobs export`.",
+    )
     export.add_argument("name")
     export.add_argument("-n", "--namespace", default="default")
     export.add_argument("--manifest", help="the manifest file of a local `mixtura run`")
     export.add_argument("--format", required=True, choices=EXPORT_FORMATS)
     export.add_argument("--trial", help="a trial's mixture instead of the final one")
-    export.add_argument(
-        "--source",
-        action="append",
-        default=[],
-        metavar="DOMAIN=VALUE",
-        help="megatron: a domain's data prefix (default: its name); webdataset: its shard URLs (brace notation)",
-    )
     export.add_argument("--out", help="output file (samples: .parquet, else JSON lines); default stdout")
     export.set_defaults(func=cmd_export)
     op = sub.add_parser("operator", help="run the Kubernetes operator (kopf)")
@@ -199,7 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     op.add_argument("--health-port", type=int, default=8081)
     op.add_argument("--bind-address", default="0.0.0.0")
     op.set_defaults(func=cmd_operator)
-    args = parser.parse_args(argv)
+    # Options export does not know go on to the jobs' export, which defines and checks them.
+    args, passed_on = parser.parse_known_args(argv)
+    if passed_on and args.func is not cmd_export:
+        parser.error(f"unrecognized arguments: {' '.join(passed_on)}")
+    args.passed_on = passed_on
     try:
         return args.func(args)
     except ManifestError as error:

@@ -124,6 +124,6 @@ def test_mixtura_export_hf_and_json_print_the_final_mixture(finished):
 def test_mixtura_export_names_what_is_missing(finished):
     manifest, _ = finished
     result = export(manifest, "--format", "json", "--trial", "007")
-    assert result.returncode == 2 and "no trial 007: trials/007/mixture.json is missing" in result.stderr
+    assert result.returncode == 2 and "no trial 007 (trials/007/mixture.json is missing)" in result.stderr
     result = export(manifest, "--format", "webdataset")
     assert result.returncode == 2 and "give the shard URLs of digits, text, video with --source" in result.stderr

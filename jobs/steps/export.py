@@ -41,8 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def mixture_record(ctx: StepContext, trial: str | None) -> dict:
     key = layout.FINAL_MIXTURE if trial is None else layout.trial_mixture(trial)
     if not ctx.store.exists(key):
-        what = "the final mixture (the search has not chosen one yet)" if trial is None else f"trial {trial}"
-        raise ExportError(f"{ctx.store.uri}: no {what}: {key} is missing")
+        what = "the search has not chosen its mixture yet" if trial is None else f"no trial {trial}"
+        raise ExportError(f"{ctx.store.uri}: {what} ({key} is missing)")
     record = ctx.store.get_json(key)
     return record if trial is None else {**record, "trial": trial}
 

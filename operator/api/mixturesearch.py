@@ -154,8 +154,9 @@ Baseline = Literal["uniform", "manual", "madmix"]
 class FinalTraining(ApiModel):
     enabled: bool = True
     steps: int = Field(default=200, ge=1)
-    compare_with: list[Baseline] = Field(
-        default_factory=list,
+    # None rather than []: an empty list would be in every spec's wire form and change every local run's uid.
+    compare_with: list[Baseline] | None = Field(
+        default=None,
         max_length=3,
         description="Baseline mixtures the target model is also trained on (same steps, seed and settings), "
         "so the report and status can say how many steps the chosen mixture saves.",
@@ -166,7 +167,7 @@ class FinalTraining(ApiModel):
             cel="!has(self.compareWith) || self.compareWith.all(b, self.compareWith.exists_one(c, c == b))",
             message="must not repeat a baseline",
             field=".compareWith",
-            check=lambda f: len(set(f.compare_with)) == len(f.compare_with),
+            check=lambda f: f.compare_with is None or len(set(f.compare_with)) == len(f.compare_with),
         ),
     )
 

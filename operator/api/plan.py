@@ -17,7 +17,7 @@ def uses_madmix(spec: MixtureSearchSpec) -> bool:
 
 def final_baselines(spec: MixtureSearchSpec) -> list[str]:
     """The baselines the target model is trained on besides the chosen mixture (none without final training)."""
-    return list(spec.final_training.compare_with) if spec.final_training.enabled else []
+    return list(spec.final_training.compare_with or ()) if spec.final_training.enabled else []
 
 
 def final_steps(spec: MixtureSearchSpec) -> list[str]:
