@@ -89,6 +89,12 @@ MALFORMED: list[tuple[str, dict, str]] = [
         search(method="uniform", search={"conceptCentroidsFrom": "first"}),
         "spec.search.conceptCentroidsFrom",
     ),
+    (
+        "a baseline twice",
+        search(finalTraining={"compareWith": ["uniform", "madmix", "uniform"]}),
+        "spec.finalTraining.compareWith",
+    ),
+    ("unknown baseline", search(finalTraining={"compareWith": ["regmix"]}), "spec.finalTraining.compareWith[0]"),
 ]
 # Accepted: a search block without a space means domains for the methods that do not search.
 WELL_FORMED: list[tuple[str, dict]] = [
@@ -96,5 +102,6 @@ WELL_FORMED: list[tuple[str, dict]] = [
     ("manual, no search block", search(method="manual")),
     ("factorized with reused concepts", search(search={"space": "factorized", "conceptCentroidsFrom": "first"})),
     ("regression in the full space", search(method="regression", search={"space": "full", "maxRepetition": 16})),
+    ("every baseline", search(finalTraining={"compareWith": ["uniform", "manual", "madmix"]})),
 ]
 DUPLICATE = ("duplicate domain names", _duplicate(), "spec.domains")

@@ -121,11 +121,14 @@ def run_final(ctx: StepContext, args: argparse.Namespace) -> None:
     ctx.store.put_json(layout.final_mixture(baseline), mixture)
     spec = ctx.search.spec
     config = spec.models.target.config
-    save = None
-    if baseline is None:
-        save = lambda model: ctx.store.put_bytes(layout.FINAL_MODEL, checkpoint_bytes(model, config))  # noqa: E731
+
+    def save(model: torch.nn.Module) -> None:
+        ctx.store.put_bytes(layout.FINAL_MODEL, checkpoint_bytes(model, config))
+
+    # Only the chosen mixture's model is kept; curves are recorded when there are baselines to compare with.
+    keep = save if baseline is None else None
     eval_every = DEFAULT_CONFIG["log_every"] if final_baselines(spec) else 0
-    metrics = _train(ctx, mixture, config, spec.final_training.steps, ctx.seed, on_trained=save, eval_every=eval_every)
+    metrics = _train(ctx, mixture, config, spec.final_training.steps, ctx.seed, on_trained=keep, eval_every=eval_every)
     ctx.store.put_json(layout.final_metrics(baseline), metrics)
     print(f"{step_key} {json.dumps(mixture)} objective={metrics['objective']:.4f}", flush=True)
     ctx.mark_done(step_key)
