@@ -21,8 +21,10 @@ CHECK_SCRIPT = """<script>
 window.addEventListener("load", () => {
   const width = document.documentElement.clientWidth;
   const images = [...document.images].map(i => ({src: i.getAttribute("src"), ok: i.complete && i.naturalWidth > 0}));
+  // A table overflows when it runs past the page or past its (scrolling) container: either way cells are hidden.
   const tables = [...document.querySelectorAll("table")].map((t, k) => ({
-    table: k, width: Math.round(t.getBoundingClientRect().right), overflows: t.getBoundingClientRect().right > width,
+    table: k, width: Math.round(t.getBoundingClientRect().right),
+    overflows: t.getBoundingClientRect().right > width || t.parentElement.scrollWidth > t.parentElement.clientWidth,
   }));
   const out = document.createElement("pre");
   out.id = "mixtura-check";

@@ -198,8 +198,12 @@ def _comparison(ctx: StepContext, final_metrics: dict | None) -> tuple[dict[str,
         ratio = comparison.steps_ratio(chosen, curve)
         entries.append(BaselineComparison(baseline=baseline, objective=curve[-1][1], steps_ratio=ratio).wire())
         reached = "never" if ratio is None else f"{ratio * curve[-1][0]:.0f}"
-        rows.append([baseline, f"{curve[-1][1]:.4f}", reached, f"{curve[-1][0]:.0f}", _ratio_text(ratio)])
-    header = ["baseline", f"its final {OBJECTIVE}", "chosen mixture reaches it at step", "baseline steps", "ratio"]
+        # The converse says by how much the baseline wins when the chosen mixture never gets there.
+        converse = comparison.steps_to_reach(curve, chosen[-1][1])
+        row = [baseline, f"{curve[-1][1]:.4f}", reached, f"{curve[-1][0]:.0f}", _ratio_text(ratio)]
+        rows.append([*row, "never" if converse is None else f"{converse:.0f}"])
+    header = ["baseline", "its final loss", "chosen reaches it at step", "steps", "ratio"]
+    header.append("it reaches the chosen's final loss at step")
     section = f"""<h2>Chosen mixture against the baselines</h2>
 <p>The target model trained on each mixture with the same steps, seed and settings. Ratio: the steps the chosen
 mixture needs to reach the baseline's final loss, over the baseline's steps (below 1: fewer steps).</p>
@@ -373,7 +377,7 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
 <style>body{{font-family:sans-serif;margin:2em auto;max-width:70em;padding:0 1em}}
 table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left;font-size:90%}}
-th{{background:#f3f3f3;white-space:nowrap}}table.sortable th{{cursor:pointer}}img{{max-width:100%;margin:0.5em 0}}
+th{{background:#f3f3f3}}table.sortable th{{cursor:pointer}}img{{max-width:100%;margin:0.5em 0}}
 .scroll{{max-width:100%;overflow-x:auto}}.warn{{color:#a00;font-weight:bold}}</style></head><body>
 <h1>Mixture search {name}</h1>
 {_table(["", ""], summary)}
