@@ -310,12 +310,13 @@ def test_uniform_without_final_training_runs_only_the_report(small, tmp_path):
     assert elapsed < 60, f"one report step took {elapsed:.0f}s"
 
 
-def test_a_mixture_that_favours_the_learnable_domain_reaches_uniforms_loss_in_fewer_steps(small, tmp_path):
-    """The objective (mean held-out loss) favours digits: its captions are a template that 60 steps learn,
-    and they share video's ("a digit N ..."), while 60 steps barely move text's prose (2.92 -> 2.81 with 80 %
-    of the data on text). So the manual mixture that puts 80 % on digits must reach the uniform baseline's
-    final loss before the baseline's last step, and the report and status must say so."""
-    weights = {"digits": 8.0, "text": 1.0, "video": 1.0}
+def test_a_mixture_that_the_objective_favours_reaches_uniforms_loss_in_fewer_steps(small, tmp_path):
+    """The objective (mean held-out loss over digits, text, video) is known to favour the captioning domains
+    over text: 60 steps barely move text's prose (2.92 -> 2.81 with 80 % of the data on text, measured with
+    these seeds), while digits' and video's captions are templates that 60 steps learn and that share "a digit
+    N". So the manual mixture that puts 10 % on text (measured: ratio 0.65) must reach the uniform baseline's
+    final loss before the baseline's last step, and status, `mixtura run` and the report must say so."""
+    weights = {"digits": 4.5, "text": 1.0, "video": 4.5}
     corpus = domain_set([{**d, "weight": weights[d["name"]]} for d in small["spec"]["domains"]])
     spec = mixture_search(tmp_path / "artifacts", method="manual", final_steps=60, compare_with=("uniform",))
     spec["spec"]["models"]["target"] = {"config": {"preset": "proxy"}}
