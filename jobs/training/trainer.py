@@ -151,8 +151,17 @@ def train_on_mixture(
     start = time.perf_counter()
     train_loss: list[float] = []
     curve: list[list[float]] = []
+    # The curve's evaluations are left out of the training throughput.
+    eval_seconds = 0.0
+
+    def record_curve(step: int) -> None:
+        nonlocal eval_seconds
+        tick = time.perf_counter()
+        curve.append([step, _objective(evaluate(model, heldout, cfg["eval_batch_size"]))])
+        eval_seconds += time.perf_counter() - tick
+
     if cfg["eval_every"]:
-        curve.append([0, _objective(evaluate(model, heldout, cfg["eval_batch_size"]))])
+        record_curve(0)
     window: list[float] = []
     for step in range(cfg["steps"]):
         for group in optimizer.param_groups:
@@ -174,13 +183,13 @@ def train_on_mixture(
             mean_loss = sum(window) / len(window)
             window.clear()
             train_loss.append(mean_loss)
-            rate = (step + 1) * cfg["batch_size"] / (time.perf_counter() - start)
+            rate = (step + 1) * cfg["batch_size"] / (time.perf_counter() - start - eval_seconds)
             print(f"step={step + 1} loss={mean_loss:.4f} samples_per_s={rate:.1f}", flush=True)
             if on_log is not None:
                 on_log({"step": step + 1, "loss": mean_loss, "samples_per_s": rate, **logs})
         if cfg["eval_every"] and (step + 1) % cfg["eval_every"] == 0 and step + 1 < cfg["steps"]:
-            curve.append([step + 1, _objective(evaluate(model, heldout, cfg["eval_batch_size"]))])
-    train_seconds = time.perf_counter() - start
+            record_curve(step + 1)
+    train_seconds = time.perf_counter() - start - eval_seconds
 
     heldout_loss = evaluate(model, heldout, cfg["eval_batch_size"])
     objective = _objective(heldout_loss)
