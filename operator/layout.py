@@ -61,12 +61,12 @@ def trial_log(tid: str) -> str:
 
 
 def final_mixture(baseline: str | None = None) -> str:
-    """The mixture the target model trained on: the chosen one, or a baseline's (`final/<baseline>`)."""
-    return f"{step_folder('final' if baseline is None else f'final/{baseline}')}/mixture.json"
+    """The mixture the target model trained on: the chosen one (FINAL_MIXTURE), or a baseline's."""
+    return FINAL_MIXTURE if baseline is None else f"final/{baseline}/mixture.json"
 
 
 def final_metrics(baseline: str | None = None) -> str:
-    return f"{step_folder('final' if baseline is None else f'final/{baseline}')}/metrics.json"
+    return FINAL_METRICS if baseline is None else f"final/{baseline}/metrics.json"
 
 
 def proposal(round_index: int) -> str:

@@ -129,7 +129,7 @@ def input_problem(search: MixtureSearch, domainset: DomainSet, observed: Observe
     for index, domain in enumerate(domainset.spec.domains):
         if domain.name in observed.domain_problems:
             return f"spec.domains[{index}] ({domain.name}): {observed.domain_problems[domain.name]}"
-        if domain.weight is None and search.spec.method == "manual":
+        if search.spec.method == "manual" and domain.weight is None:
             return f"spec.domains[{index}].weight ({domain.name}): required by method manual"
         if domain.weight is None and "manual" in final_baselines(search.spec):
             return f"spec.domains[{index}].weight ({domain.name}): required by finalTraining.compareWith manual"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -163,6 +164,31 @@ def test_madmix_mixatlas_search_succeeds_with_a_report_and_simplex_weights(searc
         assert sorted(record["factors"]) == ["concepts", "tasks"]
     trials = status(root)["trials"]
     assert (trials["succeeded"], trials["failed"], trials["progress"]) == (4, 0, "4/4")
+
+
+def test_the_report_diagnoses_the_surrogate_and_links_each_trials_metrics_and_log(search):
+    base, _ = search
+    root = search_root(base / "artifacts")
+    page = (root / "report/index.html").read_text()
+    for plot in ("loo", "sensitivity", "slice"):
+        assert (root / f"report/{plot}.png").stat().st_size > 0 and f'src="{plot}.png"' in page
+    fit = status(root)["surrogate"]
+    assert -1.0 <= fit["looSpearman"] <= 1.0 and "surrogate leave-one-out" in page
+    for tid in ("000", "001", "002", "003"):
+        assert f"trial={tid} objective=" in (root / f"trials/{tid}/log.txt").read_text()
+        assert f'href="../trials/{tid}/log.txt"' in page and f'href="../trials/{tid}/metrics.json"' in page
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs headless Chromium (Debian package chromium)")
+def test_the_report_opens_offline_with_every_image_loaded_and_no_table_overflowing(search, tmp_path):
+    base, _ = search
+    report = search_root(base / "artifacts") / "report/index.html"
+    shot = tmp_path / "report.png"
+    check = [sys.executable, str(Path(__file__).parent.parent / "bench/report_screenshot.py"), str(report)]
+    result = subprocess.run([*check, "--out", str(shot)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "BROKEN" not in result.stdout and "OVERFLOWS" not in result.stdout
+    assert shot.stat().st_size > 0
 
 
 def test_an_interrupted_search_resumes_without_rerunning_finished_trials(search, small, tmp_path):

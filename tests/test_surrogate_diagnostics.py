@@ -71,6 +71,7 @@ def test_r2_and_spearman_on_known_values():
     observed = np.array([1.0, 2.0, 3.0, 4.0])
     assert r_squared(observed, observed) == 1.0
     assert r_squared(observed, np.full(4, 2.5)) == 0.0
+    assert r_squared(np.ones(4), observed) == 0.0
     assert spearman(observed, observed[::-1]) == pytest.approx(-1.0)
     assert spearman(observed, np.ones(4)) == 0.0
 

@@ -41,10 +41,11 @@ def loo_closed_form(covariance: np.ndarray, y: np.ndarray, prior_mean: float) ->
 
 
 def r_squared(observed: np.ndarray, predicted: np.ndarray) -> float:
-    """1 - SS_res / SS_tot: 1 for perfect predictions, 0 for predicting the mean, negative for worse."""
+    """1 - SS_res / SS_tot: 1 for perfect predictions, 0 for predicting the mean, negative for worse; 0 when
+    the observations are all equal (there is nothing to explain, and status takes no NaN)."""
     total = float(np.sum((observed - np.mean(observed)) ** 2))
     residual = float(np.sum((observed - predicted) ** 2))
-    return 1.0 - residual / total if total > 0 else float("nan")
+    return 1.0 - residual / total if total > 0 else 0.0
 
 
 def spearman(observed: np.ndarray, predicted: np.ndarray) -> float:
@@ -71,6 +72,13 @@ def gp_leave_one_out(model: SingleTaskGP) -> LeaveOneOut:
     return LeaveOneOut(
         observed, predicted, scale * np.sqrt(variance), r_squared(observed, predicted), spearman(observed, predicted)
     )
+
+
+def posterior_at(model: SingleTaskGP, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior mean and std (y units, latent: without observation noise) at the rows of x."""
+    with torch.no_grad():
+        posterior = model.posterior(torch.as_tensor(x, dtype=torch.float64))
+    return posterior.mean.reshape(-1).numpy(), posterior.variance.clamp_min(0.0).sqrt().reshape(-1).numpy()
 
 
 def lengthscales(model: SingleTaskGP) -> np.ndarray:
@@ -124,8 +132,6 @@ def posterior_slice(
 ) -> np.ndarray:
     """The posterior mean (y units) over `slice_points`; NaN where the pair is invalid."""
     points, valid = slice_points(center, i, j, grid, blocks)
-    with torch.no_grad():
-        mean = model.posterior(torch.as_tensor(points.reshape(-1, len(center)), dtype=torch.float64)).mean
-    surface = mean.reshape(valid.shape).numpy().copy()
+    surface = posterior_at(model, points.reshape(-1, len(center)))[0].reshape(valid.shape).copy()
     surface[~valid] = np.nan
     return surface

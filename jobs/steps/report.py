@@ -16,7 +16,6 @@ import torch
 
 from mixtura_jobs.search import cell_weights, comparison, gp_ucb, surrogate_diagnostics
 from mixtura_jobs.search.final_pick import MIN_TRIALS_FOR_POSTERIOR
-from mixtura_jobs.search.gp_ucb import posterior_at_observations
 from mixtura_jobs.search.simplex import uniform_weights
 from mixtura_jobs.steps.context import StepContext
 from mixtura_jobs.steps.propose import load_space, observations
@@ -142,6 +141,8 @@ def posterior_plot(ids: list[str], observed: np.ndarray, mean: np.ndarray, std: 
 
 
 def _fit_surrogate(x: np.ndarray, y: np.ndarray, seed: int):
+    """The GP the search fits (gp_ucb.fit_gp), seeded as the final pick seeds it, without touching the
+    caller's random state."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return gp_ucb.fit_gp(x, y)
@@ -154,10 +155,10 @@ def _surrogate(ctx: StepContext, chosen: dict | None) -> tuple[dict[str, bytes],
     ids, x, y = observations(ctx, space)
     if len(ids) < MIN_TRIALS_FOR_POSTERIOR:
         return {}, "", None
-    mean, std = posterior_at_observations(x, y, seed=ctx.seed, space=space.geometry)
+    model = _fit_surrogate(x, y, ctx.seed)
+    mean, std = surrogate_diagnostics.posterior_at(model, x)
     order = np.argsort(-mean, kind="stable")[:TOP_CANDIDATES]
     images = {"surrogate.png": posterior_plot([ids[i] for i in order], -y[order], -mean[order], std[order])}
-    model = _fit_surrogate(x, y, ctx.seed)
     # The GP maximises minus the loss: negate back into the objective's units.
     loo = surrogate_diagnostics.gp_leave_one_out(model)
     loo = replace(loo, observed=-loo.observed, predicted=-loo.predicted)
