@@ -1,6 +1,6 @@
 """`python -m mixtura_jobs <step> --search-uri URI ...`: the entrypoint of every job container.
 
-Also the jobs' side of the `mixtura` CLI (`demo-data`): the operator package knows the jobs only by these
+Also the jobs' side of the `mixtura` CLI (`demo-data`, `export`): the operator package knows the jobs only by these
 command lines, never by import.
 """
 
@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from mixtura_jobs.steps import export as export_step
 
 STEPS = {
     "embed": ("embed", "run"),
@@ -32,13 +34,19 @@ def main(argv: list[str] | None = None) -> int:
     steps["propose"].add_argument("--round", type=int, required=True)
     steps["propose"].add_argument("--trials", required=True)
     steps["proxy-train"].add_argument("--trial", required=True)
+    steps["final-train"].add_argument("--baseline", help="train on this baseline mixture (finalTraining.compareWith)")
     demo = sub.add_parser("demo-data", help="make the demo corpus (no downloads)")
     demo.add_argument("dir")
     demo.add_argument("--samples", type=int, default=96)
     demo.add_argument("--seed", type=int, default=0)
+    export = sub.add_parser("export", help="write a search's mixture in a trainer's format")
+    export.add_argument("--search-uri", required=True)
+    export_step.add_arguments(export)
     args = parser.parse_args(argv)
     if args.step == "demo-data":
         return _demo_data(args)
+    if args.step == "export":
+        return export_step.run(args)
 
     from mixtura_jobs.steps.context import StepContext
     from mixtura_jobs.training.device import configure_process
@@ -50,7 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     # Only the step's own module: importing them all (open_clip among them) costs seconds on every job.
     module, function = STEPS[args.step]
     run = getattr(importlib.import_module(f"mixtura_jobs.steps.{module}"), function)
-    run(StepContext.open(args.search_uri), args)
+    ctx = StepContext.open(args.search_uri)
+    if args.step != "proxy-train":
+        run(ctx, args)
+        return 0
+    # Pod logs vanish with the pod: a trial's output is kept in the store, failed or not.
+    from mixtura_operator import layout
+
+    with ctx.tee_output(layout.trial_log(args.trial)):
+        run(ctx, args)
     return 0
 
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from mixtura_operator.api import crdgen
 from mixtura_operator.api.manifests import ManifestError, load
-from mixtura_operator.api.mixturesearch import MixtureSearchStatus, Phase
+from mixtura_operator.api.mixturesearch import MixtureSearch, MixtureSearchStatus, Phase
 from mixtura_operator.status_view import render
 
+# The jobs' `export --format` choices (the jobs check them again; the operator cannot import theirs).
+EXPORT_FORMATS = ("json", "samples", "hf", "megatron", "webdataset")
 CRDS_DIR = Path(__file__).resolve().parent.parent / "crds"
 
 
@@ -51,30 +54,66 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def _manifest_search(manifest: str, name: str):
+    """The MixtureSearch named `name` in a manifest file, and its DomainSet."""
+    bundle = load(Path(manifest))
+    searches = [s for s in bundle.searches if s.metadata.name == name]
+    if not searches:
+        raise ManifestError(f"{manifest}: no MixtureSearch named {name!r}")
+    return searches[0], bundle.domainset_for(searches[0])
+
+
+def _cluster_search(args: argparse.Namespace) -> MixtureSearch:
+    from kubernetes import client
+
+    from mixtura_operator.api import GROUP, VERSION
+    from mixtura_operator.main import api_client
+
+    body = client.CustomObjectsApi(api_client()).get_namespaced_custom_object(
+        GROUP, VERSION, args.namespace, "mixturesearches", args.name
+    )
+    return MixtureSearch.model_validate({**body, "status": body.get("status") or {}})
+
+
+def _status(args: argparse.Namespace) -> MixtureSearchStatus | None:
+    """The search's status: from a local run's store (--manifest) or the cluster."""
     if args.manifest:
         from mixtura_operator.local_runner import local_status
 
-        bundle = load(Path(args.manifest))
-        searches = [s for s in bundle.searches if s.metadata.name == args.name]
-        if not searches:
-            raise ManifestError(f"{args.manifest}: no MixtureSearch named {args.name!r}")
-        status = local_status(searches[0], bundle.domainset_for(searches[0]))
-    else:
-        from kubernetes import client
+        return local_status(*_manifest_search(args.manifest, args.name))
+    return _cluster_search(args).status
 
-        from mixtura_operator.api import GROUP, VERSION
-        from mixtura_operator.main import api_client
 
-        body = client.CustomObjectsApi(api_client()).get_namespaced_custom_object(
-            GROUP, VERSION, args.namespace, "mixturesearches", args.name
-        )
-        status = MixtureSearchStatus.model_validate(body.get("status") or {})
+def cmd_status(args: argparse.Namespace) -> int:
+    status = _status(args)
     if status is None:
         print(f"MixtureSearch {args.name}: not started")
         return 1
     print(render(args.name, status))
     return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    # The formats are the jobs' code: run them as the jobs run, by command line, on the search's store.
+    if args.manifest:
+        from mixtura_operator.local_runner import local_store
+
+        search, domainset = _manifest_search(args.manifest, args.name)
+        root = local_store(search, domainset).uri
+    else:
+        search = _cluster_search(args)
+        root = search.status.artifacts.root
+    env = dict(os.environ)
+    if search.spec.artifacts.endpoint_url:
+        env["MIXTURA_S3_ENDPOINT"] = search.spec.artifacts.endpoint_url
+    if not root:
+        print(f"MixtureSearch {args.name}: no artifacts yet (status.artifacts.root is empty)", file=sys.stderr)
+        return 1
+    command = [sys.executable, "-m", "mixtura_jobs", "export", "--search-uri", root, "--format", args.format]
+    for flag, value in (("--trial", args.trial), ("--out", args.out)):
+        if value is not None:
+            command += [flag, value]
+    return subprocess.call([*command, *args.passed_on], env=env)
 
 
 def cmd_crds(args: argparse.Namespace) -> int:
@@ -145,6 +184,19 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("-n", "--namespace", default="default")
     status.add_argument("--manifest", help="the manifest file of a local `mixtura run`")
     status.set_defaults(func=cmd_status)
+    export = sub.add_parser(
+        "export",
+        help="write a search's mixture in a trainer's format (see README)",
+        epilog="--source DOMAIN=VALUE (megatron: a domain's data prefix; webdataset: its shard URLs) and any "
+        "other option go to `python -m mixtura_jobs export`.",
+    )
+    export.add_argument("name")
+    export.add_argument("-n", "--namespace", default="default")
+    export.add_argument("--manifest", help="the manifest file of a local `mixtura run`")
+    export.add_argument("--format", required=True, choices=EXPORT_FORMATS)
+    export.add_argument("--trial", help="a trial's mixture instead of the final one")
+    export.add_argument("--out", help="output file (samples: .parquet, else JSON lines); default stdout")
+    export.set_defaults(func=cmd_export)
     op = sub.add_parser("operator", help="run the Kubernetes operator (kopf)")
     scope = op.add_mutually_exclusive_group(required=True)
     scope.add_argument("--namespace", action="append", help="a namespace to watch (repeatable)")
@@ -153,7 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     op.add_argument("--health-port", type=int, default=8081)
     op.add_argument("--bind-address", default="0.0.0.0")
     op.set_defaults(func=cmd_operator)
-    args = parser.parse_args(argv)
+    # Options export does not know go on to the jobs' export, which defines and checks them.
+    args, passed_on = parser.parse_known_args(argv)
+    if passed_on and args.func is not cmd_export:
+        parser.error(f"unrecognized arguments: {' '.join(passed_on)}")
+    args.passed_on = passed_on
     try:
         return args.func(args)
     except ManifestError as error:

@@ -19,6 +19,8 @@ FINAL_METRICS = "final/metrics.json"
 # The target model's checkpoint, as its backend saves it: tiny `final/model.pt`, hf `final/model/`.
 FINAL_DIR = "final"
 REPORT = "report/index.html"
+# What the report found that status carries: baseline comparisons and the surrogate's leave-one-out fit.
+REPORT_SUMMARY = "report/summary.json"
 
 _FOLDERS = {"embed": "embeddings", "score": "scores", "propose": "proposals", "trial": "trials"}
 
@@ -53,6 +55,19 @@ def trial_mixture(tid: str) -> str:
 
 def trial_metrics(tid: str) -> str:
     return f"trials/{tid}/metrics.json"
+
+
+def trial_log(tid: str) -> str:
+    return f"trials/{tid}/log.txt"
+
+
+def final_mixture(baseline: str | None = None) -> str:
+    """The mixture the target model trained on: the chosen one (FINAL_MIXTURE), or a baseline's."""
+    return FINAL_MIXTURE if baseline is None else f"final/{baseline}/mixture.json"
+
+
+def final_metrics(baseline: str | None = None) -> str:
+    return FINAL_METRICS if baseline is None else f"final/{baseline}/metrics.json"
 
 
 def proposal(round_index: int) -> str:

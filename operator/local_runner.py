@@ -35,9 +35,14 @@ def _with_local_uid(search: MixtureSearch, domainset: DomainSet) -> MixtureSearc
     return search
 
 
+def local_store(search: MixtureSearch, domainset: DomainSet) -> ArtifactStore:
+    """The store of a local run of `search` (where its artifacts are, or will be)."""
+    return search_store(_with_local_uid(search, domainset))
+
+
 def local_status(search: MixtureSearch, domainset: DomainSet) -> MixtureSearchStatus | None:
     """The status a local run left in the store, or None before the first run."""
-    store = search_store(_with_local_uid(search, domainset))
+    store = local_store(search, domainset)
     return MixtureSearchStatus.model_validate(store.get_json(STATUS)) if store.exists(STATUS) else None
 
 

@@ -1,4 +1,4 @@
-"""The operator's Prometheus metrics. Labels are bounded: namespace, search, phase, state, step — never
+"""The operator's Prometheus metrics. Labels are bounded: namespace, search, phase, state, step, baseline — never
 trial ids or free text (tests check the set against the README)."""
 
 from __future__ import annotations
@@ -15,6 +15,12 @@ SEARCH_PHASE = Gauge(
 SEARCHES = Gauge("mixtura_searches", "Searches by phase", ["phase"])
 TRIALS = Gauge("mixtura_trials", "Trials of a search by state", ["namespace", "search", "state"])
 BEST_OBJECTIVE = Gauge("mixtura_best_objective", "Best held-out loss found so far", ["namespace", "search"])
+STEPS_RATIO = Gauge(
+    "mixtura_steps_ratio",
+    "Steps the chosen mixture needs to reach a baseline's final held-out loss, over the baseline's steps",
+    ["namespace", "search", "baseline"],
+)
+BASELINES = ("uniform", "manual", "madmix")
 ROUND = Gauge("mixtura_search_round", "Proposal round a search is in", ["namespace", "search"])
 PROPOSALS = Counter("mixtura_proposals_total", "Proposal rounds started", ["namespace", "search"])
 JOB_DURATION = Histogram(
@@ -45,6 +51,9 @@ def record_status(namespace: str, search: str, status: MixtureSearchStatus) -> N
     if status.best_trial is not None:
         BEST_OBJECTIVE.labels(namespace, search).set(status.best_trial.objective)
     ROUND.labels(namespace, search).set(status.round)
+    for comparison in status.comparison:
+        if comparison.steps_ratio is not None:
+            STEPS_RATIO.labels(namespace, search, comparison.baseline).set(comparison.steps_ratio)
 
 
 def record_phase_counts(phases: list[Phase]) -> None:
@@ -61,3 +70,6 @@ def forget(namespace: str, search: str) -> None:
     for gauge in (BEST_OBJECTIVE, ROUND):
         with contextlib.suppress(KeyError):
             gauge.remove(namespace, search)
+    for baseline in BASELINES:
+        with contextlib.suppress(KeyError):
+            STEPS_RATIO.remove(namespace, search, baseline)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from mixtura_operator import layout
 from mixtura_operator.api.cross_object import LOCAL_REFUSED, LOCAL_SCHEME
 from mixtura_operator.api.domainset import DomainSet
+from mixtura_operator.api.mixturesearch import BaselineComparison, SurrogateFit
 from mixtura_operator.reconcile import JobState, Observed, TrialResult
 from mixtura_operator.store import ArtifactStore, open_store
 
@@ -78,6 +79,10 @@ class StoreObserver:
                 float(self.store.get_json(layout.FINAL_METRICS)["objective"]),
                 self.store.get_json(layout.FINAL_MIXTURE)["weights"],
             )
+        # A report written before summaries existed has none.
+        has_summary = "report" in done and self.store.exists(layout.REPORT_SUMMARY)
+        summary = self.store.get_json(layout.REPORT_SUMMARY) if has_summary else {}
+        surrogate = summary.get("surrogate")
         return Observed(
             root_uri=self.store.uri,
             snapshot=layout.SNAPSHOT in keys,
@@ -90,4 +95,6 @@ class StoreObserver:
             domain_problems=dict(domain_problems),
             concept_source=concepts[0],
             concept_source_problem=concepts[1],
+            comparison=tuple(BaselineComparison.model_validate(c) for c in summary.get("comparison", [])),
+            surrogate=None if surrogate is None else SurrogateFit.model_validate(surrogate),
         )

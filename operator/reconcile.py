@@ -17,14 +17,24 @@ from mixtura_operator.api.base import Condition, set_condition
 from mixtura_operator.api.cross_object import manual_weight_problem
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import (
+    UNRELIABLE_LOO_SPEARMAN,
     ArtifactRefs,
+    BaselineComparison,
     BestTrial,
     MixtureSearch,
     MixtureSearchStatus,
     Phase,
+    SurrogateFit,
     TrialCounts,
 )
-from mixtura_operator.api.plan import embedded_domains, rounds, searches, uses_cells, uses_madmix
+from mixtura_operator.api.plan import (
+    embedded_domains,
+    final_steps,
+    rounds,
+    searches,
+    uses_cells,
+    uses_madmix,
+)
 
 JobPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
 TERMINAL = (Phase.SUCCEEDED, Phase.FAILED)
@@ -63,6 +73,9 @@ class Observed:
     concept_source_problem: str | None = None
     # What the deployment refuses in the search itself (file:// on a cluster), by field; nothing else is observed.
     refused: tuple[str, ...] = ()
+    # From the report: the target model on the baselines against the chosen mixture, and the surrogate's fit.
+    comparison: tuple[BaselineComparison, ...] = ()
+    surrogate: SurrogateFit | None = None
 
 
 @dataclass(frozen=True)
@@ -255,9 +268,11 @@ def _advance(b: _Builder, domainset: DomainSet, failed: Mapping[str, str]) -> De
                     "TrialsRunning",
                     f"round {index}: {b.status.trials.progress} trials finished",
                 )
-    if spec.final_training.enabled and "final" not in done:
-        b.ensure("final")
-        return b.finish(Phase.TRAINING, "FinalTraining", "training the target model on the chosen mixture")
+    finals = [key for key in final_steps(spec) if key not in done]
+    if finals:
+        _ensure_within(b, finals, spec.budget.parallel_trials)
+        what = "the chosen mixture" + "".join(f", {k.partition('/')[2]}" for k in final_steps(spec)[1:])
+        return b.finish(Phase.TRAINING, "FinalTraining", f"training the target model on {what}")
     if "report" not in done:
         b.ensure("report")
         return b.finish(
@@ -266,6 +281,19 @@ def _advance(b: _Builder, domainset: DomainSet, failed: Mapping[str, str]) -> De
             "writing the report",
         )
     return b.finish(Phase.SUCCEEDED, "Succeeded", "search finished")
+
+
+def _ensure_within(b: _Builder, keys: list[str], parallel: int) -> None:
+    """Start the jobs of `keys` (steps not done), at most `parallel` of them running at once."""
+    running = sum(key in b.observed.jobs for key in keys)
+    for key in keys:
+        if key in b.observed.jobs:
+            continue
+        if running >= parallel:
+            return
+        baseline = key.partition("/")[2]
+        b.ensure(key, *(("--baseline", baseline) if baseline else ()))
+        running += 1
 
 
 def _ensure_cells(b: _Builder) -> str:
@@ -307,10 +335,29 @@ def _summarise(b: _Builder, failed: Mapping[str, str]) -> None:
         root=observed.root_uri or None,
         report=f"{observed.root_uri}/{layout.REPORT}" if "report" in observed.done else None,
     )
+    status.comparison = list(observed.comparison)
+    status.surrogate = observed.surrogate
     stuck = sorted((k, j.message) for k, j in observed.jobs.items() if j.unschedulable and k not in observed.done)
     if stuck:
         b.condition("Degraded", True, "Unschedulable", f"job {stuck[0][0]} cannot be scheduled: {stuck[0][1]}")
     elif n_failed:
         b.condition("Degraded", True, "TrialsFailed", f"{n_failed} trial(s) failed")
+    elif observed.surrogate is not None and not observed.surrogate.reliable:
+        b.condition("Degraded", True, "SurrogateUnreliable", _unreliable(observed.surrogate))
     else:
         b.condition("Degraded", False, "AsExpected")
+    if observed.surrogate is not None:
+        reliable = observed.surrogate.reliable
+        b.condition(
+            "SurrogateUnreliable",
+            not reliable,
+            "AsExpected" if reliable else "LowLeaveOneOutSpearman",
+            "" if reliable else _unreliable(observed.surrogate),
+        )
+
+
+def _unreliable(fit: SurrogateFit) -> str:
+    return (
+        f"leave-one-out Spearman {fit.loo_spearman:.2f} < {UNRELIABLE_LOO_SPEARMAN} (R² {fit.loo_r2:.2f}): the "
+        "trials do not explain the objective; run more trials"
+    )

@@ -154,6 +154,12 @@ MALFORMED: list[tuple[str, dict, str]] = [
         ),
         "spec.training.augmentation",
     ),
+    (
+        "a baseline twice",
+        search(finalTraining={"compareWith": ["uniform", "madmix", "uniform"]}),
+        "spec.finalTraining.compareWith",
+    ),
+    ("unknown baseline", search(finalTraining={"compareWith": ["regmix"]}), "spec.finalTraining.compareWith[0]"),
 ]
 
 # Issue 19: names, types, bounds, URIs, resources a Job carries. Grouped as the README counts them.
@@ -334,6 +340,7 @@ WELL_FORMED: list[tuple[str, dict]] = [
             training={"batchSize": 8, "learningRate": 1e-5, "warmupSteps": 50},
         ),
     ),
+    ("every baseline", search(finalTraining={"compareWith": ["uniform", "manual", "madmix"]})),
 ]
 DUPLICATE = ("duplicate domain names", _duplicate(), "spec.domains")
 

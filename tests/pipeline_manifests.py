@@ -37,6 +37,7 @@ def mixture_search(
     fail_trials: tuple[str, ...] = (),
     seed: int = 0,
     search: dict | None = None,
+    compare_with: tuple[str, ...] = (),
 ) -> dict:
     """The demo MixtureSearch with a tiny budget, its artifacts under the local directory `artifacts`;
     `search`: more of spec.search."""
@@ -66,7 +67,7 @@ def mixture_search(
             # A failing step fails at once: a retry would only rerun the injected failure.
             "resources": {"gpusPerJob": 0, "backoffLimit": 0},
             "artifacts": {"uri": Path(artifacts).resolve().as_uri()},
-            "finalTraining": {"enabled": final_training, "steps": final_steps},
+            "finalTraining": {"enabled": final_training, "steps": final_steps, "compareWith": list(compare_with)},
         },
     }
 

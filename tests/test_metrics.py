@@ -10,7 +10,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from mixtura_operator import metrics
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-ALLOWED_LABELS = {"namespace", "search", "phase", "state", "step"}
+ALLOWED_LABELS = {"namespace", "search", "phase", "state", "step", "baseline"}
 
 
 def documented() -> dict[str, tuple[str, tuple[str, ...]]]:

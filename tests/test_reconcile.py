@@ -9,7 +9,7 @@ import pytest
 
 from malformed import domainset, search
 from mixtura_operator.api.domainset import DomainSet
-from mixtura_operator.api.mixturesearch import MixtureSearch, Phase
+from mixtura_operator.api.mixturesearch import BaselineComparison, MixtureSearch, Phase, SurrogateFit
 from mixtura_operator.reconcile import (
     CreateJob,
     JobState,
@@ -24,13 +24,13 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def make(
-    method="madmix+mixatlas", max_trials=6, parallel=2, max_failed=2, final=True, settings=None, **ds
+    method="madmix+mixatlas", max_trials=6, parallel=2, max_failed=2, final=True, settings=None, compare=(), **ds
 ) -> tuple[MixtureSearch, DomainSet]:
     s = MixtureSearch.model_validate(
         search(
             method=method,
             budget={"maxTrials": max_trials, "parallelTrials": parallel, "maxFailedTrials": max_failed},
-            finalTraining={"enabled": final},
+            finalTraining={"enabled": final, "compareWith": list(compare)},
             search=settings or {},
         )
     )
@@ -234,6 +234,58 @@ def test_manual_method_needs_every_weight():
     s, ds = make(method="manual")
     decision = reconcile(s, ds, Observed(), NOW)
     assert decision.status.message == "spec.domains[0].weight (digits): required by method manual"
+
+
+def test_baselines_train_beside_the_chosen_mixture_within_parallel_trials():
+    s, ds = make(method="uniform", parallel=2, compare=("uniform", "madmix"))
+    world = World()
+    for _embed_then_score in range(2):
+        world.apply(reconcile(s, ds, world.observed, NOW).actions)
+        for running in world.running():
+            world.finish(running)
+    decision = reconcile(s, ds, world.observed, NOW)
+    world.apply(decision.actions)
+    assert world.running() == ["final", "final/uniform"]
+    assert [a.args for a in decision.actions] == [(), ("--baseline", "uniform")]
+    assert decision.status.message == "training the target model on the chosen mixture, uniform, madmix"
+    world.finish("final/uniform")
+    world.apply(reconcile(s, ds, world.observed, NOW).actions)
+    assert world.running() == ["final", "final/madmix"]
+    s, _ = drive(s, ds, world)
+    # MaD-Mix runs for its baseline although the method is uniform.
+    assert world.created == ["embed/digits", "embed/prose", "score", "final", "final/uniform", "final/madmix", "report"]
+    assert s.status.phase == Phase.SUCCEEDED
+
+
+def test_a_manual_baseline_needs_every_weight():
+    s, ds = make(method="uniform", compare=("manual",))
+    decision = reconcile(s, ds, Observed(), NOW)
+    assert decision.status.message == "spec.domains[0].weight (digits): required by finalTraining.compareWith manual"
+
+
+def test_an_unreliable_surrogate_degrades_the_search_without_failing_it():
+    s, ds = make(method="mixatlas", max_trials=4, settings={"space": "domains"})
+    world = World()
+    comparison = (BaselineComparison(baseline="uniform", objective=2.0, steps_ratio=0.6),)
+    world.observed = replace(
+        world.observed, comparison=comparison, surrogate=SurrogateFit(loo_r2=-0.4, loo_spearman=0.1)
+    )
+    s, _ = drive(s, ds, world)
+    conditions = {c.type: c for c in s.status.conditions}
+    assert s.status.phase == Phase.SUCCEEDED
+    assert conditions["Degraded"].status == "True" and conditions["Degraded"].reason == "SurrogateUnreliable"
+    assert conditions["SurrogateUnreliable"].status == "True"
+    assert "Spearman 0.10 < 0.3" in conditions["SurrogateUnreliable"].message
+    assert s.status.comparison == list(comparison) and s.status.surrogate.loo_spearman == 0.1
+
+
+def test_a_reliable_surrogate_says_so():
+    s, ds = make(method="mixatlas", max_trials=4, settings={"space": "domains"})
+    world = World()
+    world.observed = replace(world.observed, surrogate=SurrogateFit(loo_r2=0.8, loo_spearman=0.9))
+    s, _ = drive(s, ds, world)
+    conditions = {c.type: c.status for c in s.status.conditions}
+    assert conditions["Degraded"] == "False" and conditions["SurrogateUnreliable"] == "False"
 
 
 def test_unschedulable_jobs_show_in_degraded():

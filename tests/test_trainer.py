@@ -171,3 +171,13 @@ def test_mergemix_run_logs_both_losses_against_a_control(domains: dict[str, Doma
     assert all(0 <= entry["lambda"] <= 1 for entry in logged)
     assert np.isfinite(mixed["objective"]) and set(mixed["heldout_loss"]) == set(NAMES)
     assert mixed["heldout_loss"] != uniform_run["heldout_loss"]
+
+
+def test_a_heldout_curve_leaves_the_training_untouched(domains: dict[str, DomainSamples], uniform_run: dict) -> None:
+    curved = train_on_mixture(domains, dict.fromkeys(NAMES, 1.0), {**CONFIG, "eval_every": 10}, seed=0)
+    assert [step for step, _ in curved["heldout_curve"]] == [0, 10, 20, 30]
+    # Evaluating draws no random numbers and changes no weight: the run is the one without a curve.
+    assert curved["heldout_curve"][-1][1] == curved["objective"] == uniform_run["objective"]
+    assert curved["train_loss"] == uniform_run["train_loss"]
+    assert curved["heldout_curve"][0][1] > curved["objective"]
+    assert "heldout_curve" not in uniform_run

@@ -54,6 +54,23 @@ class NamedSpace:
             return SimplexSpace(len(self.cells.ids), self.cells.caps)
         return SimplexSpace(len(self.domains))
 
+    @property
+    def coordinates(self) -> list[str]:
+        """A name for each coordinate of the space's points."""
+        if self.kind == "domains":
+            return list(self.domains)
+        if self.kind == "factorized":
+            return [f"concept {c}" for c in self.cells.concepts] + [f"task {t}" for t in self.cells.tasks]
+        return list(self.cells.ids)
+
+    @property
+    def blocks(self) -> list[np.ndarray]:
+        """The groups of coordinates that each sum to 1: the concept and the task weights when factorized."""
+        if self.kind == "factorized":
+            k = len(self.cells.concepts)
+            return [np.arange(k), np.arange(k, k + len(self.cells.tasks))]
+        return [np.arange(self.geometry.dim)]
+
     def center(self, domain_weights: np.ndarray | None = None) -> np.ndarray:
         """The point searches centre on: `domain_weights` (e.g. MaD-Mix's) split over the cells by their
         samples, or the natural mixture; in the factorized space, the factors with its concept and task

@@ -5,23 +5,28 @@ from __future__ import annotations
 import argparse
 import html
 import io
+from dataclasses import replace
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 
-from mixtura_jobs.search import cell_weights
+from mixtura_jobs.search import cell_weights, comparison, gp_ucb, surrogate_diagnostics
 from mixtura_jobs.search.final_pick import MIN_TRIALS_FOR_POSTERIOR
-from mixtura_jobs.search.gp_ucb import posterior_at_observations
 from mixtura_jobs.search.simplex import uniform_weights
 from mixtura_jobs.steps.context import StepContext
 from mixtura_jobs.steps.propose import load_space, observations
 from mixtura_operator import layout
-from mixtura_operator.api.plan import searches
+from mixtura_operator.api.mixturesearch import UNRELIABLE_LOO_SPEARMAN, BaselineComparison, SurrogateFit
+from mixtura_operator.api.plan import final_baselines, searches
 
 TOP_CANDIDATES = 8
+# What the trials and the final training minimise (a named spec.objective will replace it).
+OBJECTIVE = "held-out loss (mean over domains)"
+SLICE_GRID = 41
 
 
 def _png(fig) -> bytes:
@@ -38,7 +43,7 @@ def weights_plot(domains: list[str], columns: dict[str, np.ndarray]) -> bytes:
         ax.bar(np.arange(len(domains)) + (i - (len(columns) - 1) / 2) * width, w, width, label=label)
     ax.set_xticks(np.arange(len(domains)), domains, rotation=30, ha="right")
     ax.set_ylabel("weight")
-    ax.set_title("Mixture weights per method")
+    ax.set_title("Chosen mixture against the baselines (domain weights)")
     ax.legend(fontsize=8)
     return _png(fig)
 
@@ -70,6 +75,57 @@ def loss_curve_plot(train_loss: list[float]) -> bytes:
     return _png(fig)
 
 
+def comparison_plot(curves: dict[str, list[list[float]]]) -> bytes:
+    """Held-out loss during the target model's training, on the chosen mixture and on each baseline."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for label, curve in curves.items():
+        steps, losses = np.array(curve).T
+        ax.plot(steps, losses, marker=".", lw=2 if label == "chosen" else 1.2, label=label)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(OBJECTIVE)
+    ax.set_title("Target model: chosen mixture against the baselines")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def loo_plot(loo: surrogate_diagnostics.LeaveOneOut) -> bytes:
+    """Each trial's objective predicted by the GP fitted on the others, against the observed one."""
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.errorbar(loo.observed, loo.predicted, yerr=2 * loo.std, fmt="o", capsize=2, alpha=0.8)
+    low, high = min(loo.observed.min(), loo.predicted.min()), max(loo.observed.max(), loo.predicted.max())
+    ax.plot([low, high], [low, high], color="black", lw=0.8, ls="--", label="perfect prediction")
+    ax.set_xlabel(f"observed {OBJECTIVE}")
+    ax.set_ylabel("leave-one-out prediction ± 2 std")
+    ax.set_title(f"Leave-one-out: R² {loo.r2:.2f}, Spearman {loo.spearman:.2f}")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def sensitivity_plot(names: list[str], scales: np.ndarray) -> bytes:
+    """1 / lengthscale per coordinate: the longer the bar, the more the objective moves with it."""
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(names) + 2), 3.6))
+    ax.bar(np.arange(len(names)), 1.0 / scales)
+    ax.set_xticks(np.arange(len(names)), names, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("1 / lengthscale")
+    ax.set_title("Sensitivity of the surrogate to each coordinate")
+    return _png(fig)
+
+
+def slice_plot(grid: np.ndarray, surface: np.ndarray, names: tuple[str, str], center: np.ndarray) -> bytes:
+    """The posterior mean over two coordinates, the others rescaled to stay on the simplex."""
+    fig, ax = plt.subplots(figsize=(5.2, 4.2))
+    image = ax.imshow(
+        surface.T, origin="lower", extent=(grid[0], grid[-1], grid[0], grid[-1]), aspect="auto", cmap="viridis_r"
+    )
+    ax.scatter([center[0]], [center[1]], marker="*", s=120, color="red", label="chosen mixture")
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1])
+    ax.set_title("Posterior mean over the two most sensitive coordinates")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.colorbar(image, ax=ax, label=f"predicted {OBJECTIVE}")
+    return _png(fig)
+
+
 def posterior_plot(ids: list[str], observed: np.ndarray, mean: np.ndarray, std: np.ndarray) -> bytes:
     """The top candidates by posterior mean: the GP's held-out loss with a 2-std band, and the observed one."""
     fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(ids) + 1.5), 3.6))
@@ -84,15 +140,83 @@ def posterior_plot(ids: list[str], observed: np.ndarray, mean: np.ndarray, std: 
     return _png(fig)
 
 
-def _top_candidates(ctx: StepContext, top: int) -> bytes | None:
-    """posterior_plot of the `top` trials with the best posterior mean, in the space the search ran in."""
+def _fit_surrogate(x: np.ndarray, y: np.ndarray, seed: int):
+    """The GP the search fits (gp_ucb.fit_gp), seeded as the final pick seeds it, without touching the
+    caller's random state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return gp_ucb.fit_gp(x, y)
+
+
+def _surrogate(ctx: StepContext, chosen: dict | None) -> tuple[dict[str, bytes], str, dict | None]:
+    """The surrogate's section: top candidates by posterior mean, leave-one-out predictions, sensitivities
+    and a posterior slice; and its leave-one-out fit for status. Nothing before MIN_TRIALS_FOR_POSTERIOR."""
     space = load_space(ctx)
     ids, x, y = observations(ctx, space)
     if len(ids) < MIN_TRIALS_FOR_POSTERIOR:
-        return None
-    mean, std = posterior_at_observations(x, y, seed=ctx.seed, space=space.geometry)
-    order = np.argsort(-mean, kind="stable")[:top]
-    return posterior_plot([ids[i] for i in order], -y[order], -mean[order], std[order])
+        return {}, "", None
+    model = _fit_surrogate(x, y, ctx.seed)
+    mean, std = surrogate_diagnostics.posterior_at(model, x)
+    order = np.argsort(-mean, kind="stable")[:TOP_CANDIDATES]
+    images = {"surrogate.png": posterior_plot([ids[i] for i in order], -y[order], -mean[order], std[order])}
+    # The GP maximises minus the loss: negate back into the objective's units.
+    loo = surrogate_diagnostics.gp_leave_one_out(model)
+    loo = replace(loo, observed=-loo.observed, predicted=-loo.predicted)
+    images["loo.png"] = loo_plot(loo)
+    scales = surrogate_diagnostics.lengthscales(model)
+    images["sensitivity.png"] = sensitivity_plot(space.coordinates, scales)
+    i, j = surrogate_diagnostics.most_sensitive(scales)
+    center = space.point(chosen) if chosen else x[int(np.argmax(mean))]
+    grid = np.linspace(0.0, 1.0, SLICE_GRID)
+    surface = -surrogate_diagnostics.posterior_slice(model, center, i, j, grid, space.blocks)
+    names = (space.coordinates[i], space.coordinates[j])
+    images["slice.png"] = slice_plot(grid, surface, names, center[[i, j]])
+    fit = SurrogateFit(loo_r2=loo.r2, loo_spearman=loo.spearman)
+    warning = (
+        ""
+        if fit.reliable
+        else f'<p class="warn">Leave-one-out Spearman {loo.spearman:.2f} is below {UNRELIABLE_LOO_SPEARMAN}: the '
+        "trials do not explain the objective yet; run more trials before trusting the surrogate.</p>"
+    )
+    section = f"""<h2>Surrogate</h2>{warning}
+<img src="surrogate.png" alt="GP posterior of the top candidates">
+<img src="loo.png" alt="leave-one-out predicted against observed">
+<img src="sensitivity.png" alt="sensitivity per coordinate">
+<img src="slice.png" alt="posterior mean over the two most sensitive coordinates">"""
+    return images, section, fit.wire()
+
+
+def _comparison(ctx: StepContext, final_metrics: dict | None) -> tuple[dict[str, bytes], str, list[dict]]:
+    """The target model on the chosen mixture against each finalTraining.compareWith baseline."""
+    baselines = [b for b in final_baselines(ctx.search.spec) if ctx.store.exists(layout.final_metrics(b))]
+    if not baselines or not final_metrics or "heldout_curve" not in final_metrics:
+        return {}, "", []
+    chosen = final_metrics["heldout_curve"]
+    curves, rows, entries = {"chosen": chosen}, [], []
+    for baseline in baselines:
+        curve = ctx.store.get_json(layout.final_metrics(baseline))["heldout_curve"]
+        curves[baseline] = curve
+        ratio = comparison.steps_ratio(chosen, curve)
+        entries.append(BaselineComparison(baseline=baseline, objective=curve[-1][1], steps_ratio=ratio).wire())
+        reached = "never" if ratio is None else f"{ratio * curve[-1][0]:.0f}"
+        # The converse says by how much the baseline wins when the chosen mixture never gets there.
+        converse = comparison.steps_to_reach(curve, chosen[-1][1])
+        row = [baseline, f"{curve[-1][1]:.4f}", reached, f"{curve[-1][0]:.0f}", _ratio_text(ratio)]
+        rows.append([*row, "never" if converse is None else f"{converse:.0f}"])
+    header = ["baseline", "its final loss", "chosen reaches it at step", "steps", "ratio"]
+    header.append("it reaches the chosen's final loss at step")
+    section = f"""<h2>Chosen mixture against the baselines</h2>
+<p>The target model trained on each mixture with the same steps, seed and settings. Ratio: the steps the chosen
+mixture needs to reach the baseline's final loss, over the baseline's steps (below 1: fewer steps).</p>
+<img src="comparison.png" alt="held-out loss curves of the chosen mixture and the baselines">
+{_table(header, rows)}"""
+    return {"comparison.png": comparison_plot(curves)}, section, entries
+
+
+def _ratio_text(ratio: float | None) -> str:
+    if ratio is None:
+        return "not reached"
+    return f"{ratio:.2f} ({1 / ratio:.2f}x fewer steps)" if ratio > 0 else "0 (from the start)"
 
 
 def concept_thumbnails(exemplars: dict[str, list[np.ndarray]]) -> bytes:
@@ -136,10 +260,34 @@ def _exemplar_images(ctx: StepContext, exemplars: dict[str, list[list]]) -> dict
     return {concept: [images[domain][index] for domain, index in rows] for concept, rows in exemplars.items()}
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def _table(header: list[str], rows: list[list[str]], css: str = "", raw: int | None = None) -> str:
+    """An HTML table of text cells; the cells of column `raw` are HTML already (links)."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    body = "".join(
+        "<tr>" + "".join(f"<td>{c if k == raw else html.escape(c)}</td>" for k, c in enumerate(row)) + "</tr>"
+        for row in rows
+    )
+    return f'<div class="scroll"><table class="{css}"><tr>{head}</tr>{body}</table></div>'
+
+
+def _trial_links(store, tid: str) -> str:
+    """Links to a trial's metrics and log in the store, relative to the report's folder."""
+    links = [f'<a href="../{layout.trial_metrics(tid)}">metrics</a>']
+    if store.exists(layout.trial_log(tid)):
+        links.append(f'<a href="../{layout.trial_log(tid)}">log</a>')
+    return " ".join(links)
+
+
+# Click a column heading to sort the trial table by it (numbers as numbers); a second click reverses.
+SORT_SCRIPT = """<script>
+document.querySelectorAll("table.sortable th").forEach((th, col) => th.addEventListener("click", () => {
+  const table = th.closest("table"), rows = [...table.rows].slice(1);
+  const up = th.dataset.up !== "1"; th.dataset.up = up ? "1" : "0";
+  const key = r => { const t = r.cells[col].textContent, n = parseFloat(t); return isNaN(n) ? t : n; };
+  rows.sort((a, b) => (key(a) > key(b) ? 1 : key(a) < key(b) ? -1 : 0) * (up ? 1 : -1));
+  rows.forEach(r => table.tBodies[0].appendChild(r));
+}));
+</script>"""
 
 
 def run(ctx: StepContext, args: argparse.Namespace) -> None:
@@ -159,20 +307,23 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
         if key.endswith("/_SUCCESS"):
             tid = key.split("/")[1]
             trials.append((tid, store.get_json(layout.trial_mixture(tid)), store.get_json(layout.trial_metrics(tid))))
+    trials.sort(key=lambda t: t[2]["objective"])
     failed = sorted(key.split("/")[1] for key in store.list("trials") if key.endswith("/_FAILED"))
     if trials:
-        best = min(trials, key=lambda t: t[2]["objective"])
-        columns["best trial"] = ctx.vector(best[1]["weights"])
+        columns["best trial"] = ctx.vector(trials[0][1]["weights"])
     if final:
-        columns[f"final ({final['source']})"] = ctx.vector(final["weights"])
+        columns[f"chosen ({final['source']})"] = ctx.vector(final["weights"])
+    chosen = final or (trials[0][1] if trials else None)
 
     images = {"weights.png": weights_plot(names, columns)}
     if trials:
-        rounds = np.array([t[1]["round"] for t in trials])
-        images["trials.png"] = trials_plot(rounds, np.array([t[2]["objective"] for t in trials]))
-    surrogate = _top_candidates(ctx, TOP_CANDIDATES) if searches(spec) else None
-    if surrogate is not None:
-        images["surrogate.png"] = surrogate
+        by_id = sorted(trials)
+        rounds = np.array([t[1]["round"] for t in by_id])
+        images["trials.png"] = trials_plot(rounds, np.array([t[2]["objective"] for t in by_id]))
+    surrogate_images, surrogate_html, fit = _surrogate(ctx, chosen) if searches(spec) else ({}, "", None)
+    images.update(surrogate_images)
+    comparison_images, comparison_html, comparisons = _comparison(ctx, final_metrics)
+    images.update(comparison_images)
     if final_metrics and final_metrics.get("train_loss"):
         images["final-training.png"] = loss_curve_plot(final_metrics["train_loss"])
     cells_html = ""
@@ -180,10 +331,8 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
         record = store.get_json(layout.CELLS)
         images["concepts.png"] = concept_thumbnails(_exemplar_images(ctx, record["exemplars"]))
         cells_html = '<h2>Concepts</h2><img src="concepts.png" alt="most typical images per concept">'
-        chosen = final or (best[1] if trials else None)
         if chosen and "cells" in chosen:
-            which = "final" if final else "best trial"
-            title = f"Cell weights ({which})"
+            title = f"Cell weights ({'chosen' if final else 'best trial'})"
             images["cells.png"] = cell_heatmap(cell_weights.from_record(record), chosen["cells"], title)
             cells_html += '<h2>Cells</h2><img src="cells.png" alt="cell weights, concept x task">'
     for name, data in images.items():
@@ -193,44 +342,56 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
     trial_rows = [
         [
             tid,
+            f"{r['objective']:.4f}",
             str(m["round"]),
             m["source"],
-            f"{r['objective']:.4f}",
             r.get("augmentation", "none"),
             " ".join(f"{n}={w:.2f}" for n, w in m["weights"].items()),
+            _trial_links(store, tid),
         ]
         for tid, m, r in trials
-    ] + [[tid, "", "", "failed", "", ""] for tid in failed]
+    ] + [[tid, "failed", "", "", "", "", _trial_links(store, tid)] for tid in failed]
     summary = [
         ["search", f"{ctx.search.metadata.namespace}/{ctx.search.metadata.name}"],
+        ["objective", f"{OBJECTIVE}, lower is better"],
         ["method", spec.method],
         ["trials", f"{len(trials)} succeeded, {len(failed)} failed of {spec.budget.max_trials}"],
         ["augmentation", spec.training.augmentation.type],
     ]
     if final_metrics:
-        summary.append(["final held-out loss", f"{final_metrics['objective']:.4f}"])
+        summary.append([f"chosen mixture's final {OBJECTIVE}", f"{final_metrics['objective']:.4f}"])
+    summary += [[f"steps ratio against {c['baseline']}", _ratio_text(c.get("stepsRatio"))] for c in comparisons]
+    if fit is not None:
+        summary.append(["surrogate leave-one-out", f"R² {fit['looR2']:.2f}, Spearman {fit['looSpearman']:.2f}"])
     name = html.escape(ctx.search.metadata.name)
-    trials_plot_html = '<h2>Trials</h2><img src="trials.png" alt="objective per trial">' if trials else ""
-    if surrogate is not None:
-        trials_plot_html += '<h2>Surrogate</h2><img src="surrogate.png" alt="GP posterior of the top candidates">'
-
+    trials_html = ""
+    if trial_rows:
+        header = ["trial", OBJECTIVE, "round", "source", "augmentation", "domain weights", "store"]
+        trials_html = f"""<h2>Trials</h2><img src="trials.png" alt="objective per trial">
+<p>Click a heading to sort.</p>{_table(header, trial_rows, css="sortable", raw=6)}"""
     final_plot_html = (
         '<h2>Final training</h2><img src="final-training.png" alt="final training loss">'
         if "final-training.png" in images
         else ""
     )
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Mixtura: {name}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:70em}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left;font-size:90%}}img{{max-width:100%}}</style></head><body>
+<style>body{{font-family:sans-serif;margin:2em auto;max-width:70em;padding:0 1em}}
+table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left;font-size:90%}}
+th{{background:#f3f3f3}}table.sortable th{{cursor:pointer}}img{{max-width:100%;margin:0.5em 0}}
+.scroll{{max-width:100%;overflow-x:auto}}.warn{{color:#a00;font-weight:bold}}</style></head><body>
 <h1>Mixture search {name}</h1>
 {_table(["", ""], summary)}
 <h2>Weights</h2><img src="weights.png" alt="weights per method">
 {_table(["domain", *columns], weight_rows)}
-{trials_plot_html}
-{_table(["trial", "round", "source", "held-out loss", "augmentation", "weights"], trial_rows) if trial_rows else ""}
+{comparison_html}
+{trials_html}
+{surrogate_html}
 {final_plot_html}
 {cells_html}
+{SORT_SCRIPT}
 </body></html>"""
+    store.put_json(layout.REPORT_SUMMARY, {"comparison": comparisons, **({"surrogate": fit} if fit else {})})
     store.put_bytes(layout.REPORT, page.encode())
     print(f"report {store.uri}/{layout.REPORT}", flush=True)
     ctx.mark_done("report")

@@ -10,28 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
-from mixtura_jobs.data.npz_shards import DomainSamples
-from mixtura_jobs.search.cell_weights import sample_cells
 from mixtura_jobs.search.final_pick import final_mixture
 from mixtura_jobs.steps.context import StepContext
 from mixtura_jobs.steps.models import Role, model_ref
 from mixtura_jobs.steps.propose import load_space, observations
 from mixtura_jobs.training.backends import VLMBackend
 from mixtura_jobs.training.device import select_placement
-from mixtura_jobs.training.trainer import train_on_mixture
+from mixtura_jobs.training.trainer import DEFAULT_CONFIG, train_on_mixture
 from mixtura_operator import layout
-
-
-def cell_groups(ctx: StepContext, domains: dict[str, DomainSamples]) -> dict[str, np.ndarray]:
-    """Each sample's concept x task cell, from the cells step's assignments."""
-    return {
-        d.name: sample_cells(
-            d.task_type,
-            ctx.store.get_array(layout.assignments(d.name)) if "image" in d.modalities else None,
-            len(domains[d.name]),
-        )
-        for d in ctx.domainset.spec.domains
-    }
+from mixtura_operator.api.plan import final_baselines
 
 
 def upload_checkpoint(ctx: StepContext, backend: VLMBackend) -> None:
@@ -48,8 +35,10 @@ def _train(
     steps: int,
     seed: int,
     on_trained: Callable[[VLMBackend], None] | None = None,
+    eval_every: int = 0,
 ) -> dict:
-    """Train on a mixture record: by its cell weights when it has them, else by its domain weights."""
+    """Train on a mixture record: by its cell weights when it has them, else by its domain weights;
+    `eval_every` > 0 records the held-out objective every that many steps."""
     spec = ctx.search.spec
     model = model_ref(ctx, role)
     # Every domain is read, weighted or not: held-out loss is measured on all of them.
@@ -60,7 +49,7 @@ def _train(
 
         settings = spec.training.augmentation.mergemix
         augment = make_mergemix_augment(MergeMixConfig(enabled=True, **settings.model_dump()))
-    config = {**spec.training.trainer_config(), "steps": steps}
+    config = {**spec.training.trainer_config(), "steps": steps, "eval_every": eval_every}
     by_cells = "cells" in mixture
     metrics = train_on_mixture(
         domains,
@@ -68,7 +57,7 @@ def _train(
         config,
         seed=seed,
         augment=augment,
-        groups=cell_groups(ctx, domains) if by_cells else None,
+        groups=ctx.cell_groups({name: len(s) for name, s in domains.items()}) if by_cells else None,
         on_trained=on_trained,
         model=model,
         placement=select_placement(),
@@ -91,9 +80,21 @@ def run_proxy(ctx: StepContext, args: argparse.Namespace) -> None:
     ctx.mark_done(step_key)
 
 
-def run_final(ctx: StepContext, args: argparse.Namespace) -> None:
-    if ctx.is_done("final"):
-        return
+def baseline_mixture(ctx: StepContext, baseline: str) -> dict:
+    """The domain weights of a finalTraining.compareWith baseline."""
+    domains = ctx.domainset.spec.domains
+    if baseline == "uniform":
+        weights = np.full(len(domains), 1.0 / len(domains))
+    elif baseline == "manual":
+        weights = ctx.vector({d.name: d.weight or 0.0 for d in domains})
+        weights = weights / weights.sum()
+    else:
+        weights = ctx.vector(ctx.store.get_json(layout.MADMIX)["weights"])
+    return {"weights": ctx.as_weights(weights), "source": baseline}
+
+
+def chosen_mixture(ctx: StepContext) -> dict:
+    """The mixture the search chose, by the method's rule (search/final_pick.py)."""
     spec = ctx.search.spec
     domains = ctx.domainset.spec.domains
     manual = ctx.vector({d.name: d.weight or 0.0 for d in domains}) if spec.method == "manual" else None
@@ -112,11 +113,24 @@ def run_final(ctx: StepContext, args: argparse.Namespace) -> None:
     )
     if "index" in provenance:
         provenance["trial"] = ids[provenance.pop("index")]
-    mixture = {**space.record(point), **provenance}
-    ctx.store.put_json(layout.FINAL_MIXTURE, mixture)
-    metrics = _train(
-        ctx, mixture, "target", spec.final_training.steps, ctx.seed, on_trained=lambda b: upload_checkpoint(ctx, b)
-    )
-    ctx.store.put_json(layout.FINAL_METRICS, metrics)
-    print(f"final {json.dumps(mixture)} objective={metrics['objective']:.4f}", flush=True)
-    ctx.mark_done("final")
+    return {**space.record(point), **provenance}
+
+
+def run_final(ctx: StepContext, args: argparse.Namespace) -> None:
+    """The target model on the chosen mixture (`final`), or on a baseline (`final/<baseline>`): same steps,
+    seed and settings, with the held-out objective every log interval for the comparison's curves."""
+    baseline = getattr(args, "baseline", None)
+    step_key = "final" if baseline is None else f"final/{baseline}"
+    if ctx.is_done(step_key):
+        return
+    mixture = chosen_mixture(ctx) if baseline is None else baseline_mixture(ctx, baseline)
+    ctx.store.put_json(layout.final_mixture(baseline), mixture)
+    spec = ctx.search.spec
+    # Only the chosen mixture's model is kept; curves are recorded when there are baselines to compare with.
+    keep = (lambda backend: upload_checkpoint(ctx, backend)) if baseline is None else None
+    eval_every = DEFAULT_CONFIG["log_every"] if final_baselines(spec) else 0
+    steps = spec.final_training.steps
+    metrics = _train(ctx, mixture, "target", steps, ctx.seed, on_trained=keep, eval_every=eval_every)
+    ctx.store.put_json(layout.final_metrics(baseline), metrics)
+    print(f"{step_key} {json.dumps(mixture)} objective={metrics['objective']:.4f}", flush=True)
+    ctx.mark_done(step_key)

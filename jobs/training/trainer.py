@@ -31,6 +31,7 @@ DEFAULT_CONFIG: dict = {
     "max_heldout_samples": 256,  # per domain: bounds evaluation time on large domains
     "eval_batch_size": 64,
     "log_every": 10,
+    "eval_every": 0,  # > 0: held-out objective every this many steps, as `heldout_curve`
 }
 
 # augment(model, batch, step, rng, winner=(sum_logp, n_tokens)) -> (extra_loss, logs); `winner` is the clean
@@ -110,6 +111,11 @@ def evaluate(
     return losses
 
 
+def _objective(heldout_loss: dict[str, float]) -> float:
+    """The mean held-out loss over all domains, weighted or not; lower is better."""
+    return sum(heldout_loss.values()) / len(heldout_loss)
+
+
 def lr_at(step: int, cfg: dict) -> float:
     """Linear warm-up, then cosine decay to `min_lr_ratio` of the peak."""
     if step < cfg["warmup_steps"]:
@@ -157,6 +163,18 @@ def train_on_mixture(
 
     start = time.perf_counter()
     train_loss: list[float] = []
+    curve: list[list[float]] = []
+    # The curve's evaluations are left out of the training throughput.
+    eval_seconds = 0.0
+
+    def record_curve(step: int) -> None:
+        nonlocal eval_seconds
+        tick = time.perf_counter()
+        curve.append([step, _objective(evaluate(backend, heldout, cfg["eval_batch_size"], placement))])
+        eval_seconds += time.perf_counter() - tick
+
+    if cfg["eval_every"]:
+        record_curve(0)
     window: list[float] = []
     for step in range(cfg["steps"]):
         for group in optimizer.param_groups:
@@ -180,18 +198,21 @@ def train_on_mixture(
             mean_loss = sum(window) / len(window)
             window.clear()
             train_loss.append(mean_loss)
-            rate = (step + 1) * cfg["batch_size"] / (time.perf_counter() - start)
+            rate = (step + 1) * cfg["batch_size"] / (time.perf_counter() - start - eval_seconds)
             print(f"step={step + 1} loss={mean_loss:.4f} samples_per_s={rate:.1f}", flush=True)
             if on_log is not None:
                 on_log({"step": step + 1, "loss": mean_loss, "samples_per_s": rate, **logs})
-    train_seconds = time.perf_counter() - start
+        if cfg["eval_every"] and (step + 1) % cfg["eval_every"] == 0 and step + 1 < cfg["steps"]:
+            record_curve(step + 1)
+    train_seconds = time.perf_counter() - start - eval_seconds
 
     heldout_loss = evaluate(backend, heldout, cfg["eval_batch_size"], placement)
+    objective = _objective(heldout_loss)
     if on_trained is not None:
         on_trained(backend)
-    return {
+    metrics = {
         "heldout_loss": heldout_loss,
-        "objective": sum(heldout_loss.values()) / len(heldout_loss),
+        "objective": objective,
         "train_loss": train_loss,
         "steps": cfg["steps"],
         "seconds": time.perf_counter() - start,
@@ -199,3 +220,4 @@ def train_on_mixture(
         "backend": backend.name,
         **placement.record(),
     }
+    return {**metrics, "heldout_curve": [*curve, [cfg["steps"], objective]]} if cfg["eval_every"] else metrics

@@ -6,18 +6,24 @@ from __future__ import annotations
 
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import MixtureSearch
+from mixtura_operator.api.plan import final_baselines
 
 LOCAL_SCHEME = "file://"
 LOCAL_REFUSED = "file:// is refused on a cluster: use s3://"
 
 
 def manual_weight_problem(search: MixtureSearch, domainset: DomainSet) -> str | None:
-    """Method manual trains on the DomainSet's weights, so every domain needs one."""
-    if search.spec.method != "manual":
+    """Method manual, and the manual baseline of `finalTraining.compareWith`, train on the DomainSet's weights,
+    so every domain needs one."""
+    if search.spec.method == "manual":
+        by = "method manual"
+    elif "manual" in final_baselines(search.spec):
+        by = "finalTraining.compareWith manual"
+    else:
         return None
     for index, domain in enumerate(domainset.spec.domains):
         if domain.weight is None:
-            return f"spec.domains[{index}].weight ({domain.name}): required by method manual"
+            return f"spec.domains[{index}].weight ({domain.name}): required by {by}"
     return None
 
 

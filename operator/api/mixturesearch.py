@@ -340,9 +340,28 @@ class Training(ApiModel):
         }
 
 
+Baseline = Literal["uniform", "manual", "madmix"]
+
+
 class FinalTraining(ApiModel):
     enabled: bool = True
     steps: int = Field(default=200, ge=1, le=10_000_000)
+    # None rather than []: an empty list would be in every spec's wire form and change every local run's uid.
+    compare_with: list[Baseline] | None = Field(
+        default=None,
+        max_length=3,
+        description="Baseline mixtures the target model is also trained on (same steps, seed and settings), "
+        "so the report and status can say how many steps the chosen mixture saves.",
+    )
+
+    rules = (
+        Rule(
+            cel="!has(self.compareWith) || self.compareWith.all(b, self.compareWith.exists_one(c, c == b))",
+            message="must not repeat a baseline",
+            field=".compareWith",
+            check=lambda f: f.compare_with is None or len(set(f.compare_with)) == len(f.compare_with),
+        ),
+    )
 
 
 class MixtureSearchSpec(ApiModel):
@@ -406,6 +425,34 @@ class BestTrial(ApiModel):
     weights: dict[str, float]
 
 
+class BaselineComparison(ApiModel):
+    """The target model trained on a baseline mixture against the chosen one."""
+
+    baseline: Baseline
+    objective: float = Field(description="The baseline's final held-out loss.")
+    steps_ratio: float | None = Field(
+        default=None,
+        description="Steps the chosen mixture needs to reach the baseline's final held-out loss, over the "
+        "baseline's steps (0.5: twice as fast); absent when it never does.",
+    )
+
+
+# Below this leave-one-out rank correlation the trials do not explain the objective: condition
+# SurrogateUnreliable.
+UNRELIABLE_LOO_SPEARMAN = 0.3
+
+
+class SurrogateFit(ApiModel):
+    """How well the GP surrogate predicts trials it did not see (leave-one-out)."""
+
+    loo_r2: float
+    loo_spearman: float
+
+    @property
+    def reliable(self) -> bool:
+        return self.loo_spearman >= UNRELIABLE_LOO_SPEARMAN
+
+
 class ArtifactRefs(ApiModel):
     root: str | None = None
     report: str | None = None
@@ -422,6 +469,8 @@ class MixtureSearchStatus(ApiModel):
     madmix_weights: dict[str, float] | None = None
     final_weights: dict[str, float] | None = None
     final_objective: float | None = None
+    comparison: list[BaselineComparison] = Field(default_factory=list)
+    surrogate: SurrogateFit | None = None
     artifacts: ArtifactRefs = Field(default_factory=ArtifactRefs)
     start_time: datetime | None = None
     completion_time: datetime | None = None

@@ -11,7 +11,18 @@ from mixtura_operator.api.mixturesearch import SEARCH_METHODS, MixtureSearchSpec
 
 
 def uses_madmix(spec: MixtureSearchSpec) -> bool:
-    return spec.method in ("madmix", "madmix+mixatlas")
+    """The MaD-Mix weights are needed: by the method, or as a baseline of the final training."""
+    return spec.method in ("madmix", "madmix+mixatlas") or "madmix" in final_baselines(spec)
+
+
+def final_baselines(spec: MixtureSearchSpec) -> list[str]:
+    """The baselines the target model is trained on besides the chosen mixture (none without final training)."""
+    return list(spec.final_training.compare_with or ()) if spec.final_training.enabled else []
+
+
+def final_steps(spec: MixtureSearchSpec) -> list[str]:
+    """The step keys of the final training: `final` (the chosen mixture), then `final/<baseline>`."""
+    return ["final", *(f"final/{b}" for b in final_baselines(spec))] if spec.final_training.enabled else []
 
 
 def searches(spec: MixtureSearchSpec) -> bool:

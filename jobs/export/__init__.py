@@ -1,0 +1,1 @@
+"""Mixtures in the forms other trainers take (`mixtura export`)."""
