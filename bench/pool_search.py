@@ -8,7 +8,7 @@ maximise y, like gp_ucb.propose_batch, and return indices into `candidates`, dis
 import numpy as np
 import torch
 
-from mixtura_jobs.search.gp_ucb import Inputs, Means, fit_gp, ucb_batch
+from mixtura_jobs.search.gp_ucb import Inputs, fit_gp, ucb_batch
 from mixtura_jobs.search.regmix import TOP_FRACTION
 
 
@@ -27,17 +27,16 @@ def gp_ucb_pool_batch(
     *,
     seed: int,
     beta: float = 2.0,
-    inputs: Inputs = "log-ratio",
-    mean: Means = "constant",
+    inputs: Inputs = "weights+log-ratio",
 ) -> np.ndarray:
-    """Indices of q candidates by gp_ucb.ucb_batch on gp_ucb's GP (on `inputs`, with `mean`) fitted to (X, y)."""
+    """Indices of q candidates by gp_ucb.ucb_batch on gp_ucb's GP (on `inputs`) fitted to (X, y)."""
     x, y, pool = (np.asarray(a, dtype=np.float64) for a in (X, y, candidates))
     _check(x, y, pool, q)
     if beta <= 0:
         raise ValueError(f"beta must be positive, got {beta}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return ucb_batch(fit_gp(x, y, inputs=inputs, mean=mean), pool, q, beta, seed)
+        return ucb_batch(fit_gp(x, y, inputs=inputs), pool, q, beta, seed)
 
 
 def regression_pool_batch(

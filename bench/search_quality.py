@@ -84,7 +84,7 @@ def methods(beta: float) -> dict[str, Proposer]:
     return {
         "GP-UCB": _model_proposer(gp_ucb_pool_batch, beta=beta),
         "GP-UCB (raw weights)": _model_proposer(gp_ucb_pool_batch, beta=beta, inputs="weights"),
-        "GP-UCB (mixing-law mean)": _model_proposer(gp_ucb_pool_batch, beta=beta, mean="mixing-law"),
+        "GP-UCB (log-ratios alone)": _model_proposer(gp_ucb_pool_batch, beta=beta, inputs="log-ratio"),
         "regression (RegMix)": _model_proposer(regression_pool_batch),
         "random": random_proposer,
     }
