@@ -258,12 +258,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--target", nargs="+", help=f"score column(s); several are averaged (default: {DEFAULT_TARGET})"
     )
     parser.add_argument("--goal", choices=("min", "max"), default="min", help="default: %(default)s")
-    parser.add_argument("--threshold", type=float, default=0.01, help="a hit: within this share of the best score")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=0.01,
+        help="a hit: within this share of the best score (default: %(default)s)",
+    )
     parser.add_argument("--batch", type=int, default=8, help="trials per batch (default: %(default)s)")
-    parser.add_argument("--seeds", type=seed_range, default=list(range(20)), help="e.g. 0-19 or 1,5,9")
+    parser.add_argument("--seeds", type=seed_range, default=list(range(20)), help="e.g. 0-19 (the default) or 1,5,9")
     parser.add_argument("--budget", type=int, default=256, help="most trials per search (default: %(default)s)")
     parser.add_argument(
-        "--regret-at", type=budget_list, default=list(REGRET_BUDGETS), help="trial counts for the regret columns"
+        "--regret-at",
+        type=budget_list,
+        default=list(REGRET_BUDGETS),
+        help="trial counts for the regret columns (default: 16,32,64)",
     )
     parser.add_argument("--beta", type=float, default=DEFAULT_BETA, help="GP-UCB's β (default: the CRD's, %(default)s)")
     parser.add_argument("--methods", help="comma-separated subset of: " + ", ".join(methods(DEFAULT_BETA)))
