@@ -275,5 +275,9 @@ def test_regression_orders_its_batch_by_its_own_predictions() -> None:
     batch = regression_pool_batch(x, y, pool, 8, seed=0)
     # 60 candidates keep RegMix's share of 128 in 100,000: k = 1, the top prediction itself leads the batch.
     np.testing.assert_array_equal(batch, regression_pool_batch(x, y, pool, 8, seed=0, top_fraction=0.0))
+    # With k = 30 the averaged pick joins the 7 best predictions, and the batch keeps the regressor's order
+    # (the same model as above: same data and seed) instead of leading with the averaged pick.
     averaged = regression_pool_batch(x, y, pool, 8, seed=0, top_fraction=0.5)
-    assert set(batch[1:]) <= set(averaged) | set(batch)
+    by_prediction = regression_pool_batch(x, y, pool, 60, seed=0, top_fraction=0.0)
+    assert set(batch[:7]) <= set(averaged)
+    np.testing.assert_array_equal(averaged, by_prediction[np.isin(by_prediction, averaged)])
