@@ -8,7 +8,8 @@ maximise y, like gp_ucb.propose_batch, and return indices into `candidates`, dis
 import numpy as np
 import torch
 
-from mixtura_jobs.search.gp_ucb import fit_gp, ucb_batch
+from mixtura_jobs.search.gp_ucb import Inputs, fit_gp, ucb_batch
+from mixtura_jobs.search.regmix import TOP_FRACTION
 
 
 def _check(x: np.ndarray, y: np.ndarray, candidates: np.ndarray, q: int) -> None:
@@ -19,24 +20,32 @@ def _check(x: np.ndarray, y: np.ndarray, candidates: np.ndarray, q: int) -> None
 
 
 def gp_ucb_pool_batch(
-    X: np.ndarray, y: np.ndarray, candidates: np.ndarray, q: int, *, seed: int, beta: float = 2.0
+    X: np.ndarray,
+    y: np.ndarray,
+    candidates: np.ndarray,
+    q: int,
+    *,
+    seed: int,
+    beta: float = 2.0,
+    inputs: Inputs = "weights+log-ratio",
 ) -> np.ndarray:
-    """Indices of q candidates by gp_ucb.ucb_batch on gp_ucb's GP fitted to (X, y)."""
+    """Indices of q candidates by gp_ucb.ucb_batch on gp_ucb's GP (on `inputs`) fitted to (X, y)."""
     x, y, pool = (np.asarray(a, dtype=np.float64) for a in (X, y, candidates))
     _check(x, y, pool, q)
     if beta <= 0:
         raise ValueError(f"beta must be positive, got {beta}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return ucb_batch(fit_gp(x, y), pool, q, beta, seed)
+        return ucb_batch(fit_gp(x, y, inputs=inputs), pool, q, beta, seed)
 
 
 def regression_pool_batch(
-    X: np.ndarray, y: np.ndarray, candidates: np.ndarray, q: int, *, seed: int, top_k: int = 128
+    X: np.ndarray, y: np.ndarray, candidates: np.ndarray, q: int, *, seed: int, top_fraction: float = TOP_FRACTION
 ) -> np.ndarray:
-    """Indices of q candidates by RegMix's regressor (as regmix.regression_batch): first the candidate nearest
-    to the mean of the top-k predicted candidates (RegMix's averaged mixture is not in the pool), then the
-    best individual predictions."""
+    """Indices of q candidates by RegMix's regressor (as regmix.regression_batch): the candidate nearest to
+    the mean of the top-k predicted candidates (RegMix's averaged mixture is not in the pool; k the same
+    share of the candidates as RegMix's 128 of 100,000, at least 1) and the best individual predictions,
+    ordered by the regressor's own predictions."""
     from lightgbm import LGBMRegressor
 
     x, y, pool = (np.asarray(a, dtype=np.float64) for a in (X, y, candidates))
@@ -45,7 +54,10 @@ def regression_pool_batch(
         n_estimators=1000, learning_rate=0.01, min_child_samples=2, verbose=-1, random_state=seed, n_jobs=1
     )
     model.fit(x, y)
-    order = np.argsort(-model.predict(pool), kind="stable")
+    predicted = model.predict(pool)
+    order = np.argsort(-predicted, kind="stable")
+    top_k = max(1, round(top_fraction * len(pool)))
     average = pool[order[:top_k]].mean(axis=0)
     nearest = int(np.argmin(np.sum((pool - average) ** 2, axis=1)))
-    return np.concatenate([[nearest], order[order != nearest][: q - 1]])
+    batch = np.concatenate([[nearest], order[order != nearest][: q - 1]])
+    return batch[np.argsort(-predicted[batch], kind="stable")]

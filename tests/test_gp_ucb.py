@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from mixtura_jobs.search.gp_ucb import posterior_best, propose_batch, srinivas_beta
+from mixtura_jobs.search.gp_ucb import LogRatio, fit_gp, posterior_best, propose_batch, srinivas_beta
 from mixtura_jobs.search.simplex import (
     apply_caps,
     dirichlet_design,
@@ -216,3 +216,35 @@ def test_a_round_warm_starts_from_the_previous_rounds_fit() -> None:
     assert_on_simplex(a.weights)
     with pytest.raises(ValueError, match="warm_start must name"):
         propose_batch(x, y, 4, seed=0, pool_size=2000, warm_start={"covar_module.raw_lengthscale": [[0.0] * D]})
+
+
+def test_log_ratio_inputs_lie_in_the_unit_cube_and_tell_absent_from_small_weights() -> None:
+    w = torch.tensor(
+        [[1.0, 0, 0, 0], [0, 0.05, 0, 0.95], [0.25, 0.25, 0.25, 0.25], [0, 0, 0.5, 0.5]], dtype=torch.float64
+    )
+    z = LogRatio(keep_weights=False).transform(w)
+    assert torch.all((z >= 0) & (z <= 1))
+    # Shifting 5 % of the mixture onto an absent domain moves the point further than spreading the same 5 %
+    # between two present ones: presence counts on a log scale.
+    moved = torch.tensor([[0.05, 0.0, 0.475, 0.475], [0.0, 0.0, 0.525, 0.475]], dtype=torch.float64)
+    shifted = LogRatio(keep_weights=False).transform(moved)
+    base = z[3]
+    assert torch.dist(shifted[0], base) > 5 * torch.dist(shifted[1], base)
+
+
+def test_the_gp_sees_weights_and_log_ratios_by_default() -> None:
+    x, y = observed(24)
+    model = fit_gp(x, y)
+    assert model.input_transform.keep_weights and model.covar_module.lengthscale.shape[-1] == 2 * D
+    assert not fit_gp(x, y, inputs="log-ratio").input_transform.keep_weights
+    assert not hasattr(fit_gp(x, y, inputs="weights"), "input_transform")
+    with pytest.raises(ValueError, match="inputs must be"):
+        fit_gp(x, y, inputs="sqrt")
+
+
+def test_a_fit_of_other_inputs_is_no_warm_start() -> None:
+    """A search that proposed rounds before the GP saw log-ratios stored fits of d lengthscales: start cold."""
+    x, y = observed(16)
+    old = propose_batch(x[:8], y[:8], 4, seed=0, pool_size=500).hyperparameters
+    raw = {**old, "covar_module.raw_lengthscale": [old["covar_module.raw_lengthscale"][0][:D]]}
+    assert propose_batch(x, y, 4, seed=0, pool_size=500, warm_start=raw).weights.shape == (4, D)

@@ -7,6 +7,7 @@ from types import ModuleType
 
 import numpy as np
 import pytest
+from recorded_runs import Layout, Pool, join_pools, load_pool
 
 from mixtura_jobs.search.regmix import regression_batch
 from mixtura_jobs.search.simplex import random_batch, uniform_weights
@@ -15,6 +16,8 @@ from pool_search import gp_ucb_pool_batch, regression_pool_batch
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "search_quality.py"
 DOMAINS = ("train_a", "train_b", "train_c")
 TARGET = "metric/a_val_loss"
+LAYOUT = Layout(target=(TARGET,))
+SETUP_ARGS = {"batch": 8, "threshold": 0.01}
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -46,8 +49,8 @@ def synthetic_runs(tmp_path: Path, m: int = 48, seed: int = 0) -> tuple[Path, Pa
     return mixtures, scores
 
 
-def toy_pool(sq: ModuleType, scores: list[float]) -> object:
-    return sq.Pool(np.tile(uniform_weights(3), (len(scores), 1)), np.array(scores), DOMAINS)
+def toy_pool(sq: ModuleType, scores: list[float]) -> Pool:
+    return Pool(np.tile(uniform_weights(3), (len(scores), 1)), np.array(scores), DOMAINS)
 
 
 # --- loading ---
@@ -60,7 +63,7 @@ def test_loader_joins_on_index_and_renormalises_the_weights(sq: ModuleType, tmp_
         [[1, 0.5, 0.5, 0.0], [2, 0.2, 0.3, 0.499], [3, 1.0, 0.0, 0.0], [10, 0.0, 0.0, 1.0]],
     )
     scores = write_csv(tmp_path / "loss.csv", ["index", TARGET, "x"], [[10, 4.0, 0], [2, 3.0, 0], [1, 5.0, 0]])
-    pool = sq.load_pool(mixtures, scores, TARGET)
+    pool = load_pool([mixtures, scores], LAYOUT)
     assert pool.domains == DOMAINS
     # Run 3 has no score and is left out; runs come in `index` order, numerically (10 after 2).
     np.testing.assert_array_equal(pool.scores, [5.0, 3.0, 4.0])
@@ -71,9 +74,10 @@ def test_loader_joins_on_index_and_renormalises_the_weights(sq: ModuleType, tmp_
     ("mix_rows", "target", "message"),
     [
         ([[1, 0.5, 0.5, 0.0, 0.0], [2, 0.2, 0.3, 0.5]], TARGET, "line 2: 5 values for 4 header names"),
-        ([[1, 0.5, 0.5, 0.0], [1, 0.2, 0.3, 0.5]], TARGET, "repeated"),
-        ([[1, 0.5, 0.5, 0.0], [2, 0.2, 0.3, 0.5]], "metric/missing", "no column"),
-        ([[1, 0.5, 0.5, 0.0], [2, -0.2, 0.7, 0.5]], TARGET, "non-negative"),
+        ([[1, 0.5, 0.5, 0.0], [1, 0.2, 0.3, 0.5]], TARGET, "line 3, column 'index': '1' is repeated"),
+        ([[1, 0.5, 0.5, 0.0], [2, 0.2, 0.3, 0.5]], "metric/missing", "loss.csv: no column 'metric/missing'"),
+        ([[1, 0.5, 0.5, 0.0], [2, -0.2, 0.7, 0.5]], TARGET, "mix.csv, column 'train_a': weights must be non-negative"),
+        ([[1, 0.5, 0.5, 0.0], [2, "n/a", 0.7, 0.5]], TARGET, "mix.csv, line 3, column 'train_a': 'n/a' is not a"),
     ],
 )
 def test_loader_refuses_malformed_files(
@@ -82,44 +86,44 @@ def test_loader_refuses_malformed_files(
     mixtures = write_csv(tmp_path / "mix.csv", ["index", *DOMAINS], mix_rows)
     scores = write_csv(tmp_path / "loss.csv", ["index", TARGET], [[1, 1.0], [2, 2.0]])
     with pytest.raises(ValueError, match=message):
-        sq.load_pool(mixtures, scores, target)
+        load_pool([mixtures, scores], Layout(target=(target,)))
 
 
 # --- the search loop and its metrics ---
 
 
-@pytest.mark.parametrize("method", ["GP-UCB", "regression", "random"])
+@pytest.mark.parametrize("method", ["GP-UCB", "GP-UCB (raw weights)", "regression (RegMix)", "random"])
 def test_a_search_never_asks_for_a_mixture_twice(sq: ModuleType, tmp_path: Path, method: str) -> None:
-    pool = sq.load_pool(*synthetic_runs(tmp_path), TARGET)
-    asked = sq.run_search(pool, sq.METHODS[method], seed=3, budget=32, horizon=32)
+    pool = load_pool(synthetic_runs(tmp_path), LAYOUT)
+    asked = sq.run_search(pool, sq.methods(2.0)[method], seed=3, budget=32, horizon=32, setup=sq.Setup())
     assert asked.size == 32
     assert np.unique(asked).size == asked.size
     # The first batch is the same random one for every method.
-    np.testing.assert_array_equal(asked[: sq.Q], sq.random_proposer(pool, np.empty(0, dtype=int), 3))
+    np.testing.assert_array_equal(asked[:8], sq.random_proposer(pool, np.empty(0, dtype=int), 3, 8))
 
 
 def test_a_search_runs_until_the_whole_pool_is_asked(sq: ModuleType, tmp_path: Path) -> None:
-    pool = sq.load_pool(*synthetic_runs(tmp_path, m=20), TARGET)
-    asked = sq.run_search(pool, sq.METHODS["regression"], seed=0, budget=256, horizon=256)
+    pool = load_pool(synthetic_runs(tmp_path, m=20), LAYOUT)
+    asked = sq.run_search(pool, sq.methods(2.0)["regression (RegMix)"], 0, 256, 256, sq.Setup(batch=3))
     np.testing.assert_array_equal(np.sort(asked), np.arange(20))
 
 
 def test_a_proposer_that_repeats_itself_is_caught(sq: ModuleType, tmp_path: Path) -> None:
-    pool = sq.load_pool(*synthetic_runs(tmp_path), TARGET)
+    pool = load_pool(synthetic_runs(tmp_path), LAYOUT)
     with pytest.raises(RuntimeError, match="twice"):
-        sq.run_search(pool, lambda p, observed, seed: observed[: sq.Q], seed=0, budget=32, horizon=32)
+        sq.run_search(pool, lambda p, observed, seed, batch: observed[:batch], 0, 32, 32, sq.Setup())
 
 
 def test_a_search_stops_past_the_horizon_once_within_one_percent(sq: ModuleType) -> None:
     pool = toy_pool(sq, [1.0] + [2.0] * 63)
     # Seed 0's first random batch decides; every later batch comes from the permutation too.
-    asked = sq.run_search(pool, sq.random_proposer, seed=0, budget=64, horizon=16)
+    asked = sq.run_search(pool, sq.random_proposer, seed=0, budget=64, horizon=16, setup=sq.Setup())
     hit = int(np.flatnonzero(asked == 0)[0])
-    assert asked.size == max(16, -(-(hit + 1) // sq.Q) * sq.Q)
+    assert asked.size == max(16, -(-(hit + 1) // 8) * 8)
 
 
 def test_regret_is_non_negative_non_increasing_and_zero_at_the_best(sq: ModuleType, tmp_path: Path) -> None:
-    pool = sq.load_pool(*synthetic_runs(tmp_path), TARGET)
+    pool = load_pool(synthetic_runs(tmp_path), LAYOUT)
     for seed in range(3):
         curve = sq.regret_curve(pool, np.random.default_rng(seed).permutation(len(pool.scores)))
         assert np.all(curve >= 0)
@@ -129,10 +133,12 @@ def test_regret_is_non_negative_non_increasing_and_zero_at_the_best(sq: ModuleTy
 
 def test_trials_to_within_one_percent_count_up_to_the_first_hit(sq: ModuleType) -> None:
     pool = toy_pool(sq, [2.0, 2.015, 2.03, 5.0, 6.0])
-    assert sq.trials_to_within(pool, np.array([3, 4, 3, 4, 3, 4, 3, 4, 3, 1])) == 10  # 2.015 is within 1 %
-    assert sq.trials_to_within(pool, np.array([0, 3])) == 1
-    assert sq.trials_to_within(pool, np.array([2, 3, 4])) is None  # 2.03 is 1.5 % above the best
-    assert [sq.whole_batches(t) for t in (10, 1, 8, None)] == [16, 8, 8, None]
+    setup = sq.Setup()
+    assert sq.trials_to_hit(pool, np.array([3, 4, 3, 4, 3, 4, 3, 4, 3, 1]), setup) == 10  # 2.015 is within 1 %
+    assert sq.trials_to_hit(pool, np.array([0, 3]), setup) == 1
+    assert sq.trials_to_hit(pool, np.array([2, 3, 4]), setup) is None  # 2.03 is 1.5 % above the best
+    assert sq.trials_to_hit(pool, np.array([2, 3, 4]), sq.Setup(threshold=0.02)) == 1
+    assert [sq.after_first_batch(t, 8) for t in (10, 1, 8, None)] == [2, 0, 0, None]
     np.testing.assert_allclose(sq.regret_curve(pool, np.array([4, 2, 3, 1])), [4.0, 0.03, 0.03, 0.015])
 
 
@@ -167,11 +173,11 @@ def test_pool_proposers_are_reproducible_and_pick_distinct_candidates() -> None:
 
 def test_pools_join_only_over_the_same_domains(sq: ModuleType) -> None:
     a, b = toy_pool(sq, [1.0, 2.0]), toy_pool(sq, [3.0])
-    joined = sq.join_pools([a, b])
+    joined = join_pools([a, b])
     np.testing.assert_array_equal(joined.scores, [1.0, 2.0, 3.0])
     assert joined.weights.shape == (3, 3)
     with pytest.raises(ValueError, match="different domains"):
-        sq.join_pools([a, sq.Pool(b.weights, b.scores, ("x", "y", "z"))])
+        join_pools([a, Pool(b.weights, b.scores, ("x", "y", "z"))])
 
 
 def test_random_search_median_is_exact(sq: ModuleType) -> None:
@@ -180,3 +186,98 @@ def test_random_search_median_is_exact(sq: ModuleType) -> None:
     rng = np.random.default_rng(0)
     firsts = [np.flatnonzero(rng.permutation(512) < 7)[0] + 1 for _ in range(4000)]
     assert abs(np.median(firsts) - sq.random_search_median(512, 7)) <= 3
+
+
+# --- the bench on a user's files ---
+
+
+def one_file_swarm(tmp_path: Path, m: int = 24) -> Path:
+    """m runs in one CSV with an ID, a name and two score columns beside the weights (prefix `w_`); the weights
+    sum to 100 (percentages). The mean score is largest near (0.6, 0.3, 0.1)."""
+    w = random_batch(m, 3, seed=2)
+    score = 5.0 - np.sum((w - [0.6, 0.3, 0.1]) ** 2, axis=1)
+    rows = [[f"run-{i}", f"name {i}", *(100 * w[i]).round(4), score[i] + 1.0, score[i] - 1.0] for i in range(m)]
+    return write_csv(tmp_path / "runs.csv", ["run_id", "name", "w_a", "w_b", "w_c", "acc_x", "acc_y"], rows)
+
+
+def test_one_file_with_extra_columns_a_mean_target_and_max_goal(tmp_path: Path) -> None:
+    path = one_file_swarm(tmp_path)
+    layout = Layout(target=("acc_x", "acc_y"), id_column="run_id", weight_prefix="w_", maximise=True)
+    with pytest.warns(UserWarning, match=r"runs.csv: the weights of 24 of 24 runs do not sum to 1.*renormalised"):
+        pool = load_pool([path], layout)
+    assert pool.domains == ("w_a", "w_b", "w_c")
+    np.testing.assert_allclose(pool.weights.sum(axis=1), 1.0)
+    w = random_batch(24, 3, seed=2)
+    # Maximised: the pool holds the negated mean of the two columns, lower is better.
+    np.testing.assert_allclose(pool.scores, -(5.0 - np.sum((w - [0.6, 0.3, 0.1]) ** 2, axis=1)), atol=1e-3)
+    listed = load_pool([path], Layout(target=("acc_x",), weight_columns=("w_a", "w_b", "w_c")))
+    np.testing.assert_allclose(listed.weights, pool.weights)
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        (Layout(target=("acc_x",), weight_prefix="p_"), "runs.csv: no column starts with 'p_'"),
+        (Layout(target=("acc_x",), weight_columns=("w_a", "w_q")), "runs.csv: no column 'w_q'"),
+        (Layout(target=("acc_x",)), r"runs.csv, line 2, column 'run_id': 'run-0' is not a finite number"),
+        (Layout(target=("acc_z",), weight_prefix="w_"), "runs.csv: no column 'acc_z'"),
+    ],
+)
+def test_errors_name_the_file_and_the_column(tmp_path: Path, layout: Layout, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_pool([one_file_swarm(tmp_path)], layout)
+
+
+def test_two_files_need_the_id_column(tmp_path: Path) -> None:
+    mixtures, scores = synthetic_runs(tmp_path)
+    with pytest.raises(ValueError, match=r"mix.csv: no column 'run_id'"):
+        load_pool([mixtures, scores], Layout(target=(TARGET,), id_column="run_id"))
+
+
+def test_the_command_runs_on_a_users_file_and_states_no_targets_of_its_own(
+    sq: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = one_file_swarm(tmp_path, m=40)
+    out = tmp_path / "results"
+    argv = [str(path), "--weight-prefix", "w_", "--target", "acc_x", "acc_y", "--goal", "max", "--batch", "4"]
+    argv += ["--threshold", "0.002", "--seeds", "0-2", "--methods", "GP-UCB,random", "--regret-at", "8,16"]
+    with pytest.warns(UserWarning, match="renormalised"):
+        sq.main([*argv, "--out", str(out)])
+    text = capsys.readouterr().out
+    assert "40 runs over 3 domains; target acc_x + acc_y (maximised)" in text
+    assert "| GP-UCB |" in text and "| random |" in text and "random search's exact median" in text
+    assert "NOT met" not in text and "target <=" not in text
+    assert (out / "search_quality_regret.png").is_file()
+
+
+def test_the_command_reports_bad_files_without_a_traceback(sq: ModuleType, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=r"error: .*runs.csv: no column 'acc_z'"):
+        sq.main([str(one_file_swarm(tmp_path)), "--weight-prefix", "w_", "--target", "acc_z"])
+
+
+def test_help_states_the_layout_and_the_defaults(sq: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        sq.main(["--help"])
+    text = capsys.readouterr().out
+    for phrase in ("two CSVs", "default `index`", "metric/the_pile_pile_cc_val_loss", "minimised unless --goal max"):
+        assert phrase in text
+
+
+def test_the_shipped_regmix_swarm_loads_without_shared_data(sq: ModuleType) -> None:
+    pool = sq.load(sq.parse_args([]))
+    assert pool.weights.shape == (768, 17)
+    assert int(np.sum(pool.scores <= sq.Setup().hit_level(pool))) == 10
+
+
+def test_regression_orders_its_batch_by_its_own_predictions() -> None:
+    x, pool = random_batch(24, 4, seed=1), random_batch(60, 4, seed=2)
+    y = -np.sum((x - [0.4, 0.3, 0.2, 0.1]) ** 2, axis=1)
+    batch = regression_pool_batch(x, y, pool, 8, seed=0)
+    # 60 candidates keep RegMix's share of 128 in 100,000: k = 1, the top prediction itself leads the batch.
+    np.testing.assert_array_equal(batch, regression_pool_batch(x, y, pool, 8, seed=0, top_fraction=0.0))
+    # With k = 30 the averaged pick joins the 7 best predictions, and the batch keeps the regressor's order
+    # (the same model as above: same data and seed) instead of leading with the averaged pick.
+    averaged = regression_pool_batch(x, y, pool, 8, seed=0, top_fraction=0.5)
+    by_prediction = regression_pool_batch(x, y, pool, 60, seed=0, top_fraction=0.0)
+    assert set(batch[:7]) <= set(averaged)
+    np.testing.assert_array_equal(averaged, by_prediction[np.isin(by_prediction, averaged)])

@@ -1,0 +1,169 @@
+"""Recorded proxy runs from CSV files: one mixture and one score per run, as the search-quality bench needs.
+
+A run's weights and scores sit in one CSV, or in two joined on an ID column (RegMix's layout). The weight
+columns are named by prefix or list, the score is one column or the mean of several; other columns are
+ignored. Every error names the file, and the line and column where there is one.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# Rows whose weights sum further than this from 1 are reported when renormalised (RegMix rounds to 3 decimals).
+SUM_TOLERANCE = 0.02
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Recorded runs: one mixture (a row on the simplex) and one score per run, lower is better."""
+
+    weights: np.ndarray  # (m, d)
+    scores: np.ndarray  # (m,)
+    domains: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a run's mixture and score are in the files."""
+
+    target: tuple[str, ...]  # score columns; the score is their mean
+    id_column: str = "index"
+    weight_prefix: str | None = None
+    weight_columns: tuple[str, ...] | None = None  # wins over weight_prefix
+    maximise: bool = False
+
+
+@dataclass(frozen=True)
+class _Table:
+    path: Path
+    header: list[str]
+    rows: list[tuple[int, list[str]]]  # (line number, values)
+
+    def column(self, name: str) -> int:
+        if name not in self.header:
+            raise ValueError(f"{self.path}: no column {name!r}; the columns are {', '.join(self.header)}")
+        return self.header.index(name)
+
+    def numbers(self, name: str, keys: Sequence[int] | None = None) -> np.ndarray:
+        """The column as floats, for the rows at `keys` (row positions; default all)."""
+        index = self.column(name)
+        rows = self.rows if keys is None else [self.rows[k] for k in keys]
+        values = []
+        for line, row in rows:
+            try:
+                value = float(row[index])
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value):
+                raise ValueError(f"{self.path}, line {line}, column {name!r}: {row[index]!r} is not a finite number")
+            values.append(value)
+        return np.array(values)
+
+
+def _read(path: Path) -> _Table:
+    try:
+        with path.open(newline="") as f:
+            lines = list(csv.reader(f))
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read it ({error.strerror})") from None
+    if not lines:
+        raise ValueError(f"{path}: the file is empty; it needs a header line")
+    header = lines[0]
+    rows = []
+    for number, row in enumerate(lines[1:], start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise ValueError(f"{path}, line {number}: {len(row)} values for {len(header)} header names")
+        rows.append((number, row))
+    return _Table(path, header, rows)
+
+
+def _weight_names(table: _Table, layout: Layout, other: set[str]) -> list[str]:
+    if layout.weight_columns is not None:
+        for name in layout.weight_columns:
+            table.column(name)
+        return list(layout.weight_columns)
+    if layout.weight_prefix is not None:
+        names = [name for name in table.header if name.startswith(layout.weight_prefix)]
+        if not names:
+            raise ValueError(f"{table.path}: no column starts with {layout.weight_prefix!r}")
+        return names
+    names = [name for name in table.header if name not in other]
+    if len(names) < 2:
+        raise ValueError(f"{table.path}: name the weight columns (--weight-prefix or --weight-columns)")
+    return names
+
+
+def _keys(table: _Table, id_column: str) -> dict[str, int]:
+    index = table.column(id_column)
+    keys: dict[str, int] = {}
+    for position, (line, row) in enumerate(table.rows):
+        if row[index] in keys:
+            raise ValueError(f"{table.path}, line {line}, column {id_column!r}: {row[index]!r} is repeated")
+        keys[row[index]] = position
+    return keys
+
+
+def _positions(mixtures: _Table, scores: _Table, id_column: str) -> tuple[list[int], list[int]]:
+    """Row positions of the runs both files hold, in ID order (numeric IDs numerically)."""
+    mixture_keys, score_keys = _keys(mixtures, id_column), _keys(scores, id_column)
+    shared = sorted(mixture_keys.keys() & score_keys.keys(), key=lambda k: (len(k), k))
+    if len(shared) < 2:
+        raise ValueError(f"{mixtures.path} and {scores.path} share fewer than 2 values of {id_column!r}")
+    return [mixture_keys[k] for k in shared], [score_keys[k] for k in shared]
+
+
+def _normalised(weights: np.ndarray, path: Path, names: list[str]) -> np.ndarray:
+    if np.any(weights < 0):
+        row, col = np.argwhere(weights < 0)[0]
+        raise ValueError(f"{path}, column {names[col]!r}: weights must be non-negative (run {row + 1} has one below 0)")
+    sums = weights.sum(axis=1)
+    if np.any(sums <= 0):
+        raise ValueError(f"{path}: run {int(np.argmin(sums)) + 1} has no positive weight")
+    off = np.abs(sums - 1.0) > SUM_TOLERANCE
+    if np.any(off):
+        warnings.warn(
+            f"{path}: the weights of {int(off.sum())} of {len(sums)} runs do not sum to 1 (from {sums.min():.3g} "
+            f"to {sums.max():.3g}); every run is renormalised",
+            stacklevel=2,
+        )
+    return weights / sums[:, None]
+
+
+def load_pool(paths: Sequence[Path], layout: Layout) -> Pool:
+    """The runs of one CSV (weights and score columns), or of two (mixtures, scores) joined on the ID column
+    (a run missing from either is left out). The score is the mean of the target columns, negated when
+    maximising, so that lower is better. Weights are renormalised to sum to 1, with a warning when a row is
+    off by more than SUM_TOLERANCE."""
+    if len(paths) not in (1, 2):
+        raise ValueError(f"give one CSV or two (mixtures, scores), got {len(paths)}")
+    mixtures = _read(paths[0])
+    scores = _read(paths[-1])
+    if len(paths) == 2:
+        mixture_rows, score_rows = _positions(mixtures, scores, layout.id_column)
+        names = _weight_names(mixtures, layout, {layout.id_column})
+    else:
+        mixture_rows = score_rows = list(range(len(mixtures.rows)))
+        names = _weight_names(mixtures, layout, {layout.id_column, *layout.target})
+        if len(mixture_rows) < 2:
+            raise ValueError(f"{mixtures.path}: fewer than 2 runs")
+    weights = np.column_stack([mixtures.numbers(name, mixture_rows) for name in names])
+    target = np.mean([scores.numbers(name, score_rows) for name in layout.target], axis=0)
+    return Pool(_normalised(weights, mixtures.path, names), -target if layout.maximise else target, tuple(names))
+
+
+def join_pools(pools: Sequence[Pool]) -> Pool:
+    """One pool of every run of `pools` (recorded runs of the same domains, e.g. two batches of one study)."""
+    domains = pools[0].domains
+    for pool in pools[1:]:
+        if pool.domains != domains:
+            raise ValueError(f"the run files name different domains: {domains} and {pool.domains}")
+    return Pool(np.vstack([p.weights for p in pools]), np.concatenate([p.scores for p in pools]), domains)
