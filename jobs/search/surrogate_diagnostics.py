@@ -58,6 +58,9 @@ def spearman(observed: np.ndarray, predicted: np.ndarray) -> float:
 def gp_leave_one_out(model: SingleTaskGP) -> LeaveOneOut:
     """LOO of a fitted SingleTaskGP (constant mean, Gaussian noise, optional Standardize transform), in the
     units of the y it was fitted on."""
+    # In eval mode the model holds its training inputs through its input transform (log-ratios), as the kernel
+    # sees them.
+    model.eval()
     train_x = model.train_inputs[0]
     with torch.no_grad():
         noise = model.likelihood.noise.expand(len(train_x))
@@ -81,11 +84,13 @@ def posterior_at(model: SingleTaskGP, x: np.ndarray) -> tuple[np.ndarray, np.nda
     return posterior.mean.reshape(-1).numpy(), posterior.variance.clamp_min(0.0).sqrt().reshape(-1).numpy()
 
 
-def lengthscales(model: SingleTaskGP) -> np.ndarray:
-    """The ARD lengthscale of each input coordinate: a short one means the objective is sensitive to it."""
+def lengthscales(model: SingleTaskGP, d: int) -> np.ndarray:
+    """The ARD lengthscale of each of the d mixture coordinates: a short one means the objective is sensitive
+    to it. A GP that sees a coordinate in several views (its weight and its log-ratio) has one lengthscale per
+    view; the shortest counts."""
     kernel = model.covar_module
     kernel = getattr(kernel, "base_kernel", kernel)
-    return kernel.lengthscale.detach().reshape(-1).numpy().copy()
+    return kernel.lengthscale.detach().reshape(-1, d).numpy().min(axis=0)
 
 
 def most_sensitive(scales: np.ndarray, k: int = 2) -> np.ndarray:

@@ -163,7 +163,7 @@ def _surrogate(ctx: StepContext, chosen: dict | None) -> tuple[dict[str, bytes],
     loo = surrogate_diagnostics.gp_leave_one_out(model)
     loo = replace(loo, observed=-loo.observed, predicted=-loo.predicted)
     images["loo.png"] = loo_plot(loo)
-    scales = surrogate_diagnostics.lengthscales(model)
+    scales = surrogate_diagnostics.lengthscales(model, x.shape[1])
     images["sensitivity.png"] = sensitivity_plot(space.coordinates, scales)
     i, j = surrogate_diagnostics.most_sensitive(scales)
     center = space.point(chosen) if chosen else x[int(np.argmax(mean))]
