@@ -17,6 +17,7 @@ CENTROIDS = "cells/centroids.npy"
 FINAL_MIXTURE = "final/mixture.json"
 FINAL_METRICS = "final/metrics.json"
 FINAL_MODEL = "final/model.pt"
+ASSIGNMENTS = "cells/assignments"
 REPORT = "report/index.html"
 
 _FOLDERS = {"embed": "embeddings", "score": "scores", "propose": "proposals", "trial": "trials"}
@@ -60,7 +61,7 @@ def proposal(round_index: int) -> str:
 
 def assignments(domain: str) -> str:
     """Each sample's concept (index into the centroids) of an image domain."""
-    return f"cells/assignments/{domain}.npy"
+    return f"{ASSIGNMENTS}/{domain}.npy"
 
 
 def embedding(domain: str, modality: str, samples: bool = False) -> str:

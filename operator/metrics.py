@@ -14,7 +14,10 @@ SEARCH_PHASE = Gauge(
 )
 SEARCHES = Gauge("mixtura_searches", "Searches by phase", ["phase"])
 TRIALS = Gauge("mixtura_trials", "Trials of a search by state", ["namespace", "search", "state"])
-BEST_OBJECTIVE = Gauge("mixtura_best_objective", "Best held-out loss found so far", ["namespace", "search"])
+# The value of each search's own spec.objective; its name is status.objective (a label would be free text).
+BEST_OBJECTIVE = Gauge(
+    "mixtura_best_objective", "The best trial's value of the search's spec.objective", ["namespace", "search"]
+)
 ROUND = Gauge("mixtura_search_round", "Proposal round a search is in", ["namespace", "search"])
 PROPOSALS = Counter("mixtura_proposals_total", "Proposal rounds started", ["namespace", "search"])
 JOB_DURATION = Histogram(

@@ -29,9 +29,9 @@ def render(name: str, status: MixtureSearchStatus) -> str:
         f"{t.pending} pending), round {status.round}",
     ]
     if status.best_trial:
-        lines.append(f"best trial: {status.best_trial.id} held-out loss {status.best_trial.objective:.4f}")
+        lines.append(f"best trial: {status.best_trial.id} {status.objective} {status.best_trial.objective:.4f}")
     if status.final_objective is not None:
-        lines.append(f"final held-out loss: {status.final_objective:.4f}")
+        lines.append(f"final {status.objective}: {status.final_objective:.4f}")
     lines += [f"condition {c.type}={c.status} ({c.reason}) {c.message}".rstrip() for c in status.conditions]
     table = weights_table(status)
     if table:

@@ -89,6 +89,18 @@ MALFORMED: list[tuple[str, dict, str]] = [
         search(method="uniform", search={"conceptCentroidsFrom": "first"}),
         "spec.search.conceptCentroidsFrom",
     ),
+    ("trainer without a command", search(trainer={"image": "team/trainer:1"}), "spec.trainer.command"),
+    ("unknown objective goal", search(objective={"goal": "maximise"}), "spec.objective.goal"),
+    (
+        "negative objective domain weight",
+        search(objective={"domainWeights": {"digits": -1, "prose": 1}}),
+        "spec.objective.domainWeights",
+    ),
+    (
+        "all-zero objective domain weights",
+        search(objective={"domainWeights": {"digits": 0}}),
+        "spec.objective.domainWeights",
+    ),
 ]
 # Accepted: a search block without a space means domains for the methods that do not search.
 WELL_FORMED: list[tuple[str, dict]] = [
@@ -96,5 +108,13 @@ WELL_FORMED: list[tuple[str, dict]] = [
     ("manual, no search block", search(method="manual")),
     ("factorized with reused concepts", search(search={"space": "factorized", "conceptCentroidsFrom": "first"})),
     ("regression in the full space", search(method="regression", search={"space": "full", "maxRepetition": 16})),
+    (
+        "own trainer, maximised weighted objective",
+        search(
+            trainer={"image": "team/trainer:1", "command": ["python", "train.py"], "env": {"LR": "1e-3"}},
+            finalTraining={"trainer": {"command": ["python", "train_big.py"]}},
+            objective={"metric": "accuracy", "goal": "maximize", "domainWeights": {"digits": 2, "prose": 1}},
+        ),
+    ),
 ]
 DUPLICATE = ("duplicate domain names", _duplicate(), "spec.domains")

@@ -20,6 +20,8 @@ from mixtura_jobs.steps.context import StepContext
 from mixtura_jobs.steps.propose import load_space, observations
 from mixtura_operator import layout
 from mixtura_operator.api.plan import searches
+from mixtura_operator.objective import label as objective_label
+from mixtura_operator.objective import objective_value, score
 
 TOP_CANDIDATES = 8
 
@@ -43,20 +45,22 @@ def weights_plot(domains: list[str], columns: dict[str, np.ndarray]) -> bytes:
     return _png(fig)
 
 
-def trials_plot(rounds: np.ndarray, losses: np.ndarray) -> bytes:
+def trials_plot(rounds: np.ndarray, values: np.ndarray, name: str, maximize: bool) -> bytes:
+    """Each trial's objective value and the best so far; `name` is the objective's label."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    order = np.arange(len(losses))
-    left.scatter(order, losses, c=rounds, cmap="viridis")
-    left.plot(order, np.minimum.accumulate(losses), color="black", lw=1, label="best so far")
+    order = np.arange(len(values))
+    best = np.maximum if maximize else np.minimum
+    left.scatter(order, values, c=rounds, cmap="viridis")
+    left.plot(order, best.accumulate(values), color="black", lw=1, label="best so far")
     left.set_xlabel("trial")
-    left.set_ylabel("held-out loss (lower is better)")
+    left.set_ylabel(name)
     left.set_title("Objective per trial")
     left.legend(fontsize=8)
-    per_round = [losses[rounds <= r].min() for r in np.unique(rounds)]
+    per_round = [best.reduce(values[rounds <= r]) for r in np.unique(rounds)]
     right.plot(np.unique(rounds), per_round, marker="o")
     right.set_xticks(np.unique(rounds))
     right.set_xlabel("round")
-    right.set_ylabel("best held-out loss")
+    right.set_ylabel(f"best {name}")
     right.set_title("Best so far per round")
     return _png(fig)
 
@@ -70,15 +74,15 @@ def loss_curve_plot(train_loss: list[float]) -> bytes:
     return _png(fig)
 
 
-def posterior_plot(ids: list[str], observed: np.ndarray, mean: np.ndarray, std: np.ndarray) -> bytes:
-    """The top candidates by posterior mean: the GP's held-out loss with a 2-std band, and the observed one."""
+def posterior_plot(ids: list[str], observed: np.ndarray, mean: np.ndarray, std: np.ndarray, name: str) -> bytes:
+    """The top candidates by posterior mean: the GP's objective (`name`) with a 2-std band, and the observed one."""
     fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(ids) + 1.5), 3.6))
     positions = np.arange(len(ids))
     ax.errorbar(positions, mean, yerr=2 * std, fmt="o", capsize=3, label="GP posterior mean ± 2 std")
     ax.scatter(positions, observed, marker="x", color="black", zorder=3, label="observed")
     ax.set_xticks(positions, ids)
     ax.set_xlabel("trial (best posterior mean first)")
-    ax.set_ylabel("held-out loss")
+    ax.set_ylabel(name)
     ax.set_title("Top candidates under the surrogate")
     ax.legend(fontsize=8)
     return _png(fig)
@@ -92,7 +96,10 @@ def _top_candidates(ctx: StepContext, top: int) -> bytes | None:
         return None
     mean, std = posterior_at_observations(x, y, seed=ctx.seed, space=space.geometry)
     order = np.argsort(-mean, kind="stable")[:top]
-    return posterior_plot([ids[i] for i in order], -y[order], -mean[order], std[order])
+    objective = ctx.search.spec.objective
+    # `score` is its own inverse: back from the GP's scores to the objective's values.
+    values, means = score(y[order], objective), score(mean[order], objective)
+    return posterior_plot([ids[i] for i in order], values, means, std[order], objective_label(objective))
 
 
 def concept_thumbnails(exemplars: dict[str, list[np.ndarray]]) -> bytes:
@@ -154,14 +161,21 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
         columns["MaD-Mix"] = ctx.vector(store.get_json(layout.MADMIX)["weights"])
     final = store.get_json(layout.FINAL_MIXTURE) if store.exists(layout.FINAL_MIXTURE) else None
     final_metrics = store.get_json(layout.FINAL_METRICS) if store.exists(layout.FINAL_METRICS) else None
-    trials = []
+    objective, name = spec.objective, objective_label(spec.objective)
+    trials, failed = [], sorted(key.split("/")[1] for key in store.list("trials") if key.endswith("/_FAILED"))
     for key in store.list("trials"):
         if key.endswith("/_SUCCESS"):
             tid = key.split("/")[1]
-            trials.append((tid, store.get_json(layout.trial_mixture(tid)), store.get_json(layout.trial_metrics(tid))))
-    failed = sorted(key.split("/")[1] for key in store.list("trials") if key.endswith("/_FAILED"))
+            try:
+                value = objective_value(store.get_json(layout.trial_metrics(tid)), objective)
+            except (ValueError, KeyError):  # no usable objective: the operator counted the trial as failed
+                failed.append(tid)
+                continue
+            trials.append(
+                (tid, store.get_json(layout.trial_mixture(tid)), store.get_json(layout.trial_metrics(tid)), value)
+            )
     if trials:
-        best = min(trials, key=lambda t: t[2]["objective"])
+        best = max(trials, key=lambda t: score(t[3], objective))
         columns["best trial"] = ctx.vector(best[1]["weights"])
     if final:
         columns[f"final ({final['source']})"] = ctx.vector(final["weights"])
@@ -169,7 +183,8 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
     images = {"weights.png": weights_plot(names, columns)}
     if trials:
         rounds = np.array([t[1]["round"] for t in trials])
-        images["trials.png"] = trials_plot(rounds, np.array([t[2]["objective"] for t in trials]))
+        values = np.array([t[3] for t in trials])
+        images["trials.png"] = trials_plot(rounds, values, name, objective.goal == "maximize")
     surrogate = _top_candidates(ctx, TOP_CANDIDATES) if searches(spec) else None
     if surrogate is not None:
         images["surrogate.png"] = surrogate
@@ -195,20 +210,21 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
             tid,
             str(m["round"]),
             m["source"],
-            f"{r['objective']:.4f}",
+            f"{value:.4f}",
             r.get("augmentation", "none"),
             " ".join(f"{n}={w:.2f}" for n, w in m["weights"].items()),
         ]
-        for tid, m, r in trials
+        for tid, m, r, value in trials
     ] + [[tid, "", "", "failed", "", ""] for tid in failed]
     summary = [
         ["search", f"{ctx.search.metadata.namespace}/{ctx.search.metadata.name}"],
         ["method", spec.method],
         ["trials", f"{len(trials)} succeeded, {len(failed)} failed of {spec.budget.max_trials}"],
         ["augmentation", spec.training.augmentation.type],
+        ["objective", name],
     ]
     if final_metrics:
-        summary.append(["final held-out loss", f"{final_metrics['objective']:.4f}"])
+        summary.append([f"final {name}", f"{objective_value(final_metrics, objective):.4f}"])
     name = html.escape(ctx.search.metadata.name)
     trials_plot_html = '<h2>Trials</h2><img src="trials.png" alt="objective per trial">' if trials else ""
     if surrogate is not None:
@@ -227,7 +243,7 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left;font-size:90%}}img{
 <h2>Weights</h2><img src="weights.png" alt="weights per method">
 {_table(["domain", *columns], weight_rows)}
 {trials_plot_html}
-{_table(["trial", "round", "source", "held-out loss", "augmentation", "weights"], trial_rows) if trial_rows else ""}
+{_table(["trial", "round", "source", name, "augmentation", "weights"], trial_rows) if trial_rows else ""}
 {final_plot_html}
 {cells_html}
 </body></html>"""

@@ -17,6 +17,8 @@ from mixtura_jobs.steps.context import StepContext
 from mixtura_jobs.steps.propose import load_space, observations
 from mixtura_jobs.training.trainer import train_on_mixture
 from mixtura_operator import layout
+from mixtura_operator.objective import label, objective_value
+from mixtura_operator.trainer_contract import trial_seed
 
 
 def cell_groups(ctx: StepContext, domains: dict[str, DomainSamples]) -> dict[str, np.ndarray]:
@@ -79,15 +81,22 @@ def run_proxy(ctx: StepContext, args: argparse.Namespace) -> None:
     if spec.models.proxy.config.get("failTrials") and args.trial in spec.models.proxy.config["failTrials"]:
         raise SystemExit(f"trial {args.trial}: failure injected by models.proxy.config.failTrials")
     mixture = ctx.store.get_json(layout.trial_mixture(args.trial))
-    metrics = _train(ctx, mixture, spec.models.proxy.config, spec.budget.proxy_steps, ctx.seed * 1000 + int(args.trial))
+    metrics = _train(ctx, mixture, spec.models.proxy.config, spec.budget.proxy_steps, trial_seed(ctx.seed, args.trial))
     ctx.store.put_json(layout.trial_metrics(args.trial), metrics)
-    print(f"trial={args.trial} objective={metrics['objective']:.4f}", flush=True)
+    print(f"trial={args.trial} {_objective_line(ctx, metrics)}", flush=True)
     ctx.mark_done(step_key)
 
 
-def run_final(ctx: StepContext, args: argparse.Namespace) -> None:
-    if ctx.is_done("final"):
-        return
+def _objective_line(ctx: StepContext, metrics: dict) -> str:
+    objective = ctx.search.spec.objective
+    return f"objective={objective_value(metrics, objective):.4f} ({label(objective)})"
+
+
+def pick_final(ctx: StepContext) -> dict:
+    """The final mixture, chosen once (`final/mixture.json`): a user's trainer reads it, so `final-pick` runs
+    before it; the built-in final training picks and trains in one step."""
+    if ctx.store.exists(layout.FINAL_MIXTURE):
+        return ctx.store.get_json(layout.FINAL_MIXTURE)
     spec = ctx.search.spec
     domains = ctx.domainset.spec.domains
     manual = ctx.vector({d.name: d.weight or 0.0 for d in domains}) if spec.method == "manual" else None
@@ -99,7 +108,7 @@ def run_final(ctx: StepContext, args: argparse.Namespace) -> None:
         manual=manual,
         madmix=madmix,
         trials_x=x,
-        trials_loss=-y,
+        trials_score=y,
         seed=ctx.seed,
         d=len(domains),
         space=space.geometry,
@@ -108,6 +117,20 @@ def run_final(ctx: StepContext, args: argparse.Namespace) -> None:
         provenance["trial"] = ids[provenance.pop("index")]
     mixture = {**space.record(point), **provenance}
     ctx.store.put_json(layout.FINAL_MIXTURE, mixture)
+    print(f"final mixture {json.dumps(mixture)}", flush=True)
+    return mixture
+
+
+def run_pick(ctx: StepContext, args: argparse.Namespace) -> None:
+    if not ctx.is_done("final"):
+        pick_final(ctx)
+
+
+def run_final(ctx: StepContext, args: argparse.Namespace) -> None:
+    if ctx.is_done("final"):
+        return
+    spec = ctx.search.spec
+    mixture = pick_final(ctx)
     config = spec.models.target.config
     metrics = _train(
         ctx,
@@ -118,5 +141,5 @@ def run_final(ctx: StepContext, args: argparse.Namespace) -> None:
         on_trained=lambda model: ctx.store.put_bytes(layout.FINAL_MODEL, checkpoint_bytes(model, config)),
     )
     ctx.store.put_json(layout.FINAL_METRICS, metrics)
-    print(f"final {json.dumps(mixture)} objective={metrics['objective']:.4f}", flush=True)
+    print(f"final {_objective_line(ctx, metrics)}", flush=True)
     ctx.mark_done("final")

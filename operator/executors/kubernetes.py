@@ -9,7 +9,7 @@ from kubernetes import client
 
 from mixtura_operator import layout, metrics
 from mixtura_operator.api.mixturesearch import MixtureSearch
-from mixtura_operator.executors.local import job_command
+from mixtura_operator.executors.commands import Command, step_commands
 from mixtura_operator.reconcile import CreateJob, JobState
 
 STEP_KEY = "mixtura.dev/step-key"
@@ -38,31 +38,34 @@ def job_manifest(search: MixtureSearch, job: CreateJob, search_uri: str) -> dict
             {"name": key, "valueFrom": {"secretKeyRef": {"name": spec.artifacts.credentials_secret, "key": key}}}
             for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
         ]
-    container_resources: dict[str, Any] = {"requests": {"cpu": resources.cpu, "memory": resources.memory}}
-    if job.gpus:
-        container_resources["limits"] = {"nvidia.com/gpu": str(job.gpus)}
+    requests = {"requests": {"cpu": resources.cpu, "memory": resources.memory}}
+    jobs_image = resources.image or os.environ.get("MIXTURA_JOBS_IMAGE", DEFAULT_JOBS_IMAGE)
+
+    def container(command: Command, container_resources: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "name": command.name,
+            "image": command.image or jobs_image,
+            "command": command.argv,
+            "env": [*({"name": k, "value": v} for k, v in command.env.items()), *env],
+            "resources": container_resources,
+        }
+
+    *init, main = step_commands(search, job, search_uri)
+    main_resources = {**requests, "limits": {"nvidia.com/gpu": str(job.gpus)}} if job.gpus else requests
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "nodeSelector": resources.node_selector,
+        "tolerations": [t.wire() for t in resources.tolerations],
+        "containers": [container(main, main_resources)],
+    }
+    if init:
+        pod_spec["initContainers"] = [container(command, requests) for command in init]
     job_labels = labels(search, job)
     if resources.queue_name:
         job_labels["kueue.x-k8s.io/queue-name"] = resources.queue_name
     job_spec: dict[str, Any] = {
         "backoffLimit": resources.backoff_limit,
-        "template": {
-            "metadata": {"labels": labels(search, job)},
-            "spec": {
-                "restartPolicy": "Never",
-                "nodeSelector": resources.node_selector,
-                "tolerations": [t.wire() for t in resources.tolerations],
-                "containers": [
-                    {
-                        "name": job.step,
-                        "image": resources.image or os.environ.get("MIXTURA_JOBS_IMAGE", DEFAULT_JOBS_IMAGE),
-                        "command": job_command(job, search_uri),
-                        "env": env,
-                        "resources": container_resources,
-                    }
-                ],
-            },
-        },
+        "template": {"metadata": {"labels": labels(search, job)}, "spec": pod_spec},
     }
     if resources.queue_name:
         job_spec["suspend"] = True
