@@ -161,7 +161,7 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
         columns["MaD-Mix"] = ctx.vector(store.get_json(layout.MADMIX)["weights"])
     final = store.get_json(layout.FINAL_MIXTURE) if store.exists(layout.FINAL_MIXTURE) else None
     final_metrics = store.get_json(layout.FINAL_METRICS) if store.exists(layout.FINAL_METRICS) else None
-    objective, name = spec.objective, objective_label(spec.objective)
+    objective, measure = spec.objective, objective_label(spec.objective)
     trials, failed = [], sorted(key.split("/")[1] for key in store.list("trials") if key.endswith("/_FAILED"))
     for key in store.list("trials"):
         if key.endswith("/_SUCCESS"):
@@ -184,7 +184,7 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
     if trials:
         rounds = np.array([t[1]["round"] for t in trials])
         values = np.array([t[3] for t in trials])
-        images["trials.png"] = trials_plot(rounds, values, name, objective.goal == "maximize")
+        images["trials.png"] = trials_plot(rounds, values, measure, objective.goal == "maximize")
     surrogate = _top_candidates(ctx, TOP_CANDIDATES) if searches(spec) else None
     if surrogate is not None:
         images["surrogate.png"] = surrogate
@@ -221,10 +221,10 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
         ["method", spec.method],
         ["trials", f"{len(trials)} succeeded, {len(failed)} failed of {spec.budget.max_trials}"],
         ["augmentation", spec.training.augmentation.type],
-        ["objective", name],
+        ["objective", measure],
     ]
     if final_metrics:
-        summary.append([f"final {name}", f"{objective_value(final_metrics, objective):.4f}"])
+        summary.append([f"final {measure}", f"{objective_value(final_metrics, objective):.4f}"])
     name = html.escape(ctx.search.metadata.name)
     trials_plot_html = '<h2>Trials</h2><img src="trials.png" alt="objective per trial">' if trials else ""
     if surrogate is not None:
@@ -243,7 +243,7 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left;font-size:90%}}img{
 <h2>Weights</h2><img src="weights.png" alt="weights per method">
 {_table(["domain", *columns], weight_rows)}
 {trials_plot_html}
-{_table(["trial", "round", "source", name, "augmentation", "weights"], trial_rows) if trial_rows else ""}
+{_table(["trial", "round", "source", measure, "augmentation", "weights"], trial_rows) if trial_rows else ""}
 {final_plot_html}
 {cells_html}
 </body></html>"""
