@@ -111,7 +111,7 @@ WELL_FORMED: list[tuple[str, dict]] = [
     (
         "own trainer, maximised weighted objective",
         search(
-            trainer={"image": "team/trainer:1", "command": ["python", "train.py"], "env": {"LR": "1e-3"}},
+            trainer={"image": "team/trainer:1", "command": ["python", "train.py"], "env": {"LR": "0.001"}},
             finalTraining={"trainer": {"command": ["python", "train_big.py"]}},
             objective={"metric": "accuracy", "goal": "maximize", "domainWeights": {"digits": 2, "prose": 1}},
         ),
