@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from test_pipeline import mixtura, search_root, status
 
 from mixtura_operator.trainer_contract import trial_seed
@@ -14,6 +15,7 @@ from pipeline_manifests import domain_set, mixture_search, write_manifest
 
 pytestmark = pytest.mark.slow
 TRAINER = Path(__file__).resolve().parent / "trainers" / "contract_trainer.py"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def trainer(*args: str) -> dict:
@@ -133,3 +135,29 @@ def test_best_trial_is_chosen_by_the_objective(tmp_path, corpus, objective, labe
     report = (root / "report/index.html").read_text()
     assert f"<td>objective</td><td>{label}</td>" in report
     assert f"best trial: {best} {label}" in output
+
+
+def test_the_example_trainer_runs_the_example_manifest(tmp_path):
+    """examples/trainer/search.yaml as the README runs it (from a directory with `examples/` and `demo-data/`),
+    on a smaller corpus, budget and space: the example trainer's own metrics drive the search."""
+    from mixtura_jobs.data.demo import make_demo_corpus
+
+    make_demo_corpus(tmp_path / "demo-data", samples_per_domain=24, seed=0)
+    (tmp_path / "examples").symlink_to(EXAMPLES)
+    domainset, search = yaml.safe_load_all((EXAMPLES / "trainer" / "search.yaml").read_text())
+    # Searching domain weights at random spares the embedding, clustering and GP steps (minutes on 2 cores).
+    search["spec"].update(method="random", search={"space": "domains"})
+    search["spec"]["budget"] = {"maxTrials": 3, "parallelTrials": 3, "proxySteps": 10}
+    search["spec"]["finalTraining"]["steps"] = 10
+    search["spec"]["resources"]["gpusPerJob"] = 0
+    manifest = write_manifest(tmp_path / "search.yaml", domainset, search)
+    result = mixtura("run", str(manifest), logs=tmp_path / "logs", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (root,) = (tmp_path / ".mixtura/artifacts").glob("*/own-trainer/*")
+    final = status(root)
+    assert final["objective"] == "max heldout_accuracy{charts:1,documents:1}"
+    values = {
+        p.parent.name: read(p.parent, "metrics.json")["heldout_accuracy"] for p in root.glob("trials/*/_SUCCESS")
+    }
+    assert final["bestTrial"]["id"] == max(sorted(values), key=lambda t: values[t]["documents"] + values[t]["charts"])
+    assert (root / "final/model.pt").exists() and read(root, "final/progress.json")["step"] == 10
