@@ -37,6 +37,13 @@ def run_search(tmp_path: Path, domains: list[dict], **spec) -> tuple[int, Path, 
     return result.returncode, search_root(tmp_path / "artifacts"), result.stdout + result.stderr
 
 
+def random_domain_search(tmp_path: Path, corpus: list[dict], names: tuple[str, ...], **spec) -> tuple[int, Path, str]:
+    """A search of random domain weights over the `names` domains, every trial run by the test trainer."""
+    spec.setdefault("trainer", trainer())
+    domains = [d for d in corpus if d["name"] in names]
+    return run_search(tmp_path, domains, method="random", search={"space": "domains"}, **spec)
+
+
 def read(root: Path, key: str) -> dict:
     return json.loads((root / key).read_text())
 
@@ -72,15 +79,13 @@ def test_trials_and_final_training_run_the_users_trainer(tmp_path, corpus):
 
 
 def test_a_trainer_that_writes_no_metrics_fails_its_trial(tmp_path, corpus):
-    domains = [d for d in corpus if d["name"] in ("text", "charts")]
-    code, root, _ = run_search(
+    code, root, _ = random_domain_search(
         tmp_path,
-        domains,
-        method="random",
+        corpus,
+        ("text", "charts"),
         max_trials=1,
         parallel_trials=1,
         max_failed_trials=1,
-        search={"space": "domains"},
         trainer=trainer("--no-metrics"),
     )
     assert code != 0
@@ -112,15 +117,12 @@ def expected_best(root: Path, score) -> str:
 )
 def test_best_trial_is_chosen_by_the_objective(tmp_path, corpus, objective, label, score):
     """Acceptance 2: bestTrial (and the report) follow spec.objective, not the mean held-out loss."""
-    domains = [d for d in corpus if d["name"] in ("documents", "charts", "text", "shapes")]
-    code, root, output = run_search(
+    code, root, output = random_domain_search(
         tmp_path,
-        domains,
-        method="random",
+        corpus,
+        ("documents", "charts", "text", "shapes"),
         max_trials=6,
         parallel_trials=6,
-        search={"space": "domains"},
-        trainer=trainer(),
         objective=objective,
         final_training=False,
     )
@@ -156,8 +158,6 @@ def test_the_example_trainer_runs_the_example_manifest(tmp_path):
     (root,) = (tmp_path / ".mixtura/artifacts").glob("*/own-trainer/*")
     final = status(root)
     assert final["objective"] == "max heldout_accuracy{charts:1,documents:1}"
-    values = {
-        p.parent.name: read(p.parent, "metrics.json")["heldout_accuracy"] for p in root.glob("trials/*/_SUCCESS")
-    }
+    values = {p.parent.name: read(p.parent, "metrics.json")["heldout_accuracy"] for p in root.glob("trials/*/_SUCCESS")}
     assert final["bestTrial"]["id"] == max(sorted(values), key=lambda t: values[t]["documents"] + values[t]["charts"])
     assert (root / "final/model.pt").exists() and read(root, "final/progress.json")["step"] == 10
