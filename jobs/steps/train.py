@@ -17,7 +17,7 @@ from mixtura_jobs.steps.context import StepContext
 from mixtura_jobs.steps.propose import load_space, observations
 from mixtura_jobs.training.trainer import train_on_mixture
 from mixtura_operator import layout
-from mixtura_operator.objective import label, objective_value
+from mixtura_operator.objective import label, objective_value, score
 from mixtura_operator.trainer_contract import trial_seed
 
 
@@ -115,6 +115,8 @@ def pick_final(ctx: StepContext) -> dict:
     )
     if "index" in provenance:
         provenance["trial"] = ids[provenance.pop("index")]
+    if "posterior_score" in provenance:  # back in the objective's own units (`score` is its own inverse)
+        provenance["posterior_objective"] = score(provenance.pop("posterior_score"), spec.objective)
     mixture = {**space.record(point), **provenance}
     ctx.store.put_json(layout.FINAL_MIXTURE, mixture)
     print(f"final mixture {json.dumps(mixture)}", flush=True)
