@@ -67,11 +67,12 @@ class NullStepRunner(PodRunner):
                 )
             key = f"propose/{opts['--round']}"
         elif step == "proxy-train":
-            store.put_json(layout.trial_metrics(opts["--trial"]), {"objective": float(rng.uniform(2, 3))})
+            loss = float(rng.uniform(2, 3))
+            store.put_json(layout.trial_metrics(opts["--trial"]), {"heldout_loss": dict.fromkeys(DOMAINS, loss)})
             key = f"trial/{opts['--trial']}"
         elif step == "final-train":
             store.put_json(layout.FINAL_MIXTURE, {"weights": uniform, "source": "null"})
-            store.put_json(layout.FINAL_METRICS, {"objective": 2.0})
+            store.put_json(layout.FINAL_METRICS, {"heldout_loss": dict.fromkeys(DOMAINS, 2.0)})
             key = "final"
         else:
             store.put_bytes(layout.REPORT, b"<html></html>")

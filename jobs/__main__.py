@@ -19,6 +19,7 @@ STEPS = {
     "propose": ("propose", "run"),
     "proxy-train": ("train", "run_proxy"),
     "final-train": ("train", "run_final"),
+    "final-pick": ("train", "run_pick"),
     "report": ("report", "run"),
 }
 

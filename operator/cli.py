@@ -24,8 +24,11 @@ def _progress(decision) -> None:
     for event in decision.events:
         print(describe(event), flush=True)
     status: MixtureSearchStatus = decision.status
-    best = f" best={status.best_trial.objective:.4f} (trial {status.best_trial.id})" if status.best_trial else ""
-    line = f"  {status.phase.value:<10} trials {status.trials.progress:>7} running={status.trials.running}{best}"
+    best = (
+        status.best_trial
+        and f" best {status.objective}={status.best_trial.objective:.4f} (trial {status.best_trial.id})"
+    )
+    line = f"  {status.phase.value:<10} trials {status.trials.progress:>7} running={status.trials.running}{best or ''}"
     if line != getattr(_progress, "last", None):
         print(line, flush=True)
         _progress.last = line

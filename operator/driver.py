@@ -98,7 +98,7 @@ class SearchDriver:
             )
         store = search_store(search)
         jobs = self.executor.observe(search)
-        observer = self._observers.setdefault(uid, StoreObserver(store))
+        observer = self._observers.setdefault(uid, StoreObserver(store, search.spec.objective))
         try:
             observed = observer.observe(jobs, self._problems.get(uid, {}), self._concept_source(search))
         except Exception as error:

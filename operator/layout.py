@@ -18,6 +18,7 @@ FINAL_MIXTURE = "final/mixture.json"
 FINAL_METRICS = "final/metrics.json"
 # The target model's checkpoint, as its backend saves it: tiny `final/model.pt`, hf `final/model/`.
 FINAL_DIR = "final"
+ASSIGNMENTS = "cells/assignments"
 REPORT = "report/index.html"
 # What the report found that status carries: baseline comparisons and the surrogate's leave-one-out fit.
 REPORT_SUMMARY = "report/summary.json"
@@ -76,7 +77,7 @@ def proposal(round_index: int) -> str:
 
 def assignments(domain: str) -> str:
     """Each sample's concept (index into the centroids) of an image domain."""
-    return f"cells/assignments/{domain}.npy"
+    return f"{ASSIGNMENTS}/{domain}.npy"
 
 
 def embedding(domain: str, modality: str, samples: bool = False) -> str:

@@ -14,10 +14,13 @@ SEARCH_PHASE = Gauge(
 )
 SEARCHES = Gauge("mixtura_searches", "Searches by phase", ["phase"])
 TRIALS = Gauge("mixtura_trials", "Trials of a search by state", ["namespace", "search", "state"])
-BEST_OBJECTIVE = Gauge("mixtura_best_objective", "Best held-out loss found so far", ["namespace", "search"])
+# The value of each search's own spec.objective; its name is status.objective (a label would be free text).
+BEST_OBJECTIVE = Gauge(
+    "mixtura_best_objective", "The best trial's value of the search's spec.objective", ["namespace", "search"]
+)
 STEPS_RATIO = Gauge(
     "mixtura_steps_ratio",
-    "Steps the chosen mixture needs to reach a baseline's final held-out loss, over the baseline's steps",
+    "Steps the chosen mixture needs to reach a baseline's final objective, over the baseline's steps",
     ["namespace", "search", "baseline"],
 )
 BASELINES = ("uniform", "manual", "madmix")

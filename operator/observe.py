@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from mixtura_operator import layout
 from mixtura_operator.api.cross_object import LOCAL_REFUSED, LOCAL_SCHEME
 from mixtura_operator.api.domainset import DomainSet
-from mixtura_operator.api.mixturesearch import BaselineComparison, SurrogateFit
+from mixtura_operator.api.mixturesearch import BaselineComparison, Objective, SurrogateFit
+from mixtura_operator.objective import objective_value
 from mixtura_operator.reconcile import JobState, Observed, TrialResult
 from mixtura_operator.store import ArtifactStore, open_store
 
@@ -42,12 +43,25 @@ def concept_source(store: ArtifactStore | None, finished: bool, name: str) -> tu
     return None, None
 
 
-class StoreObserver:
-    """Observes one search's artifacts; finished results are immutable, so each is read once."""
+def read_result(store: ArtifactStore, metrics_key: str, mixture_key: str, objective: Objective) -> TrialResult | str:
+    """A finished run's objective value and weights, or why its metrics do not give the objective."""
+    if not store.exists(metrics_key):
+        return f"{metrics_key} is missing: a trainer writes its metrics before _SUCCESS"
+    try:
+        value = objective_value(store.get_json(metrics_key), objective)
+    except ValueError as error:  # ObjectiveError, or metrics that are not JSON
+        return f"{metrics_key}: {error}"
+    return TrialResult(value, store.get_json(mixture_key)["weights"])
 
-    def __init__(self, store: ArtifactStore) -> None:
+
+class StoreObserver:
+    """Observes one search's artifacts; finished results are immutable, so each is read once. A run that
+    wrote `_SUCCESS` without a usable objective counts as failed."""
+
+    def __init__(self, store: ArtifactStore, objective: Objective) -> None:
         self.store = store
-        self._trials: dict[str, TrialResult] = {}
+        self.objective = objective
+        self._results: dict[str, TrialResult | str] = {}
 
     def observe(
         self,
@@ -66,19 +80,19 @@ class StoreObserver:
                 done.add(step_key)
             else:
                 failed[step_key] = self.store.get_bytes(key).decode(errors="replace")
-        for step_key in done:
-            tid = step_key.removeprefix("trial/")
-            if step_key.startswith("trial/") and tid not in self._trials:
-                metrics = self.store.get_json(layout.trial_metrics(tid))
-                weights = self.store.get_json(layout.trial_mixture(tid))["weights"]
-                self._trials[tid] = TrialResult(float(metrics["objective"]), weights)
-        madmix = self.store.get_json(layout.MADMIX)["weights"] if "score" in done else None
+        trials: dict[str, TrialResult] = {}
         final = None
-        if "final" in done:
-            final = TrialResult(
-                float(self.store.get_json(layout.FINAL_METRICS)["objective"]),
-                self.store.get_json(layout.FINAL_MIXTURE)["weights"],
-            )
+        for step_key in sorted(done):
+            if not (step_key.startswith("trial/") or step_key == "final"):
+                continue
+            result = self._result(step_key)
+            if isinstance(result, str):
+                failed.setdefault(step_key, result)
+            elif step_key == "final":
+                final = result
+            else:
+                trials[step_key.removeprefix("trial/")] = result
+        madmix = self.store.get_json(layout.MADMIX)["weights"] if "score" in done else None
         # A report written before summaries existed has none.
         has_summary = "report" in done and self.store.exists(layout.REPORT_SUMMARY)
         summary = self.store.get_json(layout.REPORT_SUMMARY) if has_summary else {}
@@ -89,7 +103,7 @@ class StoreObserver:
             done=frozenset(done),
             failed=failed,
             jobs=dict(jobs),
-            trials=dict(self._trials),
+            trials=trials,
             madmix_weights=madmix,
             final=final,
             domain_problems=dict(domain_problems),
@@ -98,3 +112,13 @@ class StoreObserver:
             comparison=tuple(BaselineComparison.model_validate(c) for c in summary.get("comparison", [])),
             surrogate=None if surrogate is None else SurrogateFit.model_validate(surrogate),
         )
+
+    def _result(self, step_key: str) -> TrialResult | str:
+        if step_key not in self._results:
+            if step_key == "final":
+                keys = layout.FINAL_METRICS, layout.FINAL_MIXTURE
+            else:
+                tid = step_key.removeprefix("trial/")
+                keys = layout.trial_metrics(tid), layout.trial_mixture(tid)
+            self._results[step_key] = read_result(self.store, *keys, self.objective)
+        return self._results[step_key]

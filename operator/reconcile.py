@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from mixtura_operator import layout
+from mixtura_operator import layout, objective, trainer_contract
 from mixtura_operator.api.base import Condition, set_condition
 from mixtura_operator.api.cross_object import manual_weight_problem
 from mixtura_operator.api.domainset import DomainSet
@@ -136,6 +136,9 @@ def input_problem(search: MixtureSearch, domainset: DomainSet, observed: Observe
     manual = manual_weight_problem(search, domainset)
     if manual:
         return manual
+    unknown = sorted(set(search.spec.objective.domain_weights) - {d.name for d in domainset.spec.domains})
+    if unknown:
+        return f"spec.objective.domainWeights: {', '.join(unknown)} is no domain of DomainSet {domainset.metadata.name}"
     if observed.concept_source_problem and uses_cells(search.spec, domainset):
         return f"spec.search.conceptCentroidsFrom: {observed.concept_source_problem}"
     return None
@@ -211,7 +214,7 @@ def reconcile(search: MixtureSearch, domainset: DomainSet | None, observed: Obse
         if key in observed.done or key in failed:
             continue
         if job.phase == "Failed" or job.phase == "Succeeded":
-            message = job.message or "the job succeeded but wrote no _SUCCESS marker"
+            message = job.message or _no_marker_message(search, key)
             failed[key] = message
             b.actions.append(RecordFailure(key, message))
             b.events.append(
@@ -234,6 +237,12 @@ def reconcile(search: MixtureSearch, domainset: DomainSet | None, observed: Obse
             f"{b.status.trials.failed} trials failed (maxFailedTrials: {search.spec.budget.max_failed_trials})",
         )
     return _advance(b, domainset, failed)
+
+
+def _no_marker_message(search: MixtureSearch, step_key: str) -> str:
+    if trainer_contract.trainer_for(search.spec, step_key) is not None:
+        return trainer_contract.missing_metrics_message(step_key)
+    return "the job succeeded but wrote no _SUCCESS marker"
 
 
 def _advance(b: _Builder, domainset: DomainSet, failed: Mapping[str, str]) -> Decision:
@@ -323,8 +332,13 @@ def _summarise(b: _Builder, failed: Mapping[str, str]) -> None:
         pending=sum(j.phase == "Pending" for k, j in trial_jobs.items() if k not in observed.done),
         progress=f"{n_done + n_failed}/{total}",
     )
+    status.objective = objective.label(spec.objective)
     if observed.trials:
-        tid, best = min(observed.trials.items(), key=lambda item: (item[1].objective, item[0]))
+        # The best score; among equals, the first trial.
+        tid, best = max(
+            observed.trials.items(),
+            key=lambda item: (objective.score(item[1].objective, spec.objective), -int(item[0])),
+        )
         status.best_trial = BestTrial(id=tid, objective=best.objective, weights=dict(best.weights))
     if observed.madmix_weights is not None:
         status.madmix_weights = dict(observed.madmix_weights)

@@ -29,12 +29,12 @@ def render(name: str, status: MixtureSearchStatus) -> str:
         f"{t.pending} pending), round {status.round}",
     ]
     if status.best_trial:
-        lines.append(f"best trial: {status.best_trial.id} held-out loss {status.best_trial.objective:.4f}")
+        lines.append(f"best trial: {status.best_trial.id} {status.objective} {status.best_trial.objective:.4f}")
     if status.final_objective is not None:
-        lines.append(f"final held-out loss: {status.final_objective:.4f}")
+        lines.append(f"final {status.objective}: {status.final_objective:.4f}")
     for c in status.comparison:
         ratio = "not reached" if c.steps_ratio is None else f"{c.steps_ratio:.2f}"
-        lines.append(f"against {c.baseline}: its final held-out loss {c.objective:.4f}, steps ratio {ratio}")
+        lines.append(f"against {c.baseline}: its final {status.objective} {c.objective:.4f}, steps ratio {ratio}")
     if status.surrogate is not None:
         fit = status.surrogate
         lines.append(f"surrogate leave-one-out: R² {fit.loo_r2:.2f}, Spearman {fit.loo_spearman:.2f}")

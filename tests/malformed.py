@@ -160,6 +160,18 @@ MALFORMED: list[tuple[str, dict, str]] = [
         "spec.finalTraining.compareWith",
     ),
     ("unknown baseline", search(finalTraining={"compareWith": ["regmix"]}), "spec.finalTraining.compareWith[0]"),
+    ("trainer without a command", search(trainer={"image": "team/trainer:1"}), "spec.trainer.command"),
+    ("unknown objective goal", search(objective={"goal": "maximise"}), "spec.objective.goal"),
+    (
+        "negative objective domain weight",
+        search(objective={"domainWeights": {"digits": -1, "prose": 1}}),
+        "spec.objective.domainWeights",
+    ),
+    (
+        "all-zero objective domain weights",
+        search(objective={"domainWeights": {"digits": 0}}),
+        "spec.objective.domainWeights",
+    ),
 ]
 
 # Issue 19: names, types, bounds, URIs, resources a Job carries. Grouped as the README counts them.
@@ -341,6 +353,14 @@ WELL_FORMED: list[tuple[str, dict]] = [
         ),
     ),
     ("every baseline", search(finalTraining={"compareWith": ["uniform", "manual", "madmix"]})),
+    (
+        "own trainer, maximised weighted objective",
+        search(
+            trainer={"image": "team/trainer:1", "command": ["python", "train.py"], "env": {"LR": "0.001"}},
+            finalTraining={"trainer": {"command": ["python", "train_big.py"]}},
+            objective={"metric": "accuracy", "goal": "maximize", "domainWeights": {"digits": 2, "prose": 1}},
+        ),
+    ),
 ]
 DUPLICATE = ("duplicate domain names", _duplicate(), "spec.domains")
 
@@ -440,6 +460,18 @@ CLUSTER: list[tuple[str, dict, str, bool]] = [
         "an image outside the allowed patterns",
         resources(image="evil.example/miner:latest"),
         "spec.resources.image",
+        False,
+    ),
+    (
+        "a trainer image outside the allowed patterns",
+        search(trainer={"image": "evil.example/miner:latest", "command": ["mine"]}),
+        "spec.trainer.image",
+        False,
+    ),
+    (
+        "a final trainer image outside the allowed patterns",
+        search(finalTraining={"trainer": {"image": "evil.example/miner:latest", "command": ["mine"]}}),
+        "spec.finalTraining.trainer.image",
         False,
     ),
     (

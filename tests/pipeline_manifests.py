@@ -38,9 +38,10 @@ def mixture_search(
     seed: int = 0,
     search: dict | None = None,
     compare_with: tuple[str, ...] = (),
+    **spec: Any,
 ) -> dict:
     """The demo MixtureSearch with a tiny budget, its artifacts under the local directory `artifacts`;
-    `search`: more of spec.search."""
+    `search`: more of spec.search; `spec`: more of the spec (e.g. trainer, objective)."""
     proxy: dict[str, Any] = {"preset": "proxy"}
     if fail_trials:
         proxy["failTrials"] = list(fail_trials)
@@ -68,6 +69,7 @@ def mixture_search(
             "resources": {"gpusPerJob": 0, "backoffLimit": 0},
             "artifacts": {"uri": Path(artifacts).resolve().as_uri()},
             "finalTraining": {"enabled": final_training, "steps": final_steps, "compareWith": list(compare_with)},
+            **spec,
         },
     }
 

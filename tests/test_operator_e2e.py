@@ -24,7 +24,11 @@ pytestmark = [pytest.mark.controlplane, pytest.mark.s3, pytest.mark.prometheus, 
 NS = "mixtura-e2e"
 RESTRICTED = "pod-security.kubernetes.io/enforce"
 # The chart's admission lists for this test bed (WELL_FORMED names one more image and Secret of each kind).
-IMAGES = [r"^mixtura/jobs:[a-z0-9.-]+$", r"^registry\.local:5000/mixtura/jobs@sha256:[0-9a-f]{64}$"]
+IMAGES = [
+    r"^mixtura/jobs:[a-z0-9.-]+$",
+    r"^registry\.local:5000/mixtura/jobs@sha256:[0-9a-f]{64}$",
+    r"^team/trainer:[0-9]+$",
+]
 SECRETS = ["s3-credentials", "team.s3-creds"]
 DOMAINS = [
     ("digits", "captioning", ["image", "text"]),
@@ -271,6 +275,42 @@ def test_a_failing_trial_fails_the_search_with_an_event(control_plane, installed
     assert body["status"]["phase"] == "Failed" and ready["reason"] == "TooManyFailedTrials", body["status"]
     events = search_events(plane, "failing")
     assert any(reason == "TrialFailed" and message.startswith("trial/000") for reason, message in events)
+
+
+def test_trials_run_the_users_trainer_and_best_trial_follows_a_maximised_objective(control_plane, installed):
+    """Issue 20 on the test bed: every trial Job runs the trainer command (tests/trainers) with the contract's
+    variables, the final Job picks its mixture in an init container first, artifacts in S3; bestTrial is the
+    trial with the most accuracy (the trainer reports the `text` weight as its accuracy)."""
+    plane, operator, store = control_plane, installed["operator"], installed["store"]
+    trainer = {"image": "team/trainer:1", "command": ["python", str(REPO / "tests/trainers/contract_trainer.py")]}
+    text = manifests(
+        "own-trainer",
+        installed["bucket"],
+        installed["endpoint"],
+        method="random",
+        search={"seed": 5},
+        trainer=trainer,
+        objective={"metric": "accuracy", "goal": "maximize"},
+    )
+    plane.kubectl("apply", "-n", NS, "-f", "-", input=text)
+    body = wait_phase(plane, operator, "own-trainer", {"Succeeded", "Failed"})
+    status = body["status"]
+    assert status["phase"] == "Succeeded", status
+    prefix = status["artifacts"]["root"].removeprefix(f"s3://{installed['bucket']}/")
+    received = {}
+    for tid in ("000", "001", "002", "003"):
+        received[tid] = store.get_json(f"{prefix}/trials/{tid}/metrics.json")["received"]
+        mixture = store.get_json(f"{prefix}/trials/{tid}/mixture.json")
+        assert received[tid]["seed"] == 5000 + int(tid) and received[tid]["weights"] == mixture["weights"]
+        assert received[tid]["cells"] and sum(received[tid]["drawn"].values()) == 8 * 4
+    final = store.get_json(f"{prefix}/final/metrics.json")["received"]
+    assert final["weights"] == store.get_json(f"{prefix}/final/mixture.json")["weights"] and final["seed"] == 5
+    assert status["objective"] == "max accuracy"
+    assert status["bestTrial"]["id"] == max(sorted(received), key=lambda t: received[t]["weights"]["text"])
+    (job,) = proxy_jobs(plane, "own-trainer")[:1]
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "team/trainer:1"
+    wide = plane.kubectl("get", "mixturesearch", "own-trainer", "-n", NS, "-o", "wide").stdout.split("\n")
+    assert "OBJECTIVE" in wide[0].split() and "max accuracy" in wide[1]
 
 
 def test_unschedulable_jobs_show_as_a_condition(control_plane, installed):

@@ -43,9 +43,9 @@ def small(corpus) -> dict:
     return domain_set([d for d in corpus if d["name"] in SMALL])
 
 
-def mixtura(*args: str, logs: Path) -> subprocess.CompletedProcess:
+def mixtura(*args: str, logs: Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "MIXTURA_LOG_DIR": str(logs)}
-    return subprocess.run([*MIXTURA, *args], env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run([*MIXTURA, *args], env=env, capture_output=True, text=True, timeout=600, cwd=cwd)
 
 
 def search_root(artifacts: Path, name: str = "demo") -> Path:

@@ -9,9 +9,10 @@ import torch
 from mixtura_jobs.data.demo import make_demo_corpus
 from mixtura_jobs.data.npz_shards import DomainSamples, read_domain
 from mixtura_jobs.data.samples import Sample
+from mixtura_jobs.data.sampling import group_members, sample_batch_indices
 from mixtura_jobs.training import tokenizer
 from mixtura_jobs.training.tiny_vlm import build_vlm
-from mixtura_jobs.training.trainer import group_members, sample_batch_indices, split_heldout, train_on_mixture
+from mixtura_jobs.training.trainer import split_heldout, train_on_mixture
 
 NAMES = ["digits", "shapes", "text", "video"]
 CONFIG = {"steps": 30, "batch_size": 16, "log_every": 10}

@@ -17,29 +17,30 @@ def final_mixture(
     manual: np.ndarray | None,
     madmix: np.ndarray | None,
     trials_x: np.ndarray,
-    trials_loss: np.ndarray,
+    trials_score: np.ndarray,
     seed: int,
     d: int,
     space: MixtureSpace | None = None,
 ) -> tuple[np.ndarray, dict]:
     """(weights, provenance): domain weights for the methods that do not search. Searches pick, among the
-    trials (`trials_x`: points of `space`, domain weights by default), the observed trial with the best
-    posterior mean (robust to a lucky noisy run); with few trials, the best observed one."""
+    trials (`trials_x`: points of `space`, domain weights by default; `trials_score`: their objective, higher
+    is better), the observed trial with the best posterior mean (robust to a lucky noisy run); with few
+    trials, the best observed one."""
     if method == "uniform":
         return uniform_weights(d), {"source": "uniform"}
     if method == "manual":
         return manual / manual.sum(), {"source": "manual"}
     if method == "madmix":
         return madmix, {"source": "madmix"}
-    if len(trials_loss) == 0:
+    if len(trials_score) == 0:
         raise ValueError(f"method {method}: no successful trial to choose the final mixture from")
-    if len(trials_loss) < MIN_TRIALS_FOR_POSTERIOR:
-        best = int(np.argmin(trials_loss))
+    if len(trials_score) < MIN_TRIALS_FOR_POSTERIOR:
+        best = int(np.argmax(trials_score))
         return trials_x[best], {"source": "best-observed", "index": best}
-    best, mean, std = gp_ucb.posterior_best(trials_x, -trials_loss, seed=seed, space=space)
+    best, mean, std = gp_ucb.posterior_best(trials_x, trials_score, seed=seed, space=space)
     return trials_x[best], {
         "source": "posterior-mean",
         "index": best,
-        "posterior_loss": -mean,
+        "posterior_score": mean,
         "posterior_std": std,
     }

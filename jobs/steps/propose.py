@@ -12,6 +12,8 @@ from mixtura_jobs.search.regmix import regression_batch
 from mixtura_jobs.steps.context import StepContext
 from mixtura_operator import layout
 from mixtura_operator.api.plan import search_space
+from mixtura_operator.objective import objective_value, score
+from mixtura_operator.store import ArtifactNotFound
 
 
 def load_space(ctx: StepContext) -> NamedSpace:
@@ -26,12 +28,20 @@ def load_space(ctx: StepContext) -> NamedSpace:
 
 
 def observations(ctx: StepContext, space: NamedSpace) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Finished trials: ids, their points in `space` (n, dim) and the objective to maximise (minus the
-    held-out loss)."""
-    ids = sorted(key.split("/")[1] for key in ctx.store.list("trials") if key.endswith("/_SUCCESS"))
-    x = np.array([space.point(ctx.store.get_json(layout.trial_mixture(t))) for t in ids])
-    y = np.array([-float(ctx.store.get_json(layout.trial_metrics(t))["objective"]) for t in ids])
-    return ids, x.reshape(len(ids), space.geometry.dim), y
+    """Finished trials: ids, their points in `space` (n, dim) and their scores, the objective as the GP
+    maximises it (minus its value when the goal is minimize). A trial whose metrics lack the objective is
+    left out: the operator counts it as failed."""
+    ids, points, scores = [], [], []
+    objective = ctx.search.spec.objective
+    for tid in sorted(key.split("/")[1] for key in ctx.store.list("trials") if key.endswith("/_SUCCESS")):
+        try:
+            value = objective_value(ctx.store.get_json(layout.trial_metrics(tid)), objective)
+        except (ValueError, ArtifactNotFound):  # ObjectiveError, or metrics that are not JSON
+            continue
+        ids.append(tid)
+        points.append(space.point(ctx.store.get_json(layout.trial_mixture(tid))))
+        scores.append(score(value, objective))
+    return ids, np.array(points).reshape(len(ids), space.geometry.dim), np.array(scores)
 
 
 def previous_fit(ctx: StepContext, round_index: int) -> gp_ucb.Hyperparameters | None:
@@ -76,7 +86,8 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
     for index, (tid, point) in enumerate(zip(trial_ids, points, strict=True)):
         record = {**space.record(point), "round": args.round, "source": source}
         if mean is not None and std is not None:
-            record["predicted"] = {"objective": -float(mean[index]), "std": float(std[index])}
+            predicted = score(float(mean[index]), spec.objective)  # the score's own inverse
+            record["predicted"] = {"objective": predicted, "std": float(std[index])}
         ctx.store.put_json(layout.trial_mixture(tid), record)
     summary = {"round": args.round, "source": source, "space": space.kind, "observations": len(y), "trials": trial_ids}
     ctx.store.put_json(layout.proposal(args.round), summary if fitted is None else {**summary, "gp": fitted})

@@ -22,10 +22,12 @@ from mixtura_jobs.steps.propose import load_space, observations
 from mixtura_operator import layout
 from mixtura_operator.api.mixturesearch import UNRELIABLE_LOO_SPEARMAN, BaselineComparison, SurrogateFit
 from mixtura_operator.api.plan import final_baselines, searches
+from mixtura_operator.objective import label as objective_label
+from mixtura_operator.objective import objective_value, score
 
 TOP_CANDIDATES = 8
-# What the trials and the final training minimise (a named spec.objective will replace it).
-OBJECTIVE = "held-out loss (mean over domains)"
+# What the comparison's curves show: the built-in trainer's held-out loss, whatever spec.objective is.
+CURVE_OBJECTIVE = "held-out loss (mean over domains)"
 SLICE_GRID = 41
 
 
@@ -48,20 +50,22 @@ def weights_plot(domains: list[str], columns: dict[str, np.ndarray]) -> bytes:
     return _png(fig)
 
 
-def trials_plot(rounds: np.ndarray, losses: np.ndarray) -> bytes:
+def trials_plot(rounds: np.ndarray, values: np.ndarray, name: str, maximize: bool) -> bytes:
+    """Each trial's objective value and the best so far; `name` is the objective's label."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    order = np.arange(len(losses))
-    left.scatter(order, losses, c=rounds, cmap="viridis")
-    left.plot(order, np.minimum.accumulate(losses), color="black", lw=1, label="best so far")
+    order = np.arange(len(values))
+    best = np.maximum if maximize else np.minimum
+    left.scatter(order, values, c=rounds, cmap="viridis")
+    left.plot(order, best.accumulate(values), color="black", lw=1, label="best so far")
     left.set_xlabel("trial")
-    left.set_ylabel("held-out loss (lower is better)")
+    left.set_ylabel(name)
     left.set_title("Objective per trial")
     left.legend(fontsize=8)
-    per_round = [losses[rounds <= r].min() for r in np.unique(rounds)]
+    per_round = [best.reduce(values[rounds <= r]) for r in np.unique(rounds)]
     right.plot(np.unique(rounds), per_round, marker="o")
     right.set_xticks(np.unique(rounds))
     right.set_xlabel("round")
-    right.set_ylabel("best held-out loss")
+    right.set_ylabel(f"best {name}")
     right.set_title("Best so far per round")
     return _png(fig)
 
@@ -82,19 +86,19 @@ def comparison_plot(curves: dict[str, list[list[float]]]) -> bytes:
         steps, losses = np.array(curve).T
         ax.plot(steps, losses, marker=".", lw=2 if label == "chosen" else 1.2, label=label)
     ax.set_xlabel("training step")
-    ax.set_ylabel(OBJECTIVE)
+    ax.set_ylabel(CURVE_OBJECTIVE)
     ax.set_title("Target model: chosen mixture against the baselines")
     ax.legend(fontsize=8)
     return _png(fig)
 
 
-def loo_plot(loo: surrogate_diagnostics.LeaveOneOut) -> bytes:
+def loo_plot(loo: surrogate_diagnostics.LeaveOneOut, name: str) -> bytes:
     """Each trial's objective predicted by the GP fitted on the others, against the observed one."""
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     ax.errorbar(loo.observed, loo.predicted, yerr=2 * loo.std, fmt="o", capsize=2, alpha=0.8)
     low, high = min(loo.observed.min(), loo.predicted.min()), max(loo.observed.max(), loo.predicted.max())
     ax.plot([low, high], [low, high], color="black", lw=0.8, ls="--", label="perfect prediction")
-    ax.set_xlabel(f"observed {OBJECTIVE}")
+    ax.set_xlabel(f"observed {name}")
     ax.set_ylabel("leave-one-out prediction ± 2 std")
     ax.set_title(f"Leave-one-out: R² {loo.r2:.2f}, Spearman {loo.spearman:.2f}")
     ax.legend(fontsize=8)
@@ -111,7 +115,9 @@ def sensitivity_plot(names: list[str], scales: np.ndarray) -> bytes:
     return _png(fig)
 
 
-def slice_plot(grid: np.ndarray, surface: np.ndarray, names: tuple[str, str], center: np.ndarray) -> bytes:
+def slice_plot(
+    grid: np.ndarray, surface: np.ndarray, names: tuple[str, str], center: np.ndarray, name: str
+) -> bytes:
     """The posterior mean over two coordinates, the others rescaled to stay on the simplex."""
     fig, ax = plt.subplots(figsize=(5.2, 4.2))
     image = ax.imshow(
@@ -122,19 +128,19 @@ def slice_plot(grid: np.ndarray, surface: np.ndarray, names: tuple[str, str], ce
     ax.set_ylabel(names[1])
     ax.set_title("Posterior mean over the two most sensitive coordinates")
     ax.legend(fontsize=8, loc="upper right")
-    fig.colorbar(image, ax=ax, label=f"predicted {OBJECTIVE}")
+    fig.colorbar(image, ax=ax, label=f"predicted {name}")
     return _png(fig)
 
 
-def posterior_plot(ids: list[str], observed: np.ndarray, mean: np.ndarray, std: np.ndarray) -> bytes:
-    """The top candidates by posterior mean: the GP's held-out loss with a 2-std band, and the observed one."""
+def posterior_plot(ids: list[str], observed: np.ndarray, mean: np.ndarray, std: np.ndarray, name: str) -> bytes:
+    """The top candidates by posterior mean: the GP's objective (`name`) with a 2-std band, and the observed one."""
     fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(ids) + 1.5), 3.6))
     positions = np.arange(len(ids))
     ax.errorbar(positions, mean, yerr=2 * std, fmt="o", capsize=3, label="GP posterior mean ± 2 std")
     ax.scatter(positions, observed, marker="x", color="black", zorder=3, label="observed")
     ax.set_xticks(positions, ids)
     ax.set_xlabel("trial (best posterior mean first)")
-    ax.set_ylabel("held-out loss")
+    ax.set_ylabel(name)
     ax.set_title("Top candidates under the surrogate")
     ax.legend(fontsize=8)
     return _png(fig)
@@ -155,22 +161,25 @@ def _surrogate(ctx: StepContext, chosen: dict | None) -> tuple[dict[str, bytes],
     ids, x, y = observations(ctx, space)
     if len(ids) < MIN_TRIALS_FOR_POSTERIOR:
         return {}, "", None
+    objective = ctx.search.spec.objective
+    name = objective_label(objective)
     model = _fit_surrogate(x, y, ctx.seed)
     mean, std = surrogate_diagnostics.posterior_at(model, x)
     order = np.argsort(-mean, kind="stable")[:TOP_CANDIDATES]
-    images = {"surrogate.png": posterior_plot([ids[i] for i in order], -y[order], -mean[order], std[order])}
-    # The GP maximises minus the loss: negate back into the objective's units.
+    # The GP maximises scores; `score` is its own inverse, so it maps them back to the objective's values.
+    observed, predicted = score(y[order], objective), score(mean[order], objective)
+    images = {"surrogate.png": posterior_plot([ids[i] for i in order], observed, predicted, std[order], name)}
     loo = surrogate_diagnostics.gp_leave_one_out(model)
-    loo = replace(loo, observed=-loo.observed, predicted=-loo.predicted)
-    images["loo.png"] = loo_plot(loo)
+    loo = replace(loo, observed=score(loo.observed, objective), predicted=score(loo.predicted, objective))
+    images["loo.png"] = loo_plot(loo, name)
     scales = surrogate_diagnostics.lengthscales(model, x.shape[1])
     images["sensitivity.png"] = sensitivity_plot(space.coordinates, scales)
     i, j = surrogate_diagnostics.most_sensitive(scales)
     center = space.point(chosen) if chosen else x[int(np.argmax(mean))]
     grid = np.linspace(0.0, 1.0, SLICE_GRID)
-    surface = -surrogate_diagnostics.posterior_slice(model, center, i, j, grid, space.blocks)
+    surface = score(surrogate_diagnostics.posterior_slice(model, center, i, j, grid, space.blocks), objective)
     names = (space.coordinates[i], space.coordinates[j])
-    images["slice.png"] = slice_plot(grid, surface, names, center[[i, j]])
+    images["slice.png"] = slice_plot(grid, surface, names, center[[i, j]], name)
     fit = SurrogateFit(loo_r2=loo.r2, loo_spearman=loo.spearman)
     warning = (
         ""
@@ -302,13 +311,20 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
         columns["MaD-Mix"] = ctx.vector(store.get_json(layout.MADMIX)["weights"])
     final = store.get_json(layout.FINAL_MIXTURE) if store.exists(layout.FINAL_MIXTURE) else None
     final_metrics = store.get_json(layout.FINAL_METRICS) if store.exists(layout.FINAL_METRICS) else None
-    trials = []
+    objective, measure = spec.objective, objective_label(spec.objective)
+    trials, failed = [], sorted(key.split("/")[1] for key in store.list("trials") if key.endswith("/_FAILED"))
     for key in store.list("trials"):
         if key.endswith("/_SUCCESS"):
             tid = key.split("/")[1]
-            trials.append((tid, store.get_json(layout.trial_mixture(tid)), store.get_json(layout.trial_metrics(tid))))
-    trials.sort(key=lambda t: t[2]["objective"])
-    failed = sorted(key.split("/")[1] for key in store.list("trials") if key.endswith("/_FAILED"))
+            metrics = store.get_json(layout.trial_metrics(tid))
+            try:
+                value = objective_value(metrics, objective)
+            except (ValueError, KeyError):  # no usable objective: the operator counted the trial as failed
+                failed.append(tid)
+                continue
+            trials.append((tid, store.get_json(layout.trial_mixture(tid)), metrics, value))
+    # Best first, by the objective's goal.
+    trials.sort(key=lambda t: -score(t[3], objective))
     if trials:
         columns["best trial"] = ctx.vector(trials[0][1]["weights"])
     if final:
@@ -319,7 +335,8 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
     if trials:
         by_id = sorted(trials)
         rounds = np.array([t[1]["round"] for t in by_id])
-        images["trials.png"] = trials_plot(rounds, np.array([t[2]["objective"] for t in by_id]))
+        values = np.array([t[3] for t in by_id])
+        images["trials.png"] = trials_plot(rounds, values, measure, objective.goal == "maximize")
     surrogate_images, surrogate_html, fit = _surrogate(ctx, chosen) if searches(spec) else ({}, "", None)
     images.update(surrogate_images)
     comparison_images, comparison_html, comparisons = _comparison(ctx, final_metrics)
@@ -342,31 +359,31 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
     trial_rows = [
         [
             tid,
-            f"{r['objective']:.4f}",
+            f"{value:.4f}",
             str(m["round"]),
             m["source"],
             r.get("augmentation", "none"),
             " ".join(f"{n}={w:.2f}" for n, w in m["weights"].items()),
             _trial_links(store, tid),
         ]
-        for tid, m, r in trials
+        for tid, m, r, value in trials
     ] + [[tid, "failed", "", "", "", "", _trial_links(store, tid)] for tid in failed]
     summary = [
         ["search", f"{ctx.search.metadata.namespace}/{ctx.search.metadata.name}"],
-        ["objective", f"{OBJECTIVE}, lower is better"],
+        ["objective", f"{measure}, {'higher' if objective.goal == 'maximize' else 'lower'} is better"],
         ["method", spec.method],
         ["trials", f"{len(trials)} succeeded, {len(failed)} failed of {spec.budget.max_trials}"],
         ["augmentation", spec.training.augmentation.type],
     ]
     if final_metrics:
-        summary.append([f"chosen mixture's final {OBJECTIVE}", f"{final_metrics['objective']:.4f}"])
+        summary.append([f"chosen mixture's final {measure}", f"{objective_value(final_metrics, objective):.4f}"])
     summary += [[f"steps ratio against {c['baseline']}", _ratio_text(c.get("stepsRatio"))] for c in comparisons]
     if fit is not None:
         summary.append(["surrogate leave-one-out", f"R² {fit['looR2']:.2f}, Spearman {fit['looSpearman']:.2f}"])
     name = html.escape(ctx.search.metadata.name)
     trials_html = ""
     if trial_rows:
-        header = ["trial", OBJECTIVE, "round", "source", "augmentation", "domain weights", "store"]
+        header = ["trial", measure, "round", "source", "augmentation", "domain weights", "store"]
         trials_html = f"""<h2>Trials</h2><img src="trials.png" alt="objective per trial">
 <p>Click a heading to sort.</p>{_table(header, trial_rows, css="sortable", raw=6)}"""
     final_plot_html = (

@@ -19,6 +19,8 @@ from mixtura_jobs.training.device import select_placement
 from mixtura_jobs.training.trainer import DEFAULT_CONFIG, train_on_mixture
 from mixtura_operator import layout
 from mixtura_operator.api.plan import final_baselines
+from mixtura_operator.objective import label, objective_value, score
+from mixtura_operator.trainer_contract import trial_seed
 
 
 def upload_checkpoint(ctx: StepContext, backend: VLMBackend) -> None:
@@ -74,9 +76,9 @@ def run_proxy(ctx: StepContext, args: argparse.Namespace) -> None:
     if spec.models.proxy.config.get("failTrials") and args.trial in spec.models.proxy.config["failTrials"]:
         raise SystemExit(f"trial {args.trial}: failure injected by models.proxy.config.failTrials")
     mixture = ctx.store.get_json(layout.trial_mixture(args.trial))
-    metrics = _train(ctx, mixture, "proxy", spec.budget.proxy_steps, ctx.seed * 1000 + int(args.trial))
+    metrics = _train(ctx, mixture, "proxy", spec.budget.proxy_steps, trial_seed(ctx.seed, args.trial))
     ctx.store.put_json(layout.trial_metrics(args.trial), metrics)
-    print(f"trial={args.trial} objective={metrics['objective']:.4f}", flush=True)
+    print(f"trial={args.trial} {_objective_line(ctx, metrics)}", flush=True)
     ctx.mark_done(step_key)
 
 
@@ -93,8 +95,16 @@ def baseline_mixture(ctx: StepContext, baseline: str) -> dict:
     return {"weights": ctx.as_weights(weights), "source": baseline}
 
 
-def chosen_mixture(ctx: StepContext) -> dict:
-    """The mixture the search chose, by the method's rule (search/final_pick.py)."""
+def _objective_line(ctx: StepContext, metrics: dict) -> str:
+    objective = ctx.search.spec.objective
+    return f"objective={objective_value(metrics, objective):.4f} ({label(objective)})"
+
+
+def pick_final(ctx: StepContext) -> dict:
+    """The final mixture, chosen once (`final/mixture.json`): a user's trainer reads it, so `final-pick` runs
+    before it; the built-in final training picks and trains in one step."""
+    if ctx.store.exists(layout.FINAL_MIXTURE):
+        return ctx.store.get_json(layout.FINAL_MIXTURE)
     spec = ctx.search.spec
     domains = ctx.domainset.spec.domains
     manual = ctx.vector({d.name: d.weight or 0.0 for d in domains}) if spec.method == "manual" else None
@@ -106,14 +116,24 @@ def chosen_mixture(ctx: StepContext) -> dict:
         manual=manual,
         madmix=madmix,
         trials_x=x,
-        trials_loss=-y,
+        trials_score=y,
         seed=ctx.seed,
         d=len(domains),
         space=space.geometry,
     )
     if "index" in provenance:
         provenance["trial"] = ids[provenance.pop("index")]
-    return {**space.record(point), **provenance}
+    if "posterior_score" in provenance:  # back in the objective's own units (`score` is its own inverse)
+        provenance["posterior_objective"] = score(provenance.pop("posterior_score"), spec.objective)
+    mixture = {**space.record(point), **provenance}
+    ctx.store.put_json(layout.FINAL_MIXTURE, mixture)
+    print(f"final mixture {json.dumps(mixture)}", flush=True)
+    return mixture
+
+
+def run_pick(ctx: StepContext, args: argparse.Namespace) -> None:
+    if not ctx.is_done("final"):
+        pick_final(ctx)
 
 
 def run_final(ctx: StepContext, args: argparse.Namespace) -> None:
@@ -123,14 +143,17 @@ def run_final(ctx: StepContext, args: argparse.Namespace) -> None:
     step_key = "final" if baseline is None else f"final/{baseline}"
     if ctx.is_done(step_key):
         return
-    mixture = chosen_mixture(ctx) if baseline is None else baseline_mixture(ctx, baseline)
-    ctx.store.put_json(layout.final_mixture(baseline), mixture)
     spec = ctx.search.spec
+    if baseline is None:
+        mixture = pick_final(ctx)
+    else:
+        mixture = baseline_mixture(ctx, baseline)
+        ctx.store.put_json(layout.final_mixture(baseline), mixture)
     # Only the chosen mixture's model is kept; curves are recorded when there are baselines to compare with.
     keep = (lambda backend: upload_checkpoint(ctx, backend)) if baseline is None else None
     eval_every = DEFAULT_CONFIG["log_every"] if final_baselines(spec) else 0
     steps = spec.final_training.steps
     metrics = _train(ctx, mixture, "target", steps, ctx.seed, on_trained=keep, eval_every=eval_every)
     ctx.store.put_json(layout.final_metrics(baseline), metrics)
-    print(f"{step_key} {json.dumps(mixture)} objective={metrics['objective']:.4f}", flush=True)
+    print(f"{step_key} {_objective_line(ctx, metrics)}", flush=True)
     ctx.mark_done(step_key)

@@ -8,13 +8,14 @@ One loop in the nanoGPT manner; the caller owns the process settings (torch thre
 import math
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from mixtura_jobs.data.npz_shards import DomainSamples
 from mixtura_jobs.data.samples import Sample
+from mixtura_jobs.data.sampling import group_members, sample_batch_indices
 from mixtura_jobs.training.backends import ModelRef, VLMBackend, build_vlm_backend
 from mixtura_jobs.training.device import Placement
 from mixtura_jobs.training.tiny_vlm import sft_loss
@@ -37,39 +38,6 @@ DEFAULT_CONFIG: dict = {
 # augment(model, batch, step, rng, winner=(sum_logp, n_tokens)) -> (extra_loss, logs); `winner` is the clean
 # batch's answer_logprobs, already computed for the SFT loss, so the hook need not run that forward again.
 Augment = Callable[..., tuple[torch.Tensor, dict]]
-
-
-def sample_batch_indices(
-    weights: dict[str, float], members: dict[str, Sequence[tuple[str, int]]], batch_size: int, rng: np.random.Generator
-) -> list[tuple[str, int]]:
-    """Draw each row's group (a domain, or a concept x task cell) by the mixture weights, then one of the
-    group's (domain, index) samples uniformly."""
-    unknown = sorted(set(weights) - set(members))
-    if unknown:
-        raise ValueError(f"mixture weights name unknown domains or cells: {unknown}")
-    # Sorted names: the draw must not depend on the order the weights happen to be listed in.
-    names = [g for g in sorted(weights) if weights[g] > 0 and len(members[g]) > 0]
-    if not names:
-        raise ValueError("the mixture puts no weight on any domain or cell that has samples")
-    p = np.array([weights[g] for g in names], dtype=np.float64)
-    picks = rng.choice(len(names), size=batch_size, p=p / p.sum())
-    return [members[names[k]][int(rng.integers(len(members[names[k]])))] for k in picks]
-
-
-def group_members(
-    train: dict[str, np.ndarray], groups: dict[str, np.ndarray] | None = None
-) -> dict[str, list[tuple[str, int]]]:
-    """Each group's samples as (domain, position in the domain's train split). `train` holds each domain's
-    training indices; `groups` each domain's per-sample group (cell id), by default the domain itself. A
-    group whose samples are all held out is there, empty."""
-    members: dict[str, list[tuple[str, int]]] = {}
-    for name, indices in train.items():
-        for group in [name] if groups is None else np.unique(groups[name]):
-            members.setdefault(str(group), [])
-        labels = [name] * len(indices) if groups is None else groups[name][indices]
-        for position, group in enumerate(labels):
-            members[str(group)].append((name, position))
-    return members
 
 
 def split_heldout(name: str, n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:

@@ -157,6 +157,7 @@ def crds() -> dict[str, dict[str, Any]]:
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
             {"name": "Method", "type": "string", "jsonPath": ".spec.method"},
             {"name": "Trials", "type": "string", "jsonPath": ".status.trials.progress"},
+            {"name": "Objective", "type": "string", "jsonPath": ".status.objective", "priority": 1},
             {"name": "Best", "type": "number", "jsonPath": ".status.bestTrial.objective"},
             age,
         ],

@@ -343,9 +343,46 @@ class Training(ApiModel):
 Baseline = Literal["uniform", "manual", "madmix"]
 
 
+class Trainer(ApiModel):
+    """The user's own trainer, run instead of the built-in one under the trainer contract
+    (docs/trainer-contract.md): the mixture and budget in environment variables, metrics.json then _SUCCESS out."""
+
+    image: str | None = Field(default=None, min_length=1, description="Trainer image; default: the jobs image.")
+    command: list[str] = Field(min_length=1, description="Container command (the entrypoint).")
+    args: list[str] = Field(default_factory=list, description="Arguments after the command.")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
+
+
+class Objective(ApiModel):
+    """What a trial is judged by: one metric of its metrics.json, to minimise or maximise. A per-domain metric
+    (a mapping of domain to value) is averaged over the domains, weighted by `domainWeights` when given."""
+
+    metric: str = Field(default="heldout_loss", pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", max_length=128)
+    goal: Literal["minimize", "maximize"] = "minimize"
+    domain_weights: dict[str, float] = Field(
+        default_factory=dict,
+        max_length=256,
+        description="Weight of each domain in the average of a per-domain metric; empty: every domain, equally.",
+    )
+
+    rules = (
+        Rule(
+            cel="!has(self.domainWeights) || (self.domainWeights.all(k, self.domainWeights[k] >= 0.0)"
+            " && (size(self.domainWeights) == 0 || self.domainWeights.exists(k, self.domainWeights[k] > 0.0)))",
+            message="weights must be non-negative, and not all zero",
+            field=".domainWeights",
+            check=lambda o: (
+                all(w >= 0 for w in o.domain_weights.values())
+                and (not o.domain_weights or any(w > 0 for w in o.domain_weights.values()))
+            ),
+        ),
+    )
+
+
 class FinalTraining(ApiModel):
     enabled: bool = True
     steps: int = Field(default=200, ge=1, le=10_000_000)
+    trainer: Trainer | None = Field(default=None, description="Trains the target model; default: spec.trainer.")
     # None rather than []: an empty list would be in every spec's wire form and change every local run's uid.
     compare_with: list[Baseline] | None = Field(
         default=None,
@@ -375,6 +412,13 @@ class MixtureSearchSpec(ApiModel):
     artifacts: Artifacts
     training: Training = Field(default_factory=Training)
     final_training: FinalTraining = Field(default_factory=FinalTraining)
+    trainer: Trainer | None = Field(
+        default=None, description="Runs the proxy trials (and the final training); default: the built-in trainer."
+    )
+    objective: Objective = Field(
+        default_factory=Objective,
+        description="What trials are judged by (default: held-out loss averaged over the domains, minimised).",
+    )
 
     rules = (
         Rule(
@@ -421,7 +465,7 @@ class TrialCounts(ApiModel):
 
 class BestTrial(ApiModel):
     id: str
-    objective: float
+    objective: float = Field(description="The trial's value of spec.objective (status.objective names it).")
     weights: dict[str, float]
 
 
@@ -465,6 +509,7 @@ class MixtureSearchStatus(ApiModel):
     observed_generation: int | None = None
     round: int = 0
     trials: TrialCounts = Field(default_factory=TrialCounts)
+    objective: str | None = Field(default=None, description="What bestTrial.objective measures, e.g. min heldout_loss.")
     best_trial: BestTrial | None = None
     madmix_weights: dict[str, float] | None = None
     final_weights: dict[str, float] | None = None

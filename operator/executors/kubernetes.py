@@ -10,7 +10,7 @@ from kubernetes import client
 
 from mixtura_operator import layout, metrics
 from mixtura_operator.api.mixturesearch import MixtureSearch
-from mixtura_operator.executors.local import job_command
+from mixtura_operator.executors.commands import Command, step_commands
 from mixtura_operator.reconcile import CreateJob, JobState
 
 STEP_KEY = "mixtura.dev/step-key"
@@ -69,46 +69,45 @@ def job_manifest(search: MixtureSearch, job: CreateJob, search_uri: str) -> dict
             {"name": key, "valueFrom": {"secretKeyRef": {"name": spec.artifacts.credentials_secret, "key": key}}}
             for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
         ]
-    # The step sizes torch's thread pool by its CPU request (whole cores, rounded up by the Downward API).
-    env.append(
-        {
-            "name": CPU_REQUEST_ENV,
-            "valueFrom": {"resourceFieldRef": {"containerName": job.step, "resource": "requests.cpu", "divisor": "1"}},
+    requests = {"cpu": resources.cpu, "memory": resources.memory}
+    jobs_image = resources.image or os.environ.get("MIXTURA_JOBS_IMAGE", DEFAULT_JOBS_IMAGE)
+
+    def container(command: Command, gpus: int) -> dict[str, Any]:
+        limits = {"memory": resources.memory, **({"nvidia.com/gpu": str(gpus)} if gpus else {})}
+        # The step sizes torch's thread pool by its CPU request (whole cores, rounded up by the Downward API).
+        cpu = {"resource": "requests.cpu", "divisor": "1", "containerName": command.name}
+        return {
+            "name": command.name,
+            "image": command.image or jobs_image,
+            "command": command.argv,
+            "env": [
+                *({"name": k, "value": v} for k, v in command.env.items()),
+                *env,
+                {"name": CPU_REQUEST_ENV, "valueFrom": {"resourceFieldRef": cpu}},
+            ],
+            "resources": {"requests": requests, "limits": limits},
+            "securityContext": CONTAINER_SECURITY,
+            "volumeMounts": [{"name": "tmp", "mountPath": TMP}, {"name": "cache", "mountPath": CACHE}],
         }
-    )
-    container_resources: dict[str, Any] = {
-        "requests": {"cpu": resources.cpu, "memory": resources.memory},
-        "limits": {"memory": resources.memory},
+
+    *init, main = step_commands(search, job, search_uri)
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "securityContext": POD_SECURITY,
+        "nodeSelector": resources.node_selector,
+        "tolerations": [t.wire() for t in resources.tolerations],
+        "containers": [container(main, job.gpus)],
+        "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "cache", "emptyDir": {}}],
     }
-    if job.gpus:
-        container_resources["limits"]["nvidia.com/gpu"] = str(job.gpus)
+    if init:
+        pod_spec["initContainers"] = [container(command, 0) for command in init]
     job_labels = labels(search, job)
     if resources.queue_name:
         job_labels["kueue.x-k8s.io/queue-name"] = resources.queue_name
     job_spec: dict[str, Any] = {
         "backoffLimit": resources.backoff_limit,
-        "template": {
-            "metadata": {"labels": labels(search, job)},
-            "spec": {
-                "restartPolicy": "Never",
-                "automountServiceAccountToken": False,
-                "securityContext": POD_SECURITY,
-                "nodeSelector": resources.node_selector,
-                "tolerations": [t.wire() for t in resources.tolerations],
-                "containers": [
-                    {
-                        "name": job.step,
-                        "image": resources.image or os.environ.get("MIXTURA_JOBS_IMAGE", DEFAULT_JOBS_IMAGE),
-                        "command": job_command(job, search_uri),
-                        "env": env,
-                        "resources": container_resources,
-                        "securityContext": CONTAINER_SECURITY,
-                        "volumeMounts": [{"name": "tmp", "mountPath": TMP}, {"name": "cache", "mountPath": CACHE}],
-                    }
-                ],
-                "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "cache", "emptyDir": {}}],
-            },
-        },
+        "template": {"metadata": {"labels": labels(search, job)}, "spec": pod_spec},
     }
     if resources.queue_name:
         job_spec["suspend"] = True

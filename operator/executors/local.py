@@ -11,20 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mixtura_operator.api.mixturesearch import MixtureSearch
+from mixtura_operator.executors.commands import Command, step_commands
 from mixtura_operator.reconcile import CreateJob, JobState
-
-
-def job_command(job: CreateJob, search_uri: str) -> list[str]:
-    """The container command of a step; the Kubernetes executor uses the same one."""
-    return ["python", "-m", "mixtura_jobs", job.step, "--search-uri", search_uri, *job.args]
 
 
 @dataclass
 class _Run:
     job: CreateJob
-    search_uri: str
+    commands: list[Command]
     process: subprocess.Popen | None = None
     attempts: int = 0
+    stage: int = 0
     log: Path | None = None
 
 
@@ -46,7 +43,7 @@ class LocalExecutor:
             return False
         if any(run.job.step_key == job.step_key for run in self.queue):
             return False
-        self.queue.append(_Run(job, search_uri))
+        self.queue.append(_Run(job, step_commands(search, job, search_uri)))
         return True
 
     def cancel(self, search: MixtureSearch, step_key: str) -> None:
@@ -86,7 +83,10 @@ class LocalExecutor:
             if code is None:
                 continue
             del self.running[key]
-            if code == 0:
+            if code == 0 and run.stage + 1 < len(run.commands):
+                run.stage += 1
+                self._launch(run)
+            elif code == 0:
                 self.finished[key] = JobState("Succeeded")
             elif run.attempts <= self.backoff_limit:
                 self.queue.insert(0, run)
@@ -96,15 +96,31 @@ class LocalExecutor:
             self._start(self.queue.pop(0))
 
     def _start(self, run: _Run) -> None:
+        """A new attempt: the step's commands from the first."""
         run.attempts += 1
+        run.stage = 0
         run.log = self.log_dir / f"{run.job.step_key.replace('/', '-')}.log"
-        command = job_command(run.job, run.search_uri)
-        command[0] = sys.executable
+        self._launch(run)
+
+    def _launch(self, run: _Run) -> None:
+        command = run.commands[run.stage]
+        argv = list(command.argv)
+        # The jobs (and a `python` trainer) run under this interpreter, which has Mixtura installed.
+        if argv[0] in ("python", "python3"):
+            argv[0] = sys.executable
         with run.log.open("ab") as log:
-            log.write(f"--- attempt {run.attempts}: {' '.join(command)}\n".encode())
+            log.write(f"--- attempt {run.attempts}, {command.name}: {' '.join(argv)}\n".encode())
             log.flush()
-            run.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env)
-            self.running[run.job.step_key] = run
+            try:
+                run.process = subprocess.Popen(
+                    argv, stdout=log, stderr=subprocess.STDOUT, env={**self.env, **command.env}
+                )
+            except OSError as error:
+                self.finished[run.job.step_key] = JobState(
+                    "Failed", f"cannot start {command.name} {argv[0]!r}: {error}"
+                )
+                return
+        self.running[run.job.step_key] = run
 
 
 def _failure_message(code: int, log: Path | None) -> str:

@@ -1,8 +1,8 @@
-"""The test bed's stand-in for a kubelet: runs the first container of each Running Job pod on a KWOK
-node as a local process with the pod's environment, then records the exit code on the pod, where a
-KWOK Stage turns it into Succeeded or Failed, so that Jobs progress through the real job controller.
-A pod's emptyDir volumes become folders of its own, and environment values under their mount paths point
-there (a process here cannot mount them)."""
+"""The test bed's stand-in for a kubelet: runs the init containers, then the first container, of each Running
+Job pod on a KWOK node as local processes with the pod's environment (the first failure ends the pod), then
+records the exit code on the pod, where a KWOK Stage turns it into Succeeded or Failed, so that Jobs progress
+through the real job controller. A pod's emptyDir volumes become folders of its own, and environment values
+under their mount paths point there (a process here cannot mount them)."""
 
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ class PodRunner:
         if argv and argv[0] in ("python", "python3"):
             argv[0] = sys.executable
         env = self._env(pod, container)
-        with log.open("wb") as out:
+        with log.open("ab") as out:
             process = subprocess.Popen(
                 argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=container.working_dir or self.cwd
             )
@@ -122,7 +122,11 @@ class PodRunner:
         uid = pod.metadata.uid
         log = self.log_dir / f"{pod.metadata.namespace}_{pod.metadata.name}.log"
         try:
-            code = self.execute(pod, pod.spec.containers[0], log)
+            code = 0
+            for container in [*(pod.spec.init_containers or []), pod.spec.containers[0]]:
+                code = self.execute(pod, container, log)
+                if code != 0:
+                    break
         except Exception as error:
             log.write_text(f"pod runner could not start the container: {error}\n")
             code = 128

@@ -1,0 +1,126 @@
+"""The trainer contract from a trainer's side (docs/trainer-contract.md): a user's own training script reads its
+run from the environment, draws batches by the proposed mixture and writes its metrics back.
+
+    run = TrainerRun.from_env()
+    sampler = run.sampler({"charts": 96, "documents": 96})   # samples per domain, as the trainer counts them
+    for step in range(run.steps):
+        keys = sampler.draw(16)                             # [(domain, index), ...]: reading them is yours
+        run.write_progress({"step": step, "loss": loss})
+    run.write_metrics({"heldout_loss": {"charts": 2.1, "documents": 2.4}})
+    run.succeed()
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from mixtura_jobs.data.sampling import MixtureSampler
+from mixtura_jobs.search.cell_weights import sample_cells
+from mixtura_operator import layout, trainer_contract
+from mixtura_operator.api.domainset import Domain, DomainSet
+from mixtura_operator.store import ArtifactStore, open_store
+
+
+class ContractError(RuntimeError):
+    """The environment does not carry the trainer contract's variables."""
+
+
+@dataclass(frozen=True)
+class TrainerRun:
+    """One run a trainer is asked for: a proxy trial or the final training."""
+
+    search_uri: str
+    mixture_uri: str
+    assignments_uri: str
+    output_uri: str
+    steps: int
+    seed: int
+    trial: str
+    model_config: dict
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> TrainerRun:
+        env = os.environ if env is None else env
+        names = (
+            trainer_contract.SEARCH_URI,
+            trainer_contract.MIXTURE_URI,
+            trainer_contract.ASSIGNMENTS_URI,
+            trainer_contract.OUTPUT_URI,
+            trainer_contract.STEPS,
+            trainer_contract.SEED,
+            trainer_contract.TRIAL,
+        )
+        missing = [name for name in names if name not in env]
+        if missing:
+            raise ContractError(f"not run by Mixtura: {', '.join(missing)} not set (see docs/trainer-contract.md)")
+        return cls(
+            search_uri=env[trainer_contract.SEARCH_URI],
+            mixture_uri=env[trainer_contract.MIXTURE_URI],
+            assignments_uri=env[trainer_contract.ASSIGNMENTS_URI],
+            output_uri=env[trainer_contract.OUTPUT_URI],
+            steps=int(env[trainer_contract.STEPS]),
+            seed=int(env[trainer_contract.SEED]),
+            trial=env[trainer_contract.TRIAL],
+            model_config=json.loads(env.get(trainer_contract.MODEL_CONFIG, "{}")),
+        )
+
+    @cached_property
+    def mixture(self) -> dict:
+        """The mixture record: `weights` (per domain) and, in a cell space, `cells` (per concept x task cell)."""
+        return _get_json(self.mixture_uri)
+
+    @cached_property
+    def domains(self) -> list[Domain]:
+        """The DomainSet's domains (name, uri, modalities, taskType): where the trainer finds its data."""
+        return DomainSet.model_validate(open_store(self.search_uri).get_json(layout.SNAPSHOT)["domainSet"]).spec.domains
+
+    def groups(self, sizes: Mapping[str, int]) -> dict[str, np.ndarray] | None:
+        """Each domain's cell id per sample when the mixture weighs cells (None when it weighs domains).
+        `sizes`: the samples of each domain, in the order the cells step read them."""
+        if "cells" not in self.mixture:
+            return None
+        assignments = open_store(self.assignments_uri)
+        return {
+            d.name: sample_cells(
+                d.task_type,
+                assignments.get_array(f"{d.name}.npy") if "image" in d.modalities else None,
+                sizes[d.name],
+            )
+            for d in self.domains
+            if d.name in sizes
+        }
+
+    def sampler(self, sizes: Mapping[str, int], heldout: Mapping[str, np.ndarray] | None = None) -> MixtureSampler:
+        """Draws (domain, index) keys by the mixture (its cells when it has them), seeded with the run's seed.
+        `heldout`: indices per domain never to draw (the trainer's own evaluation samples)."""
+        heldout = heldout or {}
+        train = {name: np.setdiff1d(np.arange(n), heldout.get(name, [])) for name, n in sizes.items()}
+        weights = self.mixture.get("cells", self.mixture["weights"])
+        return MixtureSampler(weights, train, self.groups(sizes), seed=self.seed)
+
+    @property
+    def output(self) -> ArtifactStore:
+        return open_store(self.output_uri)
+
+    def write_progress(self, progress: Mapping) -> None:
+        """Intermediate metrics (optional): overwritten on every call."""
+        self.output.put_json(trainer_contract.PROGRESS, dict(progress))
+
+    def write_metrics(self, metrics: Mapping) -> None:
+        """The run's metrics; the search's objective (spec.objective.metric) must be among them."""
+        self.output.put_json(trainer_contract.METRICS, dict(metrics))
+
+    def succeed(self) -> None:
+        """The `_SUCCESS` marker, last: the run counts only once it is there."""
+        self.output.put_bytes(trainer_contract.SUCCESS, b"")
+
+
+def _get_json(uri: str) -> dict:
+    folder, _, name = uri.rpartition("/")
+    return open_store(folder).get_json(name)

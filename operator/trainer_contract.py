@@ -1,0 +1,66 @@
+"""The trainer contract (docs/trainer-contract.md): what Mixtura hands a user's trainer and what it reads back.
+
+A trainer gets its run in environment variables and writes, under `MIXTURA_OUTPUT_URI`, `metrics.json` (the
+objective's metric among them), optionally `progress.json` while it runs, then `_SUCCESS`. Both executors
+build a trainer's environment here, and the built-in trainer uses the same seeds.
+"""
+
+from __future__ import annotations
+
+import json
+
+from mixtura_operator import layout
+from mixtura_operator.api.mixturesearch import MixtureSearchSpec, Trainer
+
+SEARCH_URI = "MIXTURA_SEARCH_URI"
+MIXTURE_URI = "MIXTURA_MIXTURE_URI"
+ASSIGNMENTS_URI = "MIXTURA_ASSIGNMENTS_URI"
+OUTPUT_URI = "MIXTURA_OUTPUT_URI"
+STEPS = "MIXTURA_STEPS"
+SEED = "MIXTURA_SEED"
+TRIAL = "MIXTURA_TRIAL"
+MODEL_CONFIG = "MIXTURA_MODEL_CONFIG"
+
+METRICS = "metrics.json"
+PROGRESS = "progress.json"
+SUCCESS = "_SUCCESS"
+FINAL = "final"
+
+
+def trial_seed(search_seed: int, tid: str) -> int:
+    """Each trial its own seed, the same on every rerun."""
+    return search_seed * 1000 + int(tid)
+
+
+def trainer_for(spec: MixtureSearchSpec, step_key: str) -> Trainer | None:
+    """The user's trainer of a step (`trial/<id>` or `final`), or None for the built-in one."""
+    if step_key == FINAL:
+        return spec.final_training.trainer or spec.trainer
+    return spec.trainer if step_key.startswith("trial/") else None
+
+
+def trainer_env(spec: MixtureSearchSpec, step_key: str, search_uri: str) -> dict[str, str]:
+    """The contract's variables for the trainer of `step_key` (`trial/<id>` or `final`)."""
+    if step_key == FINAL:
+        tid, mixture, steps = FINAL, layout.FINAL_MIXTURE, spec.final_training.steps
+        seed, model = spec.search.seed, spec.models.target
+    else:
+        tid = step_key.partition("/")[2]
+        mixture, steps = layout.trial_mixture(tid), spec.budget.proxy_steps
+        seed, model = trial_seed(spec.search.seed, tid), spec.models.proxy
+    return {
+        SEARCH_URI: search_uri,
+        MIXTURE_URI: f"{search_uri}/{mixture}",
+        ASSIGNMENTS_URI: f"{search_uri}/{layout.ASSIGNMENTS}",
+        OUTPUT_URI: f"{search_uri}/{layout.step_folder(step_key)}",
+        STEPS: str(steps),
+        SEED: str(seed),
+        TRIAL: tid,
+        MODEL_CONFIG: json.dumps(model.config, sort_keys=True),
+    }
+
+
+def missing_metrics_message(step_key: str) -> str:
+    """Why a trainer that exited 0 without `_SUCCESS` failed."""
+    folder = layout.step_folder(step_key)
+    return f"the trainer exited 0 but wrote no metrics: expected {folder}/{METRICS}, then {folder}/{SUCCESS}"

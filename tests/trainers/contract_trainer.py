@@ -1,0 +1,65 @@
+"""A user's trainer as the tests run it (spec.trainer): no model, but the whole contract. It reads its run from
+the environment, counts its data, draws batches with Mixtura's sampler, and writes metrics that are a known
+function of the mixture it was given, so that a test can say which trial an objective must pick:
+
+    heldout_loss[d] = 1 - weight of d        accuracy = weight of `text`
+
+and `received`: what the contract handed it (seed, steps, trial, mixture weights, domains drawn).
+
+    python contract_trainer.py [--no-metrics]    # --no-metrics: exit 0 having written nothing
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from mixtura_jobs.contract import TrainerRun
+from mixtura_operator.domain_index import count_samples
+from mixtura_operator.store import open_store
+
+
+def domain_sizes(run: TrainerRun) -> dict[str, int]:
+    """Samples per domain, counted in the data (npz shard headers), wherever it is stored."""
+    sizes = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for domain in run.domains:
+            path = open_store(domain.uri).download_dir("", Path(tmp) / domain.name)
+            sizes[domain.name] = count_samples(path)["text"]
+    return sizes
+
+
+def main(argv: list[str]) -> int:
+    run = TrainerRun.from_env()
+    if "--no-metrics" in argv:
+        print(f"trial {run.trial}: exiting without metrics", flush=True)
+        return 0
+    sampler = run.sampler(domain_sizes(run))
+    drawn: Counter[str] = Counter()
+    for step in range(run.steps):
+        drawn.update(name for name, _ in sampler.draw(8))
+        run.write_progress({"step": step + 1})
+    weights = run.mixture["weights"]
+    run.write_metrics(
+        {
+            "heldout_loss": {name: 1.0 - w for name, w in weights.items()},
+            "accuracy": weights.get("text", 0.0),
+            "received": {
+                "seed": run.seed,
+                "steps": run.steps,
+                "trial": run.trial,
+                "weights": weights,
+                "cells": "cells" in run.mixture,
+                "drawn": dict(drawn),
+            },
+        }
+    )
+    run.succeed()
+    print(f"trial {run.trial}: seed {run.seed}, drew {dict(drawn)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
