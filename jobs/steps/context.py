@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 
-from mixtura_jobs.data.npz_shards import DomainSamples, read_domain
+from mixtura_jobs.data.domain import DomainData, open_domain
 from mixtura_operator import layout
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import MixtureSearch
-from mixtura_operator.domain_index import count_samples
 from mixtura_operator.store import ArtifactStore, open_store
 
 
@@ -52,24 +48,16 @@ class StepContext:
     def mark_done(self, step_key: str) -> None:
         self.store.put_bytes(layout.success_marker(step_key), b"")
 
-    def domain_path(self, name: str) -> Path:
-        """A local directory with the domain's shards (downloaded once when the URI is s3://)."""
+    def domain_data(self, name: str) -> DomainData:
+        """The domain's data, read where it lives (s3:// or file://), shard by shard, never downloaded whole."""
         domain = next(d for d in self.domainset.spec.domains if d.name == name)
-        if domain.uri.startswith("file://"):
-            return Path(domain.uri.removeprefix("file://")).expanduser()
-        cache = Path(os.environ.get("MIXTURA_CACHE", Path.home() / ".cache" / "mixtura")) / "data"
-        local = cache / hashlib.sha256(domain.uri.encode()).hexdigest()[:16]
-        endpoint = self.search.spec.artifacts.endpoint_url
-        return open_store(domain.uri, endpoint).download_dir("", local)
-
-    def read_domain(self, name: str, max_samples: int | None = None) -> DomainSamples:
-        return read_domain(self.domain_path(name), max_samples=max_samples)
+        return open_domain(domain, self.search.spec.artifacts.endpoint_url)
 
     def domain_sizes(self) -> np.ndarray:
-        """Samples per domain: the DomainSet's count where given, else counted from the shards' headers."""
+        """Samples per domain: the DomainSet's count where given, else the domain index's."""
         return np.array(
             [
-                d.samples if d.samples is not None else max(count_samples(self.domain_path(d.name)).values())
+                d.samples if d.samples is not None else self.domain_data(d.name).total
                 for d in self.domainset.spec.domains
             ],
             dtype=float,

@@ -7,10 +7,9 @@ import io
 import json
 from collections.abc import Callable
 
-import numpy as np
 import torch
 
-from mixtura_jobs.data.npz_shards import DomainSamples
+from mixtura_jobs.data.streaming import Groups
 from mixtura_jobs.search.cell_weights import sample_cells
 from mixtura_jobs.search.final_pick import final_mixture
 from mixtura_jobs.steps.context import StepContext
@@ -19,16 +18,18 @@ from mixtura_jobs.training.trainer import train_on_mixture
 from mixtura_operator import layout
 
 
-def cell_groups(ctx: StepContext, domains: dict[str, DomainSamples]) -> dict[str, np.ndarray]:
-    """Each sample's concept x task cell, from the cells step's assignments."""
-    return {
-        d.name: sample_cells(
-            d.task_type,
-            ctx.store.get_array(layout.assignments(d.name)) if "image" in d.modalities else None,
-            len(domains[d.name]),
-        )
-        for d in ctx.domainset.spec.domains
-    }
+def cell_groups(ctx: StepContext) -> dict[str, Groups]:
+    """Each sample's concept x task cell by its key, from the cells step's assignments; a domain without
+    images is one cell."""
+    groups: dict[str, Groups] = {}
+    for d in ctx.domainset.spec.domains:
+        if "image" in d.modalities:
+            labels = ctx.store.get_array(layout.assignments(d.name))
+            keys = ctx.store.get_array(layout.assignment_keys(d.name)).tolist()
+            groups[d.name] = dict(zip(keys, sample_cells(d.task_type, labels, len(labels)).tolist(), strict=True))
+        else:
+            groups[d.name] = str(sample_cells(d.task_type, None, 1)[0])
+    return groups
 
 
 def checkpoint_bytes(model: torch.nn.Module, config: dict) -> bytes:
@@ -49,7 +50,7 @@ def _train(
     """Train on a mixture record: by its cell weights when it has them, else by its domain weights."""
     spec = ctx.search.spec
     # Every domain is read, weighted or not: held-out loss is measured on all of them.
-    domains = {name: ctx.read_domain(name) for name in ctx.domain_names}
+    domains = {name: ctx.domain_data(name) for name in ctx.domain_names}
     augment = None
     if spec.training.augmentation.type == "mergemix":
         from mixtura_jobs.training.mergemix import MergeMixConfig, make_mergemix_augment
@@ -64,7 +65,7 @@ def _train(
         config,
         seed=seed,
         augment=augment,
-        groups=cell_groups(ctx, domains) if by_cells else None,
+        groups=cell_groups(ctx) if by_cells else None,
         on_trained=on_trained,
     )
     metrics["augmentation"] = spec.training.augmentation.type

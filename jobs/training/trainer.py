@@ -5,13 +5,17 @@ One loop in the nanoGPT manner; the caller owns the process settings (e.g. torch
 
 import math
 import time
-import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
 
+from mixtura_jobs.data.batching import stack_parts
+from mixtura_jobs.data.domain import DomainData, in_memory
 from mixtura_jobs.data.npz_shards import DomainSamples
+from mixtura_jobs.data.samples import Sample
+from mixtura_jobs.data.streaming import Groups, mixture_data
 from mixtura_jobs.training.tiny_vlm import TinyVLM, VLMBatch, build_vlm, sft_loss
 
 DEFAULT_CONFIG: dict = {
@@ -24,6 +28,7 @@ DEFAULT_CONFIG: dict = {
     "grad_clip": 1.0,
     "heldout_fraction": 0.2,
     "max_heldout_samples": 256,  # per domain: bounds evaluation time on large domains
+    "shuffle_buffer": 2048,  # samples a streamed domain holds; smaller domains are held whole
     "eval_batch_size": 64,
     "log_every": 10,
     "model": None,  # a tiny_vlm config; None is the `proxy` preset
@@ -32,11 +37,12 @@ DEFAULT_CONFIG: dict = {
 # augment(model, batch, step, rng, winner=(sum_logp, n_tokens)) -> (extra_loss, logs); `winner` is the clean
 # batch's answer_logprobs, already computed for the SFT loss, so the hook need not run that forward again.
 Augment = Callable[..., tuple[torch.Tensor, dict]]
+T = TypeVar("T")
 
 
 def sample_batch_indices(
-    weights: dict[str, float], members: dict[str, Sequence[tuple[str, int]]], batch_size: int, rng: np.random.Generator
-) -> list[tuple[str, int]]:
+    weights: dict[str, float], members: Mapping[str, Sequence[T]], batch_size: int, rng: np.random.Generator
+) -> list[T]:
     """Draw each row's group (a domain, or a concept x task cell) by the mixture weights, then one of the
     group's (domain, index) samples uniformly."""
     unknown = sorted(set(weights) - set(members))
@@ -51,52 +57,26 @@ def sample_batch_indices(
     return [members[names[k]][int(rng.integers(len(members[names[k]])))] for k in picks]
 
 
-def group_members(
-    train: dict[str, np.ndarray], groups: dict[str, np.ndarray] | None = None
-) -> dict[str, list[tuple[str, int]]]:
-    """Each group's samples as (domain, position in the domain's train split). `train` holds each domain's
-    training indices; `groups` each domain's per-sample group (cell id), by default the domain itself. A
-    group whose samples are all held out is there, empty."""
-    members: dict[str, list[tuple[str, int]]] = {}
-    for name, indices in train.items():
-        for group in [name] if groups is None else np.unique(groups[name]):
-            members.setdefault(str(group), [])
-        labels = [name] * len(indices) if groups is None else groups[name][indices]
-        for position, group in enumerate(labels):
-            members[str(group)].append((name, position))
-    return members
+def make_batch(model: TinyVLM, picks: list[tuple[str, Sample]]) -> VLMBatch:
+    """Collate the picked (domain, sample)s, grouped by domain."""
+    by_domain: dict[str, list[Sample]] = {}
+    for name, sample in picks:
+        by_domain.setdefault(name, []).append(sample)
+    size = model.config["vision"]["image_size"]
+    return model.collate([part for samples in by_domain.values() for part in stack_parts(samples, size)])
 
 
-def split_heldout(name: str, n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """(train, held-out) indices of a domain's n samples, in random order (so any prefix is a fair subset).
-
-    Seeded by the domain's name, not the trial's seed: every trial of a search is scored on the same samples.
-    """
-    if n < 2:
-        raise ValueError(f"domain {name} has {n} samples; training and held-out scoring need at least 2")
-    order = np.random.default_rng(zlib.crc32(name.encode())).permutation(n)
-    k = min(n - 1, max(1, round(n * fraction)))
-    return order[k:], order[:k]
-
-
-def make_batch(model: TinyVLM, domains: dict[str, DomainSamples], picks: list[tuple[str, int]]) -> VLMBatch:
-    """Collate the picked (domain, index) samples, grouped by domain."""
-    by_domain: dict[str, list[int]] = {}
-    for name, index in picks:
-        by_domain.setdefault(name, []).append(index)
-    return model.collate([domains[name].select(idx) for name, idx in by_domain.items()])
-
-
-def evaluate(model: TinyVLM, heldout: dict[str, DomainSamples], batch_size: int) -> dict[str, float]:
+def evaluate(model: TinyVLM, heldout: dict[str, list[Sample]], batch_size: int) -> dict[str, float]:
     """Mean loss per answer token on each domain's held-out samples."""
     model.eval()
     losses = {}
+    size = model.config["vision"]["image_size"]
     with torch.no_grad():
         for name, samples in heldout.items():
             nll, tokens = 0.0, 0
             for start in range(0, len(samples), batch_size):
-                chunk = samples.select(np.arange(start, min(start + batch_size, len(samples))))
-                sum_logp, n_tokens = model.answer_logprobs(model.collate([chunk]))
+                chunk = stack_parts(samples[start : start + batch_size], size)
+                sum_logp, n_tokens = model.answer_logprobs(model.collate(chunk))
                 nll -= float(sum_logp.sum())
                 tokens += int(n_tokens.sum())
             losses[name] = nll / max(tokens, 1)
@@ -114,27 +94,29 @@ def lr_at(step: int, cfg: dict) -> float:
 
 
 def train_on_mixture(
-    domains: dict[str, DomainSamples],
+    domains: Mapping[str, DomainData | DomainSamples],
     weights: dict[str, float],
     config: dict,
     seed: int,
     on_log: Callable[[dict], None] | None = None,
     augment: Augment | None = None,
-    groups: dict[str, np.ndarray] | None = None,
+    groups: Mapping[str, Groups] | None = None,
     on_trained: Callable[[TinyVLM], None] | None = None,
 ) -> dict:
     """Train on `weights` over the train split of `domains`; return held-out losses and throughput.
 
     `weights` are per domain, or per group when `groups` gives each domain's samples a group (their
-    concept x task cell). `augment` (see `Augment`) adds a term to the SFT loss, e.g. MergeMix; its logs
+    concept x task cell, by sample key). Domains larger than `shuffle_buffer` samples stream (see
+    `data.streaming`). `augment` (see `Augment`) adds a term to the SFT loss, e.g. MergeMix; its logs
     join each log line's dict. `on_trained` gets the trained model (e.g. to save a checkpoint). The objective
     is the mean held-out loss over all domains, weighted or not; lower is better.
     """
     cfg = {**DEFAULT_CONFIG, **config}
-    splits = {name: split_heldout(name, len(s), cfg["heldout_fraction"]) for name, s in domains.items()}
-    train = {name: domains[name].select(tr) for name, (tr, _) in splits.items()}
-    heldout = {name: domains[name].select(ho[: cfg["max_heldout_samples"]]) for name, (_, ho) in splits.items()}
-    members = group_members({name: tr for name, (tr, _) in splits.items()}, groups)
+    data = {name: in_memory(name, d) if isinstance(d, DomainSamples) else d for name, d in domains.items()}
+    mixture = mixture_data(
+        data, groups, cfg["heldout_fraction"], cfg["max_heldout_samples"], cfg["shuffle_buffer"], seed
+    )
+    heldout, members = mixture.heldout, mixture.pools
 
     model = build_vlm(cfg["model"], seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
@@ -148,7 +130,7 @@ def train_on_mixture(
     for step in range(cfg["steps"]):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
-        batch = make_batch(model, train, sample_batch_indices(weights, members, cfg["batch_size"], data_rng))
+        batch = make_batch(model, sample_batch_indices(weights, members, cfg["batch_size"], data_rng))
         sum_logp, n_tokens = model.answer_logprobs(batch)
         loss, _ = sft_loss(sum_logp, n_tokens)
         logs: dict = {}

@@ -10,12 +10,32 @@ from mixtura_operator.api.base import ApiModel, Condition, ObjectMeta, Rule
 
 Modality = Literal["image", "text", "video"]
 TaskType = Literal["captioning", "ocr", "grounding", "detection", "vqa", "text"]
+DataFormat = Literal["webdataset", "llava", "npz"]
 DATA_URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|file://.+)$"
 
 
 class Domain(ApiModel):
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40, description="Unique DNS-label name.")
-    uri: str = Field(pattern=DATA_URI_PATTERN, description="s3:// or file:// prefix of the domain's shards.")
+    uri: str = Field(
+        pattern=DATA_URI_PATTERN,
+        description="s3:// or file:// prefix of the domain's shards, or their name pattern "
+        "(`s3://b/train-{000000..000199}.tar`), or a LLaVA JSON/JSONL file.",
+    )
+    format: DataFormat | None = Field(
+        default=None, description="webdataset, llava or npz; detected from the files when omitted."
+    )
+    image_root: str | None = Field(
+        default=None,
+        pattern=DATA_URI_PATTERN,
+        description="LLaVA format: the URI that the rows' `image` and `video` paths are relative to "
+        "(default: the JSON file's folder).",
+    )
+    max_bad_sample_fraction: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Share of unreadable samples a step skips (counted, logged) before it fails naming the domain.",
+    )
     modalities: list[Modality] = Field(min_length=1, max_length=3, json_schema_extra={"x-kubernetes-list-type": "set"})
     task_type: TaskType
     samples: int | None = Field(default=None, ge=0, description="Sample count, if known.")
