@@ -51,10 +51,15 @@ class WebDatasetReader:
         key, end = None, 0
         stream = self.source.open(name)
         try:
-            for member in tarfile.open(fileobj=stream, mode="r|*"):  # noqa: SIM115 (a stream, closed below)
+            # ignore_zeros: past an unreadable header, tarfile looks for the next good one block by block.
+            for member in tarfile.open(fileobj=stream, mode="r|*", ignore_zeros=True):  # noqa: SIM115 (closed below)
                 base, ext = base_plus_ext(member.name)
                 if not member.isreg() or base is None:
                     continue
+                if member.offset > end:
+                    # Bytes no header accounts for: a sample of its own, which reads as a corrupt member.
+                    offsets.append(end)
+                    key = None
                 if base != key:
                     key = base
                     offsets.append(member.offset)
@@ -62,7 +67,6 @@ class WebDatasetReader:
                 video += ext.lower() in VIDEO_EXTENSIONS
                 end = _member_end(member)
         except tarfile.TarError as error:
-            # Nothing past an unreadable header can be located: the shard ends there for Mixtura.
             print(f"warning: shard {name}: indexed {len(offsets)} samples, then {error}", flush=True)
         finally:
             stream.close()
