@@ -3,6 +3,7 @@ byte range, bad samples skipped and counted, and a step that fails naming the do
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from corpora import corrupt_member, encode, llava_corpus, picture, webdataset_corpus
+from corpora import corrupt_member, encode, llava_corpus, many_samples, picture, webdataset_corpus
 
 from mixtura_jobs.data.bad_samples import TooManyBadSamples
 from mixtura_jobs.data.domain import DataError, open_domain
@@ -179,3 +180,66 @@ def test_a_member_corrupt_before_indexing_is_a_bad_sample_of_its_own(tmp_path: P
     assert data.tally.metrics()["firstBadSample"] == "train-000000.tar:3" and data.tally.bad == 1
     assert [s.key for s in good.values()] == [f"{i:08d}" for i in (0, 1, 2, 3, 4, 5, 6, 7)]
     assert good[4].image is None, "the orphaned caption of the lost image is a text sample"
+
+
+@pytest.mark.slow
+def test_embed_reads_at_most_5_percent_of_a_50000_sample_domain(tmp_path: Path, monkeypatch) -> None:
+    from mixtura_jobs.data.domain import index_domain
+    from mixtura_jobs.steps import embed
+    from mixtura_jobs.steps.context import StepContext
+    from mixtura_operator.store.file import FileStore
+
+    big = many_samples(tmp_path / "big", 50_000)
+    entry = {"name": "big", "uri": big.as_uri(), "modalities": ["image", "text"], "taskType": "vqa"}
+    index_domain(Domain.model_validate(entry))  # what `mixtura index` writes
+    corpus = sum(p.stat().st_size for p in big.iterdir())
+    read: list[int] = []
+    # Counted where the bytes leave the file store, beneath the readers' own count: whole files, ranges, and
+    # what is read of opened files (a range is read through an opened file: counted once, as the range).
+    get_bytes, get_range, open_read = FileStore.get_bytes, FileStore.get_range, FileStore.open_read
+    in_range = []
+
+    class Counted:
+        def __init__(self, handle) -> None:
+            self.handle = handle
+
+        def read(self, size: int = -1) -> bytes:
+            data = self.handle.read(size)
+            read.append(0 if in_range else len(data))
+            return data
+
+        def __getattr__(self, name: str):
+            return getattr(self.handle, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            self.handle.close()
+
+    def counted_bytes(self, key):
+        data = get_bytes(self, key)
+        read.append(len(data) if self.root == big else 0)
+        return data
+
+    def counted_range(self, key, start, stop):
+        in_range.append(True)
+        try:
+            data = get_range(self, key, start, stop)
+        finally:
+            in_range.pop()
+        read.append(len(data) if self.root == big else 0)
+        return data
+
+    monkeypatch.setattr(FileStore, "get_bytes", counted_bytes)
+    monkeypatch.setattr(FileStore, "get_range", counted_range)
+    monkeypatch.setattr(FileStore, "open_read", lambda self, key: Counted(open_read(self, key)))
+    search = mixture_search(tmp_path / "artifacts", method="madmix")
+    search["spec"]["madmix"]["samplesPerDomain"] = 512
+    store = open_store((tmp_path / "run").as_uri())
+    store.put_json(layout.SNAPSHOT, {"search": search, "domainSet": domain_set([entry])})
+    embed.run(StepContext.open(store.uri), argparse.Namespace(domain="big"))
+    record = store.get_json(layout.embedded_samples("big"))
+    assert record["drawn"] == 512 and len(record["samples"]["image"]["keys"]) == 512
+    assert sum(read) <= 0.05 * corpus, f"embed read {sum(read)} of {corpus} bytes"
+    assert 0 < record["bytesRead"] <= sum(read), "the step reports what it read"
