@@ -6,16 +6,20 @@ from collections.abc import Mapping
 
 from mixtura_operator import layout
 from mixtura_operator.api.domainset import DomainSet
+from mixtura_operator.domain_index import DomainLocation
 from mixtura_operator.reconcile import JobState, Observed, TrialResult
 from mixtura_operator.store import ArtifactStore, open_store
 
 
 def domain_data_problems(domainset: DomainSet, endpoint_url: str | None = None) -> dict[str, str]:
-    """Domains whose data URI holds nothing, by name."""
+    """Domains whose data URI holds nothing, by name (for a URI naming its files, nothing with the names'
+    leading part)."""
     problems: dict[str, str] = {}
     for domain in domainset.spec.domains:
+        location = DomainLocation.parse(domain.uri)
+        lead = (location.pattern or "").split("{")[0]
         try:
-            empty = not open_store(domain.uri, endpoint_url).list()
+            empty = not any(key.startswith(lead) for key in open_store(location.root, endpoint_url).list())
         except Exception as error:
             problems[domain.name] = f"cannot read {domain.uri}: {type(error).__name__}: {error}"
             continue

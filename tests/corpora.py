@@ -124,3 +124,32 @@ def many_samples(root: Path, n: int, shard_size: int = 1000, side: int = 16, see
                 _add(tar, f"{i:08d}.jpg", images[i % 64])
                 _add(tar, f"{i:08d}.txt", f"a {colours[i % 64 % 3]} square number {i}".encode())
     return root
+
+
+def upload_real_corpora(store, prefix: str, work: Path, n: int = 24) -> list[dict]:
+    """A WebDataset domain and a LLaVA domain (its images under a separate imageRoot) uploaded under
+    `prefix` of `store`; their DomainSet entries."""
+    webdataset_corpus(work / "captions", n, shard_size=8)
+    llava = llava_corpus(work / "chat", n)
+    store.upload_dir(work / "captions", f"{prefix}/captions")
+    store.upload_dir(llava / "images", f"{prefix}/chat-media/images")
+    store.put_bytes(f"{prefix}/chat/train.jsonl", (llava / "conversations.jsonl").read_bytes())
+    root = f"{store.uri}/{prefix}"
+    return [
+        {
+            "name": "captions",
+            "uri": f"{root}/captions/train-{{000000..{(n - 1) // 8:06d}}}.tar",
+            "format": "webdataset",
+            "modalities": ["image", "text"],
+            "taskType": "captioning",
+            "weight": 1.0,
+        },
+        {
+            "name": "chat",
+            "uri": f"{root}/chat/train.jsonl",
+            "imageRoot": f"{root}/chat-media",
+            "modalities": ["image", "text"],
+            "taskType": "vqa",
+            "weight": 1.0,
+        },
+    ]

@@ -20,6 +20,18 @@ import numpy as np
 from mixtura_jobs.data.domain import DataError, DomainData
 from mixtura_jobs.data.samples import Sample
 
+
+class KeyedGroups(dict):
+    """Each sample's group by its key; samples not listed (a domain's text-only rows) are in `default`."""
+
+    def __init__(self, groups: Mapping[str, str], default: str) -> None:
+        super().__init__(groups)
+        self.default = default
+
+    def __missing__(self, key: str) -> str:
+        return self.default
+
+
 # A domain's groups: one group for all its samples, or each sample's group by its key.
 Groups = str | Mapping[str, str]
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import torch
 
-from mixtura_jobs.data.streaming import Groups
+from mixtura_jobs.data.streaming import Groups, KeyedGroups
 from mixtura_jobs.search.cell_weights import sample_cells
 from mixtura_jobs.search.final_pick import final_mixture
 from mixtura_jobs.steps.context import StepContext
@@ -19,16 +19,18 @@ from mixtura_operator import layout
 
 
 def cell_groups(ctx: StepContext) -> dict[str, Groups]:
-    """Each sample's concept x task cell by its key, from the cells step's assignments; a domain without
-    images is one cell."""
+    """Each sample's concept x task cell by its key, from the cells step's assignments; samples without an
+    image (every sample of a domain without images) are in the domain's task's no-concept cell."""
     groups: dict[str, Groups] = {}
     for d in ctx.domainset.spec.domains:
+        no_image = str(sample_cells(d.task_type, None, 1)[0])
         if "image" in d.modalities:
             labels = ctx.store.get_array(layout.assignments(d.name))
             keys = ctx.store.get_array(layout.assignment_keys(d.name)).tolist()
-            groups[d.name] = dict(zip(keys, sample_cells(d.task_type, labels, len(labels)).tolist(), strict=True))
+            cells = sample_cells(d.task_type, labels, len(labels)).tolist()
+            groups[d.name] = KeyedGroups(dict(zip(keys, cells, strict=True)), no_image)
         else:
-            groups[d.name] = str(sample_cells(d.task_type, None, 1)[0])
+            groups[d.name] = no_image
     return groups
 
 
