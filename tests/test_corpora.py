@@ -15,8 +15,11 @@ import pytest
 from corpora import corrupt_member, encode, llava_corpus, many_samples, picture, webdataset_corpus
 
 from mixtura_jobs.data.bad_samples import TooManyBadSamples
-from mixtura_jobs.data.domain import DataError, open_domain
+from mixtura_jobs.data.domain import DataError, in_memory, open_domain
+from mixtura_jobs.data.npz_shards import DomainSamples
+from mixtura_jobs.data.streaming import KeyedGroups, mixture_data, split_heldout
 from mixtura_jobs.data.webdataset_shards import encode_video
+from mixtura_jobs.training.trainer import sample_batch_indices
 from mixtura_operator import layout
 from mixtura_operator.api.domainset import Domain
 from mixtura_operator.domain_index import DomainLocation, count_domain
@@ -243,3 +246,19 @@ def test_embed_reads_at_most_5_percent_of_a_50000_sample_domain(tmp_path: Path, 
     assert record["drawn"] == 512 and len(record["samples"]["image"]["keys"]) == 512
     assert sum(read) <= 0.05 * corpus, f"embed read {sum(read)} of {corpus} bytes"
     assert 0 < record["bytesRead"] <= sum(read), "the step reports what it read"
+
+
+def test_a_domain_larger_than_the_shuffle_buffer_streams_through_bounded_slots() -> None:
+    n = 200
+    samples = DomainSamples(prompts=["count"] * n, answers=[str(i) for i in range(n)])
+    groups = KeyedGroups({str(i): "even" if i % 2 == 0 else "odd" for i in range(n)}, "none")
+    mixture = mixture_data({"big": in_memory("big", samples)}, {"big": groups}, 0.2, 10, buffer_size=32, seed=0)
+    _, heldout = split_heldout("big", n, 0.2)
+    assert [s.key for s in mixture.heldout["big"]] == [str(p) for p in heldout[:10]]
+    picks = sample_batch_indices({"even": 3.0, "odd": 1.0}, mixture.pools, 4000, np.random.default_rng(0))
+    drawn = [int(sample.key) for _, sample in picks]
+    assert abs(np.mean([k % 2 == 0 for k in drawn]) - 0.75) < 0.03
+    assert not set(drawn) & set(heldout.tolist()), "held-out samples are never trained on"
+    # Samples of the rarer cell that the common cell's reads pass over while the buffer is full wait a pass.
+    assert len(set(drawn)) > 0.9 * (n - len(heldout)), "the stream goes round the training samples"
+    assert mixture.pools["even"].parts[0].stream.size <= 32
