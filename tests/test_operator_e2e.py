@@ -367,7 +367,7 @@ def test_a_search_runs_from_webdataset_and_llava_domains_in_s3(control_plane, in
     domainset["spec"]["domains"] = upload_real_corpora(installed["store"], "real", tmp_path)
     search["spec"]["search"] = {"conceptClusters": 3}
     plane.kubectl("apply", "-n", NS, "-f", "-", input=yaml.safe_dump_all([domainset, search]))
-    body = wait_phase(plane, operator, "real-formats", {"Succeeded", "Failed"})
+    body = wait_phase(plane, operator, "real-formats", {"Succeeded", "Failed"}, timeout=1200)
     status = body["status"]
     assert status["phase"] == "Succeeded", status
     assert set(status["madmixWeights"]) == {"captions", "chat"} and status["trials"]["succeeded"] == 4
