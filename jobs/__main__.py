@@ -40,14 +40,34 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("dir")
     demo.add_argument("--samples", type=int, default=96)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--format", choices=["npz", "webdataset"], default="npz")
     export = sub.add_parser("export", help="write a search's mixture in a trainer's format")
     export.add_argument("--search-uri", required=True)
     export_step.add_arguments(export)
+    index = sub.add_parser("index", help="write a domain's index (shards, sample counts, tar offsets)")
+    index.add_argument("uri")
+    index.add_argument("--format", choices=["webdataset", "llava", "npz"])
+    index.add_argument("--image-root")
+    index.add_argument("--endpoint-url")
     args = parser.parse_args(argv)
+    from mixtura_jobs.data.bad_samples import TooManyBadSamples
+    from mixtura_jobs.data.domain import DataError
+
+    try:
+        return _command(args)
+    except (DataError, TooManyBadSamples) as error:
+        # Bad data is the user's to fix: the message names the domain, a traceback would only hide it.
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return 1
+
+
+def _command(args: argparse.Namespace) -> int:
     if args.step == "demo-data":
         return _demo_data(args)
     if args.step == "export":
         return export_step.run(args)
+    if args.step == "index":
+        return _index(args)
 
     from mixtura_jobs.steps.context import StepContext
     from mixtura_jobs.training.device import configure_process
@@ -76,9 +96,29 @@ def _demo_data(args: argparse.Namespace) -> int:
 
     from mixtura_jobs.data.demo import make_demo_corpus
 
-    domains = make_demo_corpus(Path(args.dir), samples_per_domain=args.samples, seed=args.seed)
+    domains = make_demo_corpus(Path(args.dir), samples_per_domain=args.samples, seed=args.seed, fmt=args.format)
     for domain in domains:
         print(f"{domain['name']:<12} {domain['taskType']:<11} {','.join(domain['modalities']):<12} {domain['uri']}")
+    return 0
+
+
+def _index(args: argparse.Namespace) -> int:
+    from mixtura_jobs.data.domain import index_domain
+    from mixtura_operator.api.domainset import Domain
+    from mixtura_operator.domain_index import DomainLocation
+
+    domain = Domain(
+        name="index",
+        uri=args.uri,
+        modalities=["text"],
+        task_type="text",
+        format=args.format,
+        image_root=args.image_root,
+    )
+    index = index_domain(domain, args.endpoint_url)
+    counts = ", ".join(f"{m} {n}" for m, n in index.counts().items() if n)
+    written = DomainLocation.parse(args.uri).index_key
+    print(f"{args.uri}: {index.format}, {len(index.shards)} shards, {counts}; wrote {written}")
     return 0
 
 

@@ -2,9 +2,9 @@
 run from the environment, draws batches by the proposed mixture and writes its metrics back.
 
     run = TrainerRun.from_env()
-    sampler = run.sampler({"charts": 96, "documents": 96})   # samples per domain, as the trainer counts them
+    sampler = run.sampler({"charts": chart_keys, "documents": document_keys})   # each domain's sample keys
     for step in range(run.steps):
-        keys = sampler.draw(16)                             # [(domain, index), ...]: reading them is yours
+        keys = sampler.draw(16)            # [(domain, index into its keys), ...]: reading them is yours
         run.write_progress({"step": step, "loss": loss})
     run.write_metrics({"heldout_loss": {"charts": 2.1, "documents": 2.4}})
     run.succeed()
@@ -14,17 +14,40 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
 from mixtura_jobs.data.sampling import MixtureSampler
+from mixtura_jobs.data.streaming import Groups, KeyedGroups
 from mixtura_jobs.search.cell_weights import sample_cells
 from mixtura_operator import layout, trainer_contract
 from mixtura_operator.api.domainset import Domain, DomainSet
 from mixtura_operator.store import ArtifactStore, open_store
+
+
+def cell_groups(domains: Sequence[Domain], assignments: ArtifactStore) -> dict[str, Groups]:
+    """Each domain's samples' concept x task cells by sample key, from the cells step's assignments (the store
+    under `cells/assignments`); samples without an image (every sample of a domain without images) are in the
+    domain's task's no-concept cell."""
+    groups: dict[str, Groups] = {}
+    for d in domains:
+        no_image = str(sample_cells(d.task_type, None, 1)[0])
+        if "image" in d.modalities:
+            labels = assignments.get_array(f"{d.name}.npy")
+            keys = assignments.get_array(f"{d.name}.keys.npy").tolist()
+            cells = sample_cells(d.task_type, labels, len(labels)).tolist()
+            groups[d.name] = KeyedGroups(dict(zip(keys, cells, strict=True)), no_image)
+        else:
+            groups[d.name] = no_image
+    return groups
+
+
+def cell_of(groups: Groups, key: str) -> str:
+    """The cell of the sample `key` in a domain's `groups` (see `cell_groups`)."""
+    return groups if isinstance(groups, str) else groups[key]
 
 
 class ContractError(RuntimeError):
@@ -80,29 +103,24 @@ class TrainerRun:
         """The DomainSet's domains (name, uri, modalities, taskType): where the trainer finds its data."""
         return DomainSet.model_validate(open_store(self.search_uri).get_json(layout.SNAPSHOT)["domainSet"]).spec.domains
 
-    def groups(self, sizes: Mapping[str, int]) -> dict[str, np.ndarray] | None:
-        """Each domain's cell id per sample when the mixture weighs cells (None when it weighs domains).
-        `sizes`: the samples of each domain, in the order the cells step read them."""
+    def groups(self, keys: Mapping[str, Sequence[str]]) -> dict[str, np.ndarray] | None:
+        """Each domain's cell id per sample when the mixture weighs cells (None when it weighs domains). `keys`:
+        each domain's sample keys in the trainer's order (the format's own: WebDataset `__key__`, LLaVA `id`,
+        npz `<shard stem>/<row>`)."""
         if "cells" not in self.mixture:
             return None
-        assignments = open_store(self.assignments_uri)
-        return {
-            d.name: sample_cells(
-                d.task_type,
-                assignments.get_array(f"{d.name}.npy") if "image" in d.modalities else None,
-                sizes[d.name],
-            )
-            for d in self.domains
-            if d.name in sizes
-        }
+        by_key = cell_groups(self.domains, open_store(self.assignments_uri))
+        return {name: np.array([cell_of(by_key[name], key) for key in keys[name]]) for name in keys}
 
-    def sampler(self, sizes: Mapping[str, int], heldout: Mapping[str, np.ndarray] | None = None) -> MixtureSampler:
-        """Draws (domain, index) keys by the mixture (its cells when it has them), seeded with the run's seed.
-        `heldout`: indices per domain never to draw (the trainer's own evaluation samples)."""
+    def sampler(
+        self, keys: Mapping[str, Sequence[str]], heldout: Mapping[str, np.ndarray] | None = None
+    ) -> MixtureSampler:
+        """Draws (domain, index into its `keys`) by the mixture (its cells when it has them), seeded with the
+        run's seed. `heldout`: indices per domain never to draw (the trainer's own evaluation samples)."""
         heldout = heldout or {}
-        train = {name: np.setdiff1d(np.arange(n), heldout.get(name, [])) for name, n in sizes.items()}
+        train = {name: np.setdiff1d(np.arange(len(k)), heldout.get(name, [])) for name, k in keys.items()}
         weights = self.mixture.get("cells", self.mixture["weights"])
-        return MixtureSampler(weights, train, self.groups(sizes), seed=self.seed)
+        return MixtureSampler(weights, train, self.groups(keys), seed=self.seed)
 
     @property
     def output(self) -> ArtifactStore:

@@ -150,7 +150,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_demo_data(args: argparse.Namespace) -> int:
     # The corpus is the jobs' code (it needs their ML stack): run it as they run, by command line.
     command = [sys.executable, "-m", "mixtura_jobs", "demo-data", args.dir, "--samples", str(args.samples)]
-    return subprocess.call([*command, "--seed", str(args.seed)])
+    return subprocess.call([*command, "--seed", str(args.seed), "--format", args.format])
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    # Indexing reads the shards with the jobs' format readers: run it as they run, by command line.
+    command = [sys.executable, "-m", "mixtura_jobs", "index", args.uri]
+    for flag, value in (
+        ("--format", args.format),
+        ("--image-root", args.image_root),
+        ("--endpoint-url", args.endpoint_url),
+    ):
+        if value:
+            command += [flag, value]
+    return subprocess.call(command)
 
 
 def cmd_operator(args: argparse.Namespace) -> int:
@@ -181,7 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("dir")
     demo.add_argument("--samples", type=int, default=96)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--format", choices=["npz", "webdataset"], default="npz", help="npz shards or WebDataset tars")
     demo.set_defaults(func=cmd_demo_data)
+    index = sub.add_parser("index", help="write a domain's index: its shards and their sample counts")
+    index.add_argument("uri", help="the domain's URI, as in the DomainSet")
+    index.add_argument("--format", choices=["webdataset", "llava", "npz"], help="detected when omitted")
+    index.add_argument("--image-root", help="LLaVA: the URI the rows' image paths are relative to")
+    index.add_argument("--endpoint-url", help="S3 endpoint (default: $MIXTURA_S3_ENDPOINT or AWS)")
+    index.set_defaults(func=cmd_index)
     status = sub.add_parser("status", help="show a search's status (cluster, or local with --manifest)")
     status.add_argument("name")
     status.add_argument("-n", "--namespace", default="default")

@@ -6,14 +6,6 @@ from datetime import datetime
 
 from mixtura_operator.api.base import Condition
 from mixtura_operator.api.domainset import DomainCount, DomainSet, DomainSetStatus
-from mixtura_operator.domain_index import count_samples
-
-
-def count_domain(uri: str) -> dict[str, int]:
-    """Samples per modality from the shards' headers (local data); {} where counting needs a download."""
-    if not uri.startswith("file://"):
-        return {}
-    return {k: v for k, v in count_samples(uri.removeprefix("file://")).items() if v}
 
 
 def domainset_status(

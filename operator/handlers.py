@@ -11,7 +11,8 @@ import kopf
 from mixtura_operator.api import GROUP, VERSION
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.controller import SearchController
-from mixtura_operator.domainsets import count_domain, domainset_status
+from mixtura_operator.domain_index import count_domain
+from mixtura_operator.domainsets import domainset_status
 from mixtura_operator.observe import domain_data_problems
 
 SEARCHES = (GROUP, VERSION, "mixturesearches")

@@ -80,6 +80,16 @@ def assignments(domain: str) -> str:
     return f"{ASSIGNMENTS}/{domain}.npy"
 
 
+def assignment_keys(domain: str) -> str:
+    """The sample key of each row of `assignments(domain)`."""
+    return f"cells/assignments/{domain}.keys.npy"
+
+
+def embedded_samples(domain: str) -> str:
+    """Which samples the embed step drew (keys and positions per modality) and what reading them cost."""
+    return f"embeddings/{domain}/samples.json"
+
+
 def embedding(domain: str, modality: str, samples: bool = False) -> str:
     return f"embeddings/{domain}/{modality}.{'samples.' if samples else ''}npy"
 

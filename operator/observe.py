@@ -8,6 +8,7 @@ from mixtura_operator import layout
 from mixtura_operator.api.cross_object import LOCAL_REFUSED, LOCAL_SCHEME
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import BaselineComparison, Objective, SurrogateFit
+from mixtura_operator.domain_index import DomainLocation
 from mixtura_operator.objective import objective_value
 from mixtura_operator.reconcile import JobState, Observed, TrialResult
 from mixtura_operator.store import ArtifactStore, open_store
@@ -16,15 +17,17 @@ from mixtura_operator.store import ArtifactStore, open_store
 def domain_data_problems(
     domainset: DomainSet, endpoint_url: str | None = None, allow_local: bool = True
 ) -> dict[str, str]:
-    """Domains whose data URI holds nothing, by name; without `allow_local` (on a cluster) a file:// URI is
-    refused unread."""
+    """Domains whose data URI holds nothing, by name (for a URI naming its files, nothing with the names'
+    leading part); without `allow_local` (on a cluster) a file:// URI is refused unread."""
     problems: dict[str, str] = {}
     for domain in domainset.spec.domains:
         if not allow_local and domain.uri.startswith(LOCAL_SCHEME):
             problems[domain.name] = f"uri: {LOCAL_REFUSED}"
             continue
+        location = DomainLocation.parse(domain.uri)
+        lead = (location.pattern or "").split("{")[0]
         try:
-            empty = not open_store(domain.uri, endpoint_url).list()
+            empty = not any(key.startswith(lead) for key in open_store(location.root, endpoint_url).list())
         except Exception as error:
             problems[domain.name] = f"cannot read {domain.uri}: {type(error).__name__}: {error}"
             continue

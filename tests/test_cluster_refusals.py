@@ -41,8 +41,8 @@ def test_file_artifacts_fail_the_search_naming_the_field():
 
 
 def test_local_weights_fail_the_search_naming_the_field():
-    message = refused({"models": {"target": {"weights": "/root/.ssh/id_rsa"}}})
-    assert message.startswith("spec.models.target.weights: a local path is refused")
+    message = refused({"models": {"target": {"path": "/root/.ssh/id_rsa"}}})
+    assert message.startswith("spec.models.target.path: a local path is refused")
 
 
 def test_file_domains_are_refused_unread():

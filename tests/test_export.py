@@ -87,6 +87,8 @@ def finished(tmp_path_factory) -> tuple[Path, dict]:
     store = local_store(search, domainset)
     store.put_json(layout.SNAPSHOT, snapshot(search, domainset))
     store.put_array(layout.assignments("digits"), np.array([0, 0, 0, 0, 0, 1, 1, 1]))
+    # The cells step stores each row's sample key (npz: `<shard stem>/<row>`).
+    store.put_array(layout.assignment_keys("digits"), np.array([f"shard-00000/{i}" for i in range(8)]))
     cells = {"c0/captioning": 0.25, "c1/captioning": 0.25, "none/text": 0.3, "none/captioning": 0.2}
     store.put_json(layout.FINAL_MIXTURE, {**RECORD, "cells": cells, "source": "posterior-mean"})
     return manifest, cells

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from corpora import upload_real_corpora
 
 from malformed import CLUSTER, DUPLICATE, MALFORMED, RAW, WELL_FORMED
 from testbed.cluster import REPO, kubeconfig
@@ -482,3 +483,20 @@ def test_every_dashboard_panel_returns_series(installed):
     assert len(exprs) >= 6
     for expr in exprs:
         assert installed["prometheus"].wait_for_series(expr, timeout=30), expr
+
+
+def test_a_search_runs_from_webdataset_and_llava_domains_in_s3(control_plane, installed, tmp_path):
+    """Real formats on the test bed: a WebDataset domain (brace pattern) and a LLaVA-JSON domain with its
+    imageRoot, read from S3 by the Jobs' pods, never downloaded whole."""
+    plane, operator = control_plane, installed["operator"]
+    domainset, search = yaml.safe_load_all(manifests("real-formats", installed["bucket"], installed["endpoint"]))
+    domainset["metadata"]["name"] = search["spec"]["domainSetRef"]["name"] = "real-corpus"
+    domainset["spec"]["domains"] = upload_real_corpora(installed["store"], "real", tmp_path)
+    search["spec"]["search"] = {"conceptClusters": 3}
+    plane.kubectl("apply", "-n", NS, "-f", "-", input=yaml.safe_dump_all([domainset, search]))
+    body = wait_phase(plane, operator, "real-formats", {"Succeeded", "Failed"}, timeout=1200)
+    status = body["status"]
+    assert status["phase"] == "Succeeded", status
+    assert set(status["madmixWeights"]) == {"captions", "chat"} and status["trials"]["succeeded"] == 4
+    keys = installed["store"].list(status["artifacts"]["root"].removeprefix(f"s3://{installed['bucket']}/"))
+    assert sum(k.endswith("metrics.json") and "/trials/" in k for k in keys) == 4

@@ -50,7 +50,8 @@ def test_the_final_training_picks_the_mixture_first_then_runs_its_own_trainer():
     spec = make(trainer=TRAINER, finalTraining=final)
     template = pod(spec, CreateJob("final", gpus=2))
     (init,) = template["initContainers"]
-    assert init["command"][3:5] == ["final-pick", "--search-uri"] and "nvidia.com/gpu" not in init["resources"]["limits"]
+    assert init["command"][3:5] == ["final-pick", "--search-uri"]
+    assert "nvidia.com/gpu" not in init["resources"]["limits"]
     (main,) = template["containers"]
     assert main["command"] == ["train-big"] and main["image"] != "team/trainer:1"
     assert env(main)[contract.MIXTURE_URI] == f"{URI}/final/mixture.json" and env(main)[contract.STEPS] == "9"

@@ -26,12 +26,14 @@ HELDOUT_FRACTION = 0.2
 
 
 def load_domain(uri: str, cache: Path) -> dict[str, np.ndarray]:
-    """Our corpus format: npz shards of prompts, answers and optional images/videos (file:// or s3://)."""
+    """Our corpus format: npz shards of prompts, answers and optional images/videos (file:// or s3://), and
+    each sample's key as Mixtura names npz samples (`<shard stem>/<row>`), for the mixture's cells."""
     folder = Path(uri.removeprefix("file://")) if uri.startswith("file://") else open_store(uri).download_dir("", cache)
     parts = []
     for shard in sorted(folder.glob("shard-*.npz")):
         with np.load(shard) as arrays:
-            parts.append(dict(arrays))
+            part = dict(arrays)
+        parts.append({**part, "keys": np.array([f"{shard.stem}/{i}" for i in range(len(part["prompts"]))])})
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
@@ -95,9 +97,9 @@ def main() -> None:
     torch.manual_seed(run.seed)
     with tempfile.TemporaryDirectory() as tmp:
         domains = {d.name: load_domain(d.uri, Path(tmp) / d.name) for d in run.domains}
-    sizes = {name: len(data["prompts"]) for name, data in domains.items()}
-    heldout = {name: heldout_split(name, n) for name, n in sizes.items()}
-    sampler = run.sampler(sizes, heldout)
+    keys = {name: data["keys"] for name, data in domains.items()}
+    heldout = {name: heldout_split(name, len(k)) for name, k in keys.items()}
+    sampler = run.sampler(keys, heldout)
 
     model = Captioner()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)

@@ -219,6 +219,7 @@ def _make_video(n: int, rng: np.random.Generator) -> DomainSamples:
     return DomainSamples(prompts=["describe the video"] * n, answers=answers, videos=videos)
 
 
+_IMAGE_EXT = {"photos": "jpg"}
 _MAKERS: dict[str, Callable[[int, np.random.Generator], DomainSamples]] = {
     "digits": _make_digits,
     "documents": _make_documents,
@@ -230,14 +231,29 @@ _MAKERS: dict[str, Callable[[int, np.random.Generator], DomainSamples]] = {
 }
 
 
-def make_demo_corpus(out_dir: str | Path, samples_per_domain: int = 96, seed: int = 0) -> list[dict]:
-    """Write one shard directory per demo domain under `out_dir`; returns the DomainSet domain entries."""
+def write_webdataset(path: Path, name: str, samples: DomainSamples) -> None:
+    """The domain as tar shards (photos as JPEG, the other images as PNG: their text and edges stay exact)
+    and its index."""
+    from mixtura_jobs.data.domain import index_domain
+    from mixtura_jobs.data.webdataset_shards import write_tar_shards
+    from mixtura_operator.api.domainset import Domain
+
+    write_tar_shards(path, [samples.sample(i, f"{i:06d}") for i in range(len(samples))], _IMAGE_EXT.get(name, "png"))
+    index_domain(Domain(name=name, uri=path.as_uri(), modalities=["text"], task_type="text", format="webdataset"))
+
+
+def make_demo_corpus(out_dir: str | Path, samples_per_domain: int = 96, seed: int = 0, fmt: str = "npz") -> list[dict]:
+    """Write one shard directory per demo domain under `out_dir`, as npz or WebDataset shards; returns the
+    DomainSet domain entries."""
     root = Path(out_dir).resolve()
     entries = []
     for index, domain in enumerate(DEMO_DOMAINS):
         # One stream per domain, so a domain's samples do not depend on the others.
         rng = np.random.default_rng([seed, index])
         samples = _MAKERS[domain["name"]](samples_per_domain, rng)
-        write_shards(root / domain["name"], samples)
+        if fmt == "webdataset":
+            write_webdataset(root / domain["name"], domain["name"], samples)
+        else:
+            write_shards(root / domain["name"], samples)
         entries.append({**domain, "uri": (root / domain["name"]).as_uri(), "samples": len(samples)})
     return entries

@@ -5,14 +5,17 @@ Each shard holds `prompts` (N,) and `answers` (N,) unicode arrays and, when the 
 (its prompt and answer), so the text modality counts every sample.
 """
 
+import io
 import zipfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from mixtura_jobs.data.formats import BadSample, DataSource, Item
 from mixtura_jobs.data.samples import Sample
-from mixtura_operator.domain_index import SHARD_GLOB, shards
+from mixtura_operator.domain_index import SHARD_GLOB, ShardIndex, npz_shard_counts, shards
 
 # A fixed timestamp in every zip entry, so the same samples always give byte-identical shards.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -118,3 +121,64 @@ def read_domain(path: str | Path, max_samples: int | None = None) -> DomainSampl
         images=np.concatenate(images) if images else None,
         videos=np.concatenate(videos) if videos else None,
     )
+
+
+class NpzReader:
+    """The demo's format: a shard is small and compressed whole, so it is read whole."""
+
+    format = "npz"
+
+    def __init__(self, source: DataSource) -> None:
+        self.source = source
+
+    @property
+    def bytes_read(self) -> int:
+        return self.source.bytes_read
+
+    def list_shards(self) -> list[str]:
+        return [k for k in self.source.list() if "/" not in k and k.startswith("shard-") and k.endswith(".npz")]
+
+    def index_shard(self, name: str) -> ShardIndex:
+        data = self.source.read(name)
+        counts = npz_shard_counts(io.BytesIO(data))
+        return ShardIndex(name, counts["text"], counts["image"], counts["video"], len(data))
+
+    def read_shard(self, shard: ShardIndex, positions: Sequence[int] | None = None) -> Iterator[Item]:
+        stem = shard.name.removesuffix(".npz")
+        wanted = range(shard.samples) if positions is None else positions
+        try:
+            with np.load(io.BytesIO(self.source.read(shard.name)), allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except (OSError, ValueError, zipfile.BadZipFile) as error:
+            for i in wanted:
+                yield BadSample(f"{stem}/{i}", f"npz shard does not load: {error}")
+            return
+        part = DomainSamples(
+            prompts=arrays["prompts"].tolist(),
+            answers=arrays["answers"].tolist(),
+            images=arrays.get("images"),
+            videos=arrays.get("videos"),
+        )
+        for i in wanted:
+            yield part.sample(i, f"{stem}/{i}")
+
+
+class MemoryReader:
+    """Samples already in memory as a one-shard domain (tests, and callers that made their samples)."""
+
+    format = "npz"
+    bytes_read = 0
+
+    def __init__(self, samples: DomainSamples) -> None:
+        self.samples = samples
+
+    def list_shards(self) -> list[str]:
+        return ["memory"]
+
+    def index_shard(self, name: str) -> ShardIndex:
+        counts = {m: len(self.samples) if m in self.samples.modalities else 0 for m in ("image", "video")}
+        return ShardIndex(name, len(self.samples), counts["image"], counts["video"], 0)
+
+    def read_shard(self, shard: ShardIndex, positions: Sequence[int] | None = None) -> Iterator[Item]:
+        for i in range(len(self.samples)) if positions is None else positions:
+            yield self.samples.sample(i, str(i))

@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
+from mixtura_jobs.data.batching import with_modality
 from mixtura_jobs.search import cell_weights, concepts
 from mixtura_jobs.search.spaces import FactorizedSpace
 from mixtura_jobs.steps.context import StepContext
@@ -27,6 +29,8 @@ EXEMPLARS = 6
 # concept; as cells of a handful of samples their caps are tiny, and a factorized weight a_i * b_j could
 # respect them only if concept i or task j got next to nothing (on the demo, 0.1 % of draws did).
 MIN_CELL_SHARE = 0.05
+# Image samples embedded at a time beyond those the embed step drew: bounds the step's memory.
+EMBED_BATCH = 64
 
 
 def samples_drawn(spec: MixtureSearchSpec) -> int:
@@ -36,17 +40,43 @@ def samples_drawn(spec: MixtureSearchSpec) -> int:
     return max(spec.budget.proxy_steps, final) * spec.training.batch_size
 
 
-def image_embeddings(ctx: StepContext, name: str, embedder_of: Callable[[], Embedder]) -> np.ndarray:
-    """Every sample's image embedding: those the embed step stored, then the rest of the domain."""
-    stored = ctx.store.get_array(layout.embedding(name, "image", samples=True))
-    samples = ctx.read_domain(name)
-    if len(samples) == len(stored):
-        return stored
-    rest = embedder_of().embed([samples.sample(i, f"{name}/{i}") for i in range(len(stored), len(samples))], ["image"])[
-        "image"
-    ]
-    print(f"embedded domain={name} modality=image samples={len(rest)} (beyond the {len(stored)} stored)", flush=True)
-    return np.concatenate([stored, rest])
+@dataclass
+class ImageEmbeddings:
+    """A domain's image samples: embeddings, sample keys and domain positions, row for row."""
+
+    vectors: np.ndarray
+    keys: list[str]
+    positions: list[int]
+
+
+def image_embeddings(ctx: StepContext, name: str, embedder_of: Callable[[], Embedder]) -> ImageEmbeddings:
+    """Every image sample's embedding: those the embed step stored, then the rest of the domain, streamed
+    shard by shard and embedded a batch at a time."""
+    record = ctx.store.get_json(layout.embedded_samples(name))
+    drawn = record["samples"]["image"]
+    result = ImageEmbeddings(
+        ctx.store.get_array(layout.embedding(name, "image", samples=True)), drawn["keys"], drawn["positions"]
+    )
+    if record["drawn"] == record["total"]:
+        return result
+    seen, batch, parts = set(result.keys), [], [result.vectors]
+
+    def flush() -> None:
+        parts.append(embedder_of().embed([s for _, s in batch], ["image"])["image"])
+        result.keys.extend(s.key for _, s in batch)
+        result.positions.extend(p for p, _ in batch)
+        batch.clear()
+
+    for position, sample in ctx.domain_data(name).stream():
+        if sample.image is not None and sample.key not in seen:
+            batch.append((position, with_modality([sample], "image")[0]))
+            if len(batch) == EMBED_BATCH:
+                flush()
+    if batch:
+        flush()
+    rest = len(result.keys) - len(drawn["keys"])
+    print(f"embedded domain={name} modality=image samples={rest} (beyond the {len(drawn['keys'])} stored)", flush=True)
+    return ImageEmbeddings(np.concatenate(parts), result.keys, result.positions)
 
 
 def assign_by_task(
@@ -69,7 +99,8 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
     domains = ctx.domainset.spec.domains
     # Built once, and only when some domain has samples the embed step did not store.
     embedder_of = functools.cache(lambda: build_embedder(model_ref(ctx, "embedding"), ctx.seed, select_placement()))
-    embeddings = {d.name: image_embeddings(ctx, d.name, embedder_of) for d in domains if "image" in d.modalities}
+    images = {d.name: image_embeddings(ctx, d.name, embedder_of) for d in domains if "image" in d.modalities}
+    embeddings = {name: e.vectors for name, e in images.items()}
     everything = np.concatenate(list(embeddings.values()))
     if args.centroids_from:
         centroids = open_store(args.centroids_from, spec.artifacts.endpoint_url).get_array(layout.CENTROIDS)
@@ -98,7 +129,7 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
     )
     if search_space(spec, ctx.domainset) == "factorized":
         FactorizedSpace(cells)  # refuses caps that no concept x task weights can respect, before any trial
-    where = [(name, i) for name, (labels, _) in assigned.items() for i in range(len(labels))]
+    where = [(name, position) for name in assigned for position in images[name].positions]
     typical = concepts.exemplars(
         np.concatenate([labels for labels, _ in assigned.values()]),
         np.concatenate([similarity for _, similarity in assigned.values()]),
@@ -116,6 +147,7 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
     ctx.store.put_array(layout.CENTROIDS, centroids)
     for name, (labels, _) in assigned.items():
         ctx.store.put_array(layout.assignments(name), labels.astype(np.int64))
+        ctx.store.put_array(layout.assignment_keys(name), np.array(images[name].keys, dtype=str))
     ctx.store.put_json(layout.CELLS, record)
     print(f"cells concepts={k} cells={len(cells.ids)} " + " ".join(cells.ids), flush=True)
     ctx.mark_done("cells")

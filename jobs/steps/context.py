@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import TextIO
 
 import numpy as np
 
-from mixtura_jobs.data.npz_shards import DomainSamples, read_domain
-from mixtura_jobs.search.cell_weights import sample_cells
+from mixtura_jobs.contract import cell_groups
+from mixtura_jobs.data.domain import DomainData, open_domain
+from mixtura_jobs.data.streaming import Groups
 from mixtura_operator import layout
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import MixtureSearch
-from mixtura_operator.domain_index import count_samples
 from mixtura_operator.store import ArtifactStore, open_store
 
 
@@ -87,24 +84,16 @@ class StepContext:
             sys.stdout, sys.stderr = out, err
             self.store.put_bytes(key, copy.getvalue().encode())
 
-    def domain_path(self, name: str) -> Path:
-        """A local directory with the domain's shards (downloaded once when the URI is s3://)."""
+    def domain_data(self, name: str) -> DomainData:
+        """The domain's data, read where it lives (s3:// or file://), shard by shard, never downloaded whole."""
         domain = next(d for d in self.domainset.spec.domains if d.name == name)
-        if domain.uri.startswith("file://"):
-            return Path(domain.uri.removeprefix("file://")).expanduser()
-        cache = Path(os.environ.get("MIXTURA_CACHE", Path.home() / ".cache" / "mixtura")) / "data"
-        local = cache / hashlib.sha256(domain.uri.encode()).hexdigest()[:16]
-        endpoint = self.search.spec.artifacts.endpoint_url
-        return open_store(domain.uri, endpoint).download_dir("", local)
-
-    def read_domain(self, name: str, max_samples: int | None = None) -> DomainSamples:
-        return read_domain(self.domain_path(name), max_samples=max_samples)
+        return open_domain(domain, self.search.spec.artifacts.endpoint_url)
 
     def domain_sizes(self) -> np.ndarray:
-        """Samples per domain: the DomainSet's count where given, else counted from the shards' headers."""
+        """Samples per domain: the DomainSet's count where given, else the domain index's."""
         return np.array(
             [
-                d.samples if d.samples is not None else max(count_samples(self.domain_path(d.name)).values())
+                d.samples if d.samples is not None else self.domain_data(d.name).total
                 for d in self.domainset.spec.domains
             ],
             dtype=float,
@@ -116,13 +105,6 @@ class StepContext:
     def as_weights(self, vector: np.ndarray) -> dict[str, float]:
         return {name: float(w) for name, w in zip(self.domain_names, vector, strict=True)}
 
-    def cell_groups(self, sizes: dict[str, int]) -> dict[str, np.ndarray]:
-        """Each sample's concept x task cell, from the cells step's assignments; `sizes`: samples per domain."""
-        return {
-            d.name: sample_cells(
-                d.task_type,
-                self.store.get_array(layout.assignments(d.name)) if "image" in d.modalities else None,
-                sizes[d.name],
-            )
-            for d in self.domainset.spec.domains
-        }
+    def cell_groups(self) -> dict[str, Groups]:
+        """Each sample's concept x task cell by its key (see `contract.cell_groups`)."""
+        return cell_groups(self.domainset.spec.domains, self.store.child(layout.ASSIGNMENTS))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from braceexpand import braceexpand
 
+from mixtura_jobs.contract import cell_of
 from mixtura_jobs.export import formats
 from mixtura_jobs.steps.context import StepContext
 from mixtura_operator import layout
@@ -58,10 +59,15 @@ def _sources(args: argparse.Namespace, domains: list[str]) -> dict[str, str]:
 
 
 def _groups(ctx: StepContext, record: dict) -> dict:
-    sizes = dict(zip(ctx.domain_names, (int(n) for n in ctx.domain_sizes()), strict=True))
-    if "cells" in record:
-        return ctx.cell_groups(sizes)
-    return {name: [name] * n for name, n in sizes.items()}
+    """Each domain's per-sample group in the domain's order: for a cell mixture its cell (by the sample's key,
+    so the whole domain is read once), else the domain."""
+    if "cells" not in record:
+        return {name: [name] * int(n) for name, n in zip(ctx.domain_names, ctx.domain_sizes(), strict=True)}
+    keyed = ctx.cell_groups()
+    return {
+        name: [cell_of(keyed[name], sample.key) for _, sample in ctx.domain_data(name).stream()]
+        for name in ctx.domain_names
+    }
 
 
 def _write_samples(columns: dict[str, list], out: str | None) -> None:

@@ -264,9 +264,17 @@ def cell_heatmap(cells: cell_weights.Cells, weights: dict[str, float], title: st
 
 
 def _exemplar_images(ctx: StepContext, exemplars: dict[str, list[list]]) -> dict[str, list[np.ndarray]]:
-    wanted = sorted({domain for rows in exemplars.values() for domain, _ in rows})
-    images = {name: ctx.read_domain(name).images for name in wanted}
-    return {concept: [images[domain][index] for domain, index in rows] for concept, rows in exemplars.items()}
+    wanted: dict[str, set[int]] = {}
+    for rows in exemplars.values():
+        for domain, position in rows:
+            wanted.setdefault(domain, set()).add(position)
+    images = {
+        (name, p): s.image for name, positions in wanted.items() for p, s in ctx.domain_data(name).read(positions)
+    }
+    return {
+        concept: [images[domain, position] for domain, position in rows if (domain, position) in images]
+        for concept, rows in exemplars.items()
+    }
 
 
 def _table(header: list[str], rows: list[list[str]], css: str = "", raw: int | None = None) -> str:

@@ -44,7 +44,7 @@ def _train(
     spec = ctx.search.spec
     model = model_ref(ctx, role)
     # Every domain is read, weighted or not: held-out loss is measured on all of them.
-    domains = {name: ctx.read_domain(name) for name in ctx.domain_names}
+    domains = {name: ctx.domain_data(name) for name in ctx.domain_names}
     augment = None
     if spec.training.augmentation.type == "mergemix":
         from mixtura_jobs.training.mergemix import MergeMixConfig, make_mergemix_augment
@@ -59,7 +59,7 @@ def _train(
         config,
         seed=seed,
         augment=augment,
-        groups=ctx.cell_groups({name: len(s) for name, s in domains.items()}) if by_cells else None,
+        groups=ctx.cell_groups() if by_cells else None,
         on_trained=on_trained,
         model=model,
         placement=select_placement(),

@@ -115,6 +115,12 @@ class Encoders:
         self.video_frames = video_frames
         self.device = device
 
+    @property
+    def image_size(self) -> int:
+        """The side of the square images the image tower takes."""
+        size = self.image_model.visual.image_size
+        return int(size if isinstance(size, int) else size[0])
+
     def _encode_images(self, images: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device).float().div(255.0).permute(0, 3, 1, 2)
         size = self.image_model.visual.image_size

@@ -7,15 +7,16 @@ One loop in the nanoGPT manner; the caller owns the process settings (torch thre
 
 import math
 import time
-import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
 
+from mixtura_jobs.data.domain import DomainData, in_memory
 from mixtura_jobs.data.npz_shards import DomainSamples
 from mixtura_jobs.data.samples import Sample
-from mixtura_jobs.data.sampling import group_members, sample_batch_indices
+from mixtura_jobs.data.sampling import sample_batch_indices
+from mixtura_jobs.data.streaming import Groups, mixture_data
 from mixtura_jobs.training.backends import ModelRef, VLMBackend, build_vlm_backend
 from mixtura_jobs.training.device import Placement
 from mixtura_jobs.training.tiny_vlm import sft_loss
@@ -30,6 +31,7 @@ DEFAULT_CONFIG: dict = {
     "grad_clip": 1.0,
     "heldout_fraction": 0.2,
     "max_heldout_samples": 256,  # per domain: bounds evaluation time on large domains
+    "shuffle_buffer": 2048,  # samples a streamed domain holds; smaller domains are held whole
     "eval_batch_size": 64,
     "log_every": 10,
     "eval_every": 0,  # > 0: held-out objective every this many steps, as `heldout_curve`
@@ -40,28 +42,16 @@ DEFAULT_CONFIG: dict = {
 Augment = Callable[..., tuple[torch.Tensor, dict]]
 
 
-def split_heldout(name: str, n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """(train, held-out) indices of a domain's n samples, in random order (so any prefix is a fair subset).
-
-    Seeded by the domain's name, not the trial's seed: every trial of a search is scored on the same samples.
-    """
-    if n < 2:
-        raise ValueError(f"domain {name} has {n} samples; training and held-out scoring need at least 2")
-    order = np.random.default_rng(zlib.crc32(name.encode())).permutation(n)
-    k = min(n - 1, max(1, round(n * fraction)))
-    return order[k:], order[:k]
-
-
-def picked_samples(domains: dict[str, DomainSamples], picks: list[tuple[str, int]]) -> list[Sample]:
-    """The picked (domain, index) samples, grouped by domain in order of first pick."""
-    by_domain: dict[str, list[int]] = {}
-    for name, index in picks:
-        by_domain.setdefault(name, []).append(index)
-    return [domains[name].sample(i, f"{name}/{i}") for name, idx in by_domain.items() for i in idx]
+def picked_samples(picks: list[tuple[str, Sample]]) -> list[Sample]:
+    """The picked (domain, sample)s, grouped by domain in order of first pick."""
+    by_domain: dict[str, list[Sample]] = {}
+    for name, sample in picks:
+        by_domain.setdefault(name, []).append(sample)
+    return [sample for samples in by_domain.values() for sample in samples]
 
 
 def evaluate(
-    backend: VLMBackend, heldout: dict[str, DomainSamples], batch_size: int, placement: Placement
+    backend: VLMBackend, heldout: dict[str, list[Sample]], batch_size: int, placement: Placement
 ) -> dict[str, float]:
     """Mean loss per answer token on each domain's held-out samples."""
     backend.model.eval()
@@ -70,7 +60,7 @@ def evaluate(
         for name, samples in heldout.items():
             nll, tokens = 0.0, 0
             for start in range(0, len(samples), batch_size):
-                chunk = [samples.sample(i, f"{name}/{i}") for i in range(start, min(start + batch_size, len(samples)))]
+                chunk = samples[start : start + batch_size]
                 sum_logp, n_tokens = backend.answer_logprobs(backend.collate(chunk))
                 nll -= float(sum_logp.sum())
                 tokens += int(n_tokens.sum())
@@ -94,13 +84,13 @@ def lr_at(step: int, cfg: dict) -> float:
 
 
 def train_on_mixture(
-    domains: dict[str, DomainSamples],
+    domains: Mapping[str, DomainData | DomainSamples],
     weights: dict[str, float],
     config: dict,
     seed: int,
     on_log: Callable[[dict], None] | None = None,
     augment: Augment | None = None,
-    groups: dict[str, np.ndarray] | None = None,
+    groups: Mapping[str, Groups] | None = None,
     on_trained: Callable[[VLMBackend], None] | None = None,
     model: ModelRef | None = None,
     placement: Placement | None = None,
@@ -108,7 +98,8 @@ def train_on_mixture(
     """Train on `weights` over the train split of `domains`; return held-out losses and throughput.
 
     `weights` are per domain, or per group when `groups` gives each domain's samples a group (their
-    concept x task cell). `augment` (see `Augment`) adds a term to the SFT loss, e.g. MergeMix; it gets the
+    concept x task cell, by sample key). Domains larger than `shuffle_buffer` samples stream (see
+    `data.streaming`). `augment` (see `Augment`) adds a term to the SFT loss, e.g. MergeMix; it gets the
     backend's torch model and its logs join each log line's dict. `on_trained` gets the trained backend (e.g. to
     save a checkpoint). `model` names the model (default: the tiny `proxy` preset), `placement` where it runs
     (default: the CPU in fp32). The objective is the mean held-out loss over all domains, weighted or not;
@@ -117,10 +108,11 @@ def train_on_mixture(
     model = model or ModelRef()
     placement = placement or Placement(torch.device("cpu"))
     cfg = {**DEFAULT_CONFIG, **config}
-    splits = {name: split_heldout(name, len(s), cfg["heldout_fraction"]) for name, s in domains.items()}
-    train = {name: domains[name].select(tr) for name, (tr, _) in splits.items()}
-    heldout = {name: domains[name].select(ho[: cfg["max_heldout_samples"]]) for name, (_, ho) in splits.items()}
-    members = group_members({name: tr for name, (tr, _) in splits.items()}, groups)
+    data = {name: in_memory(name, d) if isinstance(d, DomainSamples) else d for name, d in domains.items()}
+    mixture = mixture_data(
+        data, groups, cfg["heldout_fraction"], cfg["max_heldout_samples"], cfg["shuffle_buffer"], seed
+    )
+    heldout, members = mixture.heldout, mixture.pools
 
     backend = build_vlm_backend(model, seed, placement)
     parameters = [p for p in backend.model.parameters() if p.requires_grad]
@@ -148,7 +140,7 @@ def train_on_mixture(
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
         picks = sample_batch_indices(weights, members, cfg["batch_size"], data_rng)
-        batch = backend.collate(picked_samples(train, picks))
+        batch = backend.collate(picked_samples(picks))
         with placement.autocast():
             sum_logp, n_tokens = backend.answer_logprobs(batch)
             loss, _ = sft_loss(sum_logp, n_tokens)

@@ -40,8 +40,9 @@ def local_uri_problems(search: MixtureSearch | None, domainset: DomainSet | None
                 problems.append(f"spec.models.{role}.path: a local path is refused on a cluster: use s3://")
     if domainset is not None:
         problems += [
-            f"spec.domains[{index}].uri ({domain.name}): {LOCAL_REFUSED}"
+            f"spec.domains[{index}].{field} ({domain.name}): {LOCAL_REFUSED}"
             for index, domain in enumerate(domainset.spec.domains)
-            if domain.uri.startswith(LOCAL_SCHEME)
+            for field, uri in (("uri", domain.uri), ("imageRoot", domain.image_root))
+            if uri is not None and uri.startswith(LOCAL_SCHEME)
         ]
     return problems

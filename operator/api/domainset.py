@@ -19,6 +19,7 @@ from mixtura_operator.api.base import (
 
 Modality = Literal["image", "text", "video"]
 TaskType = Literal["captioning", "ocr", "grounding", "detection", "vqa", "text"]
+DataFormat = Literal["webdataset", "llava", "npz"]
 
 
 def _distinct(values: list[str]) -> list[str]:
@@ -33,7 +34,24 @@ class Domain(ApiModel):
     uri: str = Field(
         pattern=DATA_URI_PATTERN,
         max_length=URI_MAX,
-        description="s3:// or file:// prefix of the domain's shards (a cluster refuses file://).",
+        description="s3:// or file:// prefix of the domain's shards, or their name pattern "
+        "(`s3://b/train-{000000..000199}.tar`), or a LLaVA JSON/JSONL file (a cluster refuses file://).",
+    )
+    format: DataFormat | None = Field(
+        default=None, description="webdataset, llava or npz; detected from the files when omitted."
+    )
+    image_root: str | None = Field(
+        default=None,
+        pattern=DATA_URI_PATTERN,
+        max_length=URI_MAX,
+        description="LLaVA format: the URI that the rows' `image` and `video` paths are relative to "
+        "(default: the JSON file's folder).",
+    )
+    max_bad_sample_fraction: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Share of unreadable samples a step skips (counted, logged) before it fails naming the domain.",
     )
     modalities: Annotated[list[Modality], AfterValidator(_distinct)] = Field(
         min_length=1, max_length=3, json_schema_extra={"x-kubernetes-list-type": "set"}
@@ -50,6 +68,7 @@ class Domain(ApiModel):
             check=lambda d: d.task_type != "text" or d.modalities == ["text"],
         ),
         no_traversal("uri"),
+        no_traversal("image_root"),
     )
 
 

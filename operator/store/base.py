@@ -7,7 +7,7 @@ import json
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -26,6 +26,14 @@ class ArtifactStore(ABC):
 
     @abstractmethod
     def get_bytes(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def open_read(self, key: str) -> BinaryIO:
+        """A stream of the key's bytes, read as consumed (a whole shard never sits in memory)."""
+
+    @abstractmethod
+    def get_range(self, key: str, start: int, stop: int) -> bytes:
+        """Bytes [start, stop) of the key: one sample out of a shard without reading the rest."""
 
     @abstractmethod
     def list(self, prefix: str = "") -> list[str]:

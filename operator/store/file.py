@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from mixtura_operator.store.base import ArtifactNotFound, ArtifactStore
 
@@ -33,6 +34,17 @@ class FileStore(ArtifactStore):
             return self._path(key).read_bytes()
         except (FileNotFoundError, IsADirectoryError) as error:
             raise ArtifactNotFound(key) from error
+
+    def open_read(self, key: str) -> BinaryIO:
+        try:
+            return self._path(key).open("rb")
+        except (FileNotFoundError, IsADirectoryError) as error:
+            raise ArtifactNotFound(key) from error
+
+    def get_range(self, key: str, start: int, stop: int) -> bytes:
+        with self.open_read(key) as handle:
+            handle.seek(start)
+            return handle.read(stop - start)
 
     def list(self, prefix: str = "") -> list[str]:
         base = self._path(prefix) if prefix else self.root

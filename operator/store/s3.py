@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import BinaryIO
+
 import boto3
 from botocore.exceptions import ClientError
 
@@ -22,13 +24,22 @@ class S3Store(ArtifactStore):
     def put_bytes(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
-    def get_bytes(self, key: str) -> bytes:
+    def _get(self, key: str, **extra: str) -> BinaryIO:
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key), **extra)["Body"]
         except ClientError as error:
             if error.response["Error"]["Code"] in ("NoSuchKey", "404"):
                 raise ArtifactNotFound(key) from error
             raise
+
+    def get_bytes(self, key: str) -> bytes:
+        return self._get(key).read()
+
+    def open_read(self, key: str) -> BinaryIO:
+        return self._get(key)
+
+    def get_range(self, key: str, start: int, stop: int) -> bytes:
+        return self._get(key, Range=f"bytes={start}-{stop - 1}").read()
 
     def list(self, prefix: str = "") -> list[str]:
         root = f"{self.prefix}/" if self.prefix else ""

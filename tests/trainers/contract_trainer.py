@@ -16,19 +16,24 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from mixtura_jobs.contract import TrainerRun
-from mixtura_operator.domain_index import count_samples
 from mixtura_operator.store import open_store
 
 
-def domain_sizes(run: TrainerRun) -> dict[str, int]:
-    """Samples per domain, counted in the data (npz shard headers), wherever it is stored."""
-    sizes = {}
+def domain_keys(run: TrainerRun) -> dict[str, list[str]]:
+    """Each domain's sample keys as Mixtura names npz samples (`<shard stem>/<row>`), wherever it is stored."""
+    keys = {}
     with tempfile.TemporaryDirectory() as tmp:
         for domain in run.domains:
             path = open_store(domain.uri).download_dir("", Path(tmp) / domain.name)
-            sizes[domain.name] = count_samples(path)["text"]
-    return sizes
+            keys[domain.name] = [
+                f"{shard.stem}/{i}"
+                for shard in sorted(path.glob("shard-*.npz"))
+                for i in range(len(np.load(shard)["prompts"]))
+            ]
+    return keys
 
 
 def main(argv: list[str]) -> int:
@@ -36,7 +41,7 @@ def main(argv: list[str]) -> int:
     if "--no-metrics" in argv:
         print(f"trial {run.trial}: exiting without metrics", flush=True)
         return 0
-    sampler = run.sampler(domain_sizes(run))
+    sampler = run.sampler(domain_keys(run))
     drawn: Counter[str] = Counter()
     for step in range(run.steps):
         drawn.update(name for name, _ in sampler.draw(8))

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mixtura_jobs.data.npz_shards import DomainSamples
+from mixtura_jobs.data.batching import resized, stack
 from mixtura_jobs.data.samples import Sample
 from mixtura_jobs.training.backends import ModelRef
 from mixtura_jobs.training.backends.checkpoints import local_checkpoint
@@ -30,7 +30,8 @@ class TinyBackend:
         self.device = placement.device
 
     def collate(self, samples: list[Sample]) -> VLMBatch:
-        return self.model.collate(samples).to(self.device)
+        # Real corpora bring images of any size; the tiny vision tower takes one.
+        return self.model.collate(resized(samples, self.model.config["vision"]["image_size"])).to(self.device)
 
     def answer_logprobs(self, batch: VLMBatch) -> tuple[torch.Tensor, torch.Tensor]:
         return self.model.answer_logprobs(batch)
@@ -63,12 +64,7 @@ class EncodersEmbedder:
         self.encoders = encoders
 
     def embed(self, samples: list[Sample], modalities: list[str]) -> dict[str, np.ndarray]:
-        columns = DomainSamples(
-            prompts=[s.prompt for s in samples],
-            answers=[s.answer for s in samples],
-            images=np.stack([s.image for s in samples]) if "image" in modalities else None,
-            videos=np.stack([s.video for s in samples]) if "video" in modalities else None,
-        )
+        columns = stack(samples, self.encoders.image_size)
         return {modality: self.encoders.embed(modality, columns) for modality in modalities}
 
 
