@@ -378,7 +378,7 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
     ] + [[tid, "failed", "", "", "", "", _trial_links(store, tid)] for tid in failed]
     summary = [
         ["search", f"{ctx.search.metadata.namespace}/{ctx.search.metadata.name}"],
-        ["objective", f"{measure}, {'higher' if objective.goal == 'maximize' else 'lower'} is better"],
+        ["objective", measure],
         ["method", spec.method],
         ["trials", f"{len(trials)} succeeded, {len(failed)} failed of {spec.budget.max_trials}"],
         ["augmentation", spec.training.augmentation.type],
