@@ -5,15 +5,25 @@ differ only in their `Executor` (Jobs or subprocesses) and `Inputs` (the API ser
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
 from mixtura_operator import layout
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import MixtureSearch
-from mixtura_operator.observe import StoreObserver, concept_source, domain_data_problems
-from mixtura_operator.reconcile import CancelJob, CreateJob, Decision, JobState, RecordFailure, WriteSnapshot, reconcile
+from mixtura_operator.observe import StoreObserver, check_domain_data, concept_source
+from mixtura_operator.reconcile import (
+    CancelJob,
+    CreateJob,
+    Decision,
+    JobState,
+    Observed,
+    RecordFailure,
+    ResetStep,
+    WriteSnapshot,
+    reconcile,
+)
 from mixtura_operator.store import ArtifactStore, open_store
 
 
@@ -40,10 +50,6 @@ class Inputs(Protocol):
         """The store of the search `name` (None before it has one) and whether that search has finished."""
 
 
-class StoreError(RuntimeError):
-    """The search's artifact store could not be read."""
-
-
 def search_store(search: MixtureSearch) -> ArtifactStore:
     meta, artifacts = search.metadata, search.spec.artifacts
     root = layout.search_root(meta.namespace, meta.name, meta.uid)
@@ -61,42 +67,72 @@ def snapshot(search: MixtureSearch, domainset: DomainSet) -> dict:
 class Step:
     decision: Decision
     created: tuple[CreateJob, ...]
+    store_error: bool = False
 
 
 class SearchDriver:
-    """Drives any number of searches; what it learns of one (finished trials, data checks) is kept by uid."""
+    """Drives any number of searches; what it learns of one (its store, data checks) is kept by uid."""
 
     def __init__(self, executor: Executor, inputs: Inputs) -> None:
         self.executor = executor
         self.inputs = inputs
         self._observers: dict[str, StoreObserver] = {}
-        self._problems: dict[str, dict[str, str]] = {}
+        self._absent: dict[str, dict[str, str]] = {}
 
     def step(self, search: MixtureSearch, now: datetime | None = None) -> Step:
         uid = search.metadata.uid
-        domainset = self.inputs.domainset(search)
-        if domainset is not None and uid not in self._problems:
-            self._problems[uid] = domain_data_problems(domainset, search.spec.artifacts.endpoint_url)
         store = search_store(search)
-        jobs = self.executor.observe(search)
         observer = self._observers.setdefault(uid, StoreObserver(store))
+        jobs = self.executor.observe(search)
+        domainset = None
         try:
-            observed = observer.observe(jobs, self._problems.get(uid, {}), self._concept_source(search))
+            observed = observer.observe(jobs, concepts=self._concept_source(search))
+            # Once the snapshot exists the search runs on it: later DomainSet edits are for new searches.
+            domainset = observer.frozen_domainset()
         except Exception as error:
-            raise StoreError(f"cannot read the artifacts of {search.metadata.name} at {store.uri}: {error}") from error
+            # The store could not be read: the search waits, Degraded, and a fresh observer lists it again.
+            self._observers.pop(uid, None)
+            observed = Observed(
+                store_error=f"cannot read the artifacts at {store.uri}: {type(error).__name__}: {error}"
+            )
+        if observed.store_error is None and not observed.snapshot:
+            domainset = self.inputs.domainset(search)
+            observed = replace(observed, **self._check_data(search, domainset))
         decision = reconcile(search, domainset, observed, now or datetime.now(UTC))
         created = []
         for action in decision.actions:
             if isinstance(action, CreateJob):
                 if self.executor.create(search, action, store.uri):
                     created.append(action)
+                    store.put_bytes(layout.started_marker(action.step_key), b"")
+                    observer.note_started(action.step_key)
             elif isinstance(action, CancelJob):
                 self.executor.cancel(search, action.step_key)
+            elif isinstance(action, ResetStep):
+                self.executor.cancel(search, action.step_key)
+                for marker in (layout.success_marker, layout.failure_marker, layout.started_marker):
+                    store.delete(marker(action.step_key))
+                observer.forget_step(action.step_key)
             elif isinstance(action, WriteSnapshot) and domainset is not None:
                 store.put_json(layout.SNAPSHOT, snapshot(search, domainset))
+                observer.snapshot = True
             elif isinstance(action, RecordFailure):
                 store.put_bytes(layout.failure_marker(action.step_key), action.message.encode())
-        return Step(decision, tuple(created))
+                observer.note_failed(action.step_key, action.message)
+        return Step(decision, tuple(created), observed.store_error is not None)
+
+    def _check_data(self, search: MixtureSearch, domainset: DomainSet | None) -> dict[str, dict[str, str]]:
+        """Before the snapshot: the live DomainSet's data. Data found absent stays absent for the search;
+        unreadable data is read again at the next step."""
+        uid = search.metadata.uid
+        if domainset is None:
+            return {}
+        if uid in self._absent:
+            return {"domain_problems": self._absent[uid]}
+        absent, unreadable = check_domain_data(domainset, search.spec.artifacts.endpoint_url)
+        if not unreadable:
+            self._absent[uid] = absent
+        return {"domain_problems": absent, "data_unreadable": unreadable}
 
     def _concept_source(self, search: MixtureSearch) -> tuple[str | None, str | None]:
         name = search.spec.search.concept_centroids_from
@@ -107,4 +143,4 @@ class SearchDriver:
 
     def forget(self, uid: str) -> None:
         self._observers.pop(uid, None)
-        self._problems.pop(uid, None)
+        self._absent.pop(uid, None)

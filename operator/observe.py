@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 
 from mixtura_operator import layout
 from mixtura_operator.api.domainset import DomainSet
-from mixtura_operator.reconcile import JobState, Observed, TrialResult
-from mixtura_operator.store import ArtifactStore, open_store
+from mixtura_operator.reconcile import ACTIVE, JobState, Observed, TrialResult
+from mixtura_operator.store import ArtifactNotFound, ArtifactStore, open_store
 
 
-def domain_data_problems(domainset: DomainSet, endpoint_url: str | None = None) -> dict[str, str]:
-    """Domains whose data URI holds nothing, by name."""
-    problems: dict[str, str] = {}
+def check_domain_data(domainset: DomainSet, endpoint_url: str | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """(absent, unreadable) by domain name: data provably absent or empty (one listing of at most one key each),
+    and data that could not be read (network, permissions: it may come back)."""
+    absent: dict[str, str] = {}
+    unreadable: dict[str, str] = {}
     for domain in domainset.spec.domains:
         try:
-            empty = not open_store(domain.uri, endpoint_url).list()
+            found = open_store(domain.uri, endpoint_url).has_any()
         except Exception as error:
-            problems[domain.name] = f"cannot read {domain.uri}: {type(error).__name__}: {error}"
+            unreadable[domain.name] = f"cannot read {domain.uri}: {type(error).__name__}: {error}"
             continue
-        if empty:
-            problems[domain.name] = f"no data at {domain.uri}"
-    return problems
+        if not found:
+            absent[domain.name] = f"no data at {domain.uri}"
+    return absent, unreadable
 
 
 def concept_source(store: ArtifactStore | None, finished: bool, name: str) -> tuple[str | None, str | None]:
@@ -35,52 +38,118 @@ def concept_source(store: ArtifactStore | None, finished: bool, name: str) -> tu
 
 
 class StoreObserver:
-    """Observes one search's artifacts; finished results are immutable, so each is read once."""
+    """Observes one search's artifacts. One listing when it starts (a restarted operator learns everything);
+    after that only the steps whose job ended or vanished are looked up, and the driver notes what it writes.
+    Finished results never change, so each is read once."""
 
     def __init__(self, store: ArtifactStore) -> None:
         self.store = store
+        self._listed = False
+        self.snapshot = False
+        self.done: set[str] = set()
+        self.failed: dict[str, str] = {}
+        self.started: set[str] = set()
+        # Steps whose markers were read after their job ended: nothing more will come for them.
+        self._judged: set[str] = set()
         self._trials: dict[str, TrialResult] = {}
+        self._proposed: dict[int, tuple[str, ...]] = {}
+        self._final: TrialResult | None = None
+        self._madmix: Mapping[str, float] | None = None
+        self._domainset: DomainSet | None = None
+
+    def note_started(self, step_key: str) -> None:
+        self.started.add(step_key)
+
+    def note_failed(self, step_key: str, message: str) -> None:
+        self.failed[step_key] = message
+
+    def forget_step(self, step_key: str) -> None:
+        """The step's markers were deleted: it runs again."""
+        self.done.discard(step_key)
+        self.failed.pop(step_key, None)
+        self.started.discard(step_key)
+        self._judged.discard(step_key)
+        if step_key == "final":
+            self._final = None
+
+    def frozen_domainset(self) -> DomainSet | None:
+        """The DomainSet of the snapshot (spec.json) once written: what every step of the search reads."""
+        if self._domainset is None and self.snapshot:
+            self._domainset = DomainSet.model_validate(self.store.get_json(layout.SNAPSHOT)["domainSet"])
+        return self._domainset
+
+    def _list(self) -> None:
+        for key in self.store.list():
+            self.snapshot |= key == layout.SNAPSHOT
+            step_key = layout.step_key_of_marker(key)
+            if step_key is None:
+                continue
+            marker = key.rpartition("/")[2]
+            if marker == "_SUCCESS":
+                self.done.add(step_key)
+            elif marker == "_STARTED":
+                self.started.add(step_key)
+            else:
+                self.failed[step_key] = self.store.get_bytes(key).decode(errors="replace")
+        self._listed = True
+
+    def _judge(self, step_key: str) -> None:
+        """Read the markers of a step whose job ended (or vanished)."""
+        self._judged.add(step_key)
+        if self.store.exists(layout.success_marker(step_key)):
+            self.done.add(step_key)
+            return
+        with contextlib.suppress(ArtifactNotFound):
+            self.failed[step_key] = self.store.get_bytes(layout.failure_marker(step_key)).decode(errors="replace")
+
+    def _ended(self, jobs: Mapping[str, JobState]) -> list[str]:
+        finished = {k for k, j in jobs.items() if j.phase not in ACTIVE}
+        vanished = {k for k in self.started if k not in jobs}
+        return sorted((finished | vanished) - self.done - self._judged)
 
     def observe(
         self,
         jobs: Mapping[str, JobState],
-        domain_problems: Mapping[str, str],
+        domain_checks: tuple[Mapping[str, str], Mapping[str, str]] = ({}, {}),
         concepts: tuple[str | None, str | None] = (None, None),
     ) -> Observed:
-        """`concepts`: what `concept_source` says of the search's conceptCentroidsFrom."""
-        keys = self.store.list()
-        done, failed = set(), {}
-        for key in keys:
-            step_key = layout.step_key_of_marker(key)
-            if step_key is None:
-                continue
-            if key.endswith("_SUCCESS"):
-                done.add(step_key)
-            else:
-                failed[step_key] = self.store.get_bytes(key).decode(errors="replace")
-        for step_key in done:
-            tid = step_key.removeprefix("trial/")
-            if step_key.startswith("trial/") and tid not in self._trials:
-                metrics = self.store.get_json(layout.trial_metrics(tid))
-                weights = self.store.get_json(layout.trial_mixture(tid))["weights"]
-                self._trials[tid] = TrialResult(float(metrics["objective"]), weights)
-        madmix = self.store.get_json(layout.MADMIX)["weights"] if "score" in done else None
-        final = None
-        if "final" in done:
-            final = TrialResult(
-                float(self.store.get_json(layout.FINAL_METRICS)["objective"]),
-                self.store.get_json(layout.FINAL_MIXTURE)["weights"],
-            )
+        """`domain_checks`: what `check_domain_data` says; `concepts`: what `concept_source` says of the search's
+        conceptCentroidsFrom."""
+        if not self._listed:
+            self._list()
+        for step_key in self._ended(jobs):
+            self._judge(step_key)
+        for step_key in sorted(self.done):
+            self._read_result(step_key)
         return Observed(
             root_uri=self.store.uri,
-            snapshot=layout.SNAPSHOT in keys,
-            done=frozenset(done),
-            failed=failed,
+            snapshot=self.snapshot,
+            done=frozenset(self.done),
+            failed=dict(self.failed),
             jobs=dict(jobs),
+            started=frozenset(self.started),
+            proposed=dict(self._proposed),
             trials=dict(self._trials),
-            madmix_weights=madmix,
-            final=final,
-            domain_problems=dict(domain_problems),
+            madmix_weights=self._madmix,
+            final=self._final,
+            domain_problems=dict(domain_checks[0]),
+            data_unreadable=dict(domain_checks[1]),
             concept_source=concepts[0],
             concept_source_problem=concepts[1],
         )
+
+    def _read_result(self, step_key: str) -> None:
+        step, _, arg = step_key.partition("/")
+        if step == "trial" and arg not in self._trials:
+            metrics = self.store.get_json(layout.trial_metrics(arg))
+            weights = self.store.get_json(layout.trial_mixture(arg))["weights"]
+            self._trials[arg] = TrialResult(float(metrics["objective"]), weights)
+        elif step == "propose" and int(arg) not in self._proposed:
+            self._proposed[int(arg)] = tuple(self.store.get_json(layout.proposal(int(arg)))["trials"])
+        elif step == "score" and self._madmix is None:
+            self._madmix = self.store.get_json(layout.MADMIX)["weights"]
+        elif step == "final" and self._final is None:
+            self._final = TrialResult(
+                float(self.store.get_json(layout.FINAL_METRICS)["objective"]),
+                self.store.get_json(layout.FINAL_MIXTURE)["weights"],
+            )

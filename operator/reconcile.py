@@ -27,6 +27,9 @@ from mixtura_operator.api.plan import embedded_domains, rounds, searches, uses_c
 
 JobPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
 TERMINAL = (Phase.SUCCEEDED, Phase.FAILED)
+ACTIVE = ("Pending", "Running")
+# Retries of an unreadable store or data wait as long as the fault has lasted (so the waits double), within these.
+BACKOFF_MIN_S, BACKOFF_MAX_S = 5.0, 300.0
 # `cells` embeds the samples beyond those `embed` stored.
 GPU_STEPS = ("embed", "cells", "trial", "final")
 
@@ -56,7 +59,16 @@ class Observed:
     trials: Mapping[str, TrialResult] = field(default_factory=dict)
     madmix_weights: Mapping[str, float] | None = None
     final: TrialResult | None = None
+    # Steps whose job was created (`_STARTED`): one that vanishes without a marker is judged, not re-created.
+    started: frozenset[str] = frozenset()
+    # Trial ids of each round whose proposal exists: a raised maxTrials keeps the rounds already proposed.
+    proposed: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
+    # Domains whose data is provably absent or empty (the search fails), and those that could not be read
+    # (the search waits, Degraded).
     domain_problems: Mapping[str, str] = field(default_factory=dict)
+    data_unreadable: Mapping[str, str] = field(default_factory=dict)
+    # Why the search's artifact store could not be read; nothing else was observed then.
+    store_error: str | None = None
     # spec.search.conceptCentroidsFrom: the root URI of that search once its cells exist, or why it has none.
     concept_source: str | None = None
     concept_source_problem: str | None = None
@@ -88,6 +100,14 @@ class CancelJob:
 
 
 @dataclass(frozen=True)
+class ResetStep:
+    """Delete the step's job and its markers so that it runs again: a trial stopped by suspension, or the final
+    training and report of a search whose budget was raised."""
+
+    step_key: str
+
+
+@dataclass(frozen=True)
 class RecordFailure:
     step_key: str
     message: str
@@ -100,7 +120,7 @@ class Event:
     message: str
 
 
-Action = WriteSnapshot | CreateJob | CancelJob | RecordFailure
+Action = WriteSnapshot | CreateJob | CancelJob | ResetStep | RecordFailure
 
 
 @dataclass(frozen=True)
@@ -108,6 +128,20 @@ class Decision:
     actions: tuple[Action, ...]
     status: MixtureSearchStatus
     events: tuple[Event, ...]
+    # Seconds to wait before the next reconcile (a fault backs off); None: as events come.
+    retry_after: float | None = None
+
+
+def finished(search: MixtureSearch) -> bool:
+    """Nothing more will happen to the search: Failed, or Succeeded and not given more trials since."""
+    status = search.status
+    if status is None or status.phase not in TERMINAL:
+        return False
+    return status.phase == Phase.FAILED or not _extended(search.spec, status)
+
+
+def _extended(spec, status: MixtureSearchStatus) -> bool:
+    return searches(spec) and spec.budget.max_trials > status.trials.total
 
 
 def input_problem(search: MixtureSearch, domainset: DomainSet, observed: Observed) -> str | None:
@@ -156,65 +190,108 @@ class _Builder:
         terminal = phase in TERMINAL
         if terminal and self.status.completion_time is None:
             self.status.completion_time = self.now
+        if not terminal:
+            self.status.completion_time = None
         if phase != Phase.PENDING and self.status.start_time is None:
             self.status.start_time = self.now
         self.condition("Ready", phase == Phase.SUCCEEDED, reason, message)
-        self.condition("Progressing", not terminal and phase != Phase.PENDING, reason, message)
+        self.condition("Progressing", not terminal and phase not in (Phase.PENDING, Phase.SUSPENDED), reason, message)
+        if phase == Phase.SUSPENDED or any(c.type == "Suspended" for c in self.status.conditions):
+            self.condition("Suspended", phase == Phase.SUSPENDED, reason, message)
         if phase == Phase.FAILED:
             self.condition("Degraded", True, reason, message)
             self.actions += [
                 CancelJob(key)
                 for key, job in sorted(self.observed.jobs.items())
-                if job.phase in ("Pending", "Running") and key not in self.observed.done
+                if job.phase in ACTIVE and key not in self.observed.done
             ]
         if phase != self.old.phase:
             kind = "Warning" if phase == Phase.FAILED else "Normal"
             self.events.append(Event(kind, reason, f"{self.old.phase.value} → {phase.value}: {message}"))
         return Decision(tuple(self.actions), self.status, tuple(self.events))
 
+    def hold(self, reason: str, message: str) -> Decision:
+        """Keep the phase and wait: Degraded with `reason`, retried after a backoff, no action taken."""
+        was = next((c for c in self.old.conditions if c.type == "Degraded"), None)
+        self.condition("Degraded", True, reason, message)
+        if was is None or was.status != "True" or was.reason != reason:
+            self.events.append(Event("Warning", reason, message))
+        since = next(c.last_transition_time for c in self.status.conditions if c.type == "Degraded")
+        lasted = (self.now - since).total_seconds()
+        delay = min(BACKOFF_MAX_S, max(BACKOFF_MIN_S, lasted))
+        return Decision((), self.status, tuple(self.events), retry_after=delay)
+
 
 def reconcile(search: MixtureSearch, domainset: DomainSet | None, observed: Observed, now: datetime) -> Decision:
     b = _Builder(search, observed, now)
     b.status.observed_generation = search.metadata.generation
-    if b.old.phase in TERMINAL:
+    if finished(search):
         return Decision((), b.status, ())
+    if observed.store_error:
+        return b.hold("StoreUnavailable", observed.store_error)
     if domainset is None:
         name = search.spec.domain_set_ref.name
         return b.finish(Phase.PENDING, "DomainSetNotFound", f"waiting for DomainSet {name!r}")
     problem = input_problem(search, domainset, observed)
     if problem:
         return b.finish(Phase.FAILED, "InvalidInput", problem)
+    if observed.data_unreadable:
+        name, message = sorted(observed.data_unreadable.items())[0]
+        return b.hold("DataUnreadable", f"domain {name}: {message}")
     if not observed.snapshot:
         b.actions.append(WriteSnapshot())
 
-    failed = dict(observed.failed)
-    for key, job in sorted(observed.jobs.items()):
-        if key in observed.done or key in failed:
-            continue
-        if job.phase == "Failed" or job.phase == "Succeeded":
-            message = job.message or "the job succeeded but wrote no _SUCCESS marker"
-            failed[key] = message
-            b.actions.append(RecordFailure(key, message))
-            b.events.append(
-                Event(
-                    "Warning",
-                    "TrialFailed" if key.startswith("trial/") else "StepFailed",
-                    f"{key}: {message}",
-                )
-            )
+    failed = _failures(b)
     _summarise(b, failed)
 
     step_failures = {k: m for k, m in failed.items() if not k.startswith("trial/")}
     if step_failures:
         key, message = sorted(step_failures.items())[0]
         return b.finish(Phase.FAILED, "StepFailed", f"step {key} failed: {message}")
-    if b.status.trials.failed >= search.spec.budget.max_failed_trials:
+    # As Katib's maxFailedTrialCount: the search fails once more trials than this have failed.
+    if b.status.trials.failed > search.spec.budget.max_failed_trials:
         return b.finish(
             Phase.FAILED,
             "TooManyFailedTrials",
             f"{b.status.trials.failed} trials failed (maxFailedTrials: {search.spec.budget.max_failed_trials})",
         )
+    if search.spec.suspend:
+        return _suspend(b)
     return _advance(b, domainset, failed)
+
+
+def _failures(b: _Builder) -> dict[str, str]:
+    """Every step that failed, each counted once: a failure marker in the store (written by the step itself, or
+    by an earlier reconcile) once its job is no longer retrying, a finished job without a success marker, or a
+    started job that vanished (deleted, or removed by its TTL) without leaving a marker."""
+    observed = b.observed
+    active = {k for k, j in observed.jobs.items() if j.phase in ACTIVE}
+    failed = {k: m for k, m in observed.failed.items() if k not in observed.done and k not in active}
+    verdicts = {
+        key: job.message or "the job succeeded but wrote no _SUCCESS marker"
+        for key, job in observed.jobs.items()
+        if job.phase in ("Failed", "Succeeded")
+    }
+    vanished = "its job vanished (deleted, or removed by its TTL) before the step wrote a result"
+    verdicts.update({key: vanished for key in observed.started if key not in observed.jobs})
+    for key, message in sorted(verdicts.items()):
+        if key in observed.done or key in failed:
+            continue
+        failed[key] = message
+        b.actions.append(RecordFailure(key, message))
+        reason = "TrialFailed" if key.startswith("trial/") else "StepFailed"
+        b.events.append(Event("Warning", reason, f"{key}: {message}"))
+    return failed
+
+
+def _suspend(b: _Builder) -> Decision:
+    """No new jobs; the running ones are stopped and forgotten, so that they run again on resume."""
+    stopped = sorted(k for k, j in b.observed.jobs.items() if j.phase in ACTIVE and k not in b.observed.done)
+    b.actions += [ResetStep(key) for key in stopped]
+    b.events += [
+        Event("Normal", "JobCancelled", f"{key}: stopped by spec.suspend; it runs again on resume") for key in stopped
+    ]
+    return b.finish(Phase.SUSPENDED, "Suspended", "suspended (spec.suspend): no jobs run until it is resumed")
 
 
 def _advance(b: _Builder, domainset: DomainSet, failed: Mapping[str, str]) -> Decision:
@@ -234,9 +311,11 @@ def _advance(b: _Builder, domainset: DomainSet, failed: Mapping[str, str]) -> De
     if analyses:
         return b.finish(Phase.SCORING, "Scoring", "computing " + " and ".join(analyses))
     if searches(spec):
-        for index, ids in enumerate(rounds(spec)):
+        for index, ids in enumerate(rounds(spec, b.observed.proposed)):
             b.status.round = index
             propose = f"propose/{index}"
+            if propose not in done or any(f"trial/{t}" not in done and f"trial/{t}" not in failed for t in ids):
+                _reopen_outputs(b)
             if propose not in done:
                 b.ensure(propose, "--round", str(index), "--trials", ",".join(ids))
                 return b.finish(Phase.SEARCHING, "Proposing", f"proposing round {index}")
@@ -260,6 +339,11 @@ def _advance(b: _Builder, domainset: DomainSet, failed: Mapping[str, str]) -> De
             "writing the report",
         )
     return b.finish(Phase.SUCCEEDED, "Succeeded", "search finished")
+
+
+def _reopen_outputs(b: _Builder) -> None:
+    """Trials remain (maxTrials was raised): the final training and report made without them run again."""
+    b.actions += [ResetStep(key) for key in ("final", "report") if key in b.observed.done or key in b.observed.jobs]
 
 
 def _ensure_cells(b: _Builder) -> str:

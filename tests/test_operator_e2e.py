@@ -232,7 +232,8 @@ def test_a_failing_trial_fails_the_search_with_an_event(control_plane, installed
         installed["bucket"],
         installed["endpoint"],
         method="random",
-        budget={"maxTrials": 2, "parallelTrials": 2, "maxFailedTrials": 1, "proxySteps": 4},
+        # One failure is more than maxFailedTrials 0 (Katib's semantics).
+        budget={"maxTrials": 2, "parallelTrials": 2, "maxFailedTrials": 0, "proxySteps": 4},
         models={"proxy": {"config": {"failTrials": ["000"]}}},
     )
     plane.kubectl("apply", "-n", NS, "-f", "-", input=text)

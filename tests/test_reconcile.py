@@ -202,11 +202,12 @@ def test_a_failed_trial_is_recorded_and_the_search_goes_on():
 
 
 def test_too_many_failed_trials_fail_the_search_with_a_reason():
-    s, ds = make(max_failed=1)
+    # Katib's semantics: the search fails once more than maxFailedTrials trials failed (here 0, so one does it).
+    s, ds = make(max_failed=0)
     s, phases = drive(s, ds, World(), fail={"trial/000"})
     assert phases[-1] == Phase.FAILED
     ready = next(c for c in s.status.conditions if c.type == "Ready")
-    assert ready.reason == "TooManyFailedTrials" and "maxFailedTrials: 1" in ready.message
+    assert ready.reason == "TooManyFailedTrials" and "maxFailedTrials: 0" in ready.message
 
 
 def test_a_failed_step_fails_the_search_naming_it():

@@ -9,7 +9,12 @@ from pydantic import BaseModel
 
 from mixtura_operator.api.base import ApiModel
 from mixtura_operator.api.domainset import DomainSet, DomainSetSpec, DomainSetStatus
-from mixtura_operator.api.mixturesearch import MixtureSearch, MixtureSearchSpec, MixtureSearchStatus
+from mixtura_operator.api.mixturesearch import (
+    MUTABLE_SEARCH_FIELDS,
+    MixtureSearch,
+    MixtureSearchSpec,
+    MixtureSearchStatus,
+)
 
 GROUP = "mixtura.dev"
 VERSION = "v1alpha1"
@@ -85,6 +90,26 @@ def object_schema(model: type[BaseModel]) -> dict[str, Any]:
     return _structural(schema, schema.get("$defs", {}), _rules_by_title(model, {}))
 
 
+def immutable_fields(spec: type[BaseModel], mutable: tuple[str, ...]) -> list[dict[str, str]]:
+    """A transition rule per field of `spec` outside `mutable`: present as before, and equal."""
+    rules = []
+    for name, info in spec.model_fields.items():
+        wire = info.alias or name
+        if wire in mutable:
+            continue
+        same = f"has(self.{wire}) == has(oldSelf.{wire}) && (!has(self.{wire}) || self.{wire} == oldSelf.{wire})"
+        rules.append(
+            {
+                "rule": same,
+                "message": "spec is immutable once the search exists (but for suspend and budget.maxTrials): "
+                "create a new MixtureSearch",
+                "fieldPath": f".{wire}",
+                "reason": "FieldValueForbidden",
+            }
+        )
+    return rules
+
+
 def _crd(
     kind: str,
     plural: str,
@@ -155,12 +180,7 @@ def crds() -> dict[str, dict[str, Any]]:
             {"name": "Best", "type": "number", "jsonPath": ".status.bestTrial.objective"},
             age,
         ],
-        [
-            {
-                "rule": "self == oldSelf",
-                "message": "spec is immutable once the search exists: create a new MixtureSearch",
-            }
-        ],
+        immutable_fields(MixtureSearchSpec, MUTABLE_SEARCH_FIELDS),
     )
     domainset = _crd(
         DomainSet.__name__,

@@ -15,6 +15,9 @@ Method = Literal["madmix", "mixatlas", "madmix+mixatlas", "uniform", "manual", "
 SEARCH_METHODS = ("mixatlas", "madmix+mixatlas", "random", "regression")
 Space = Literal["domains", "factorized", "full"]
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# What may change once a search exists (the rest of spec is immutable, by a CEL transition rule per field):
+# suspend, and budget, whose own rules let only maxTrials change (upwards).
+MUTABLE_SEARCH_FIELDS = ("suspend", "budget")
 FREE_FORM = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
 
 
@@ -24,6 +27,7 @@ class Phase(StrEnum):
     SCORING = "Scoring"
     SEARCHING = "Searching"
     TRAINING = "Training"
+    SUSPENDED = "Suspended"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
 
@@ -83,12 +87,29 @@ class SearchSettings(ApiModel):
 
 
 class Budget(ApiModel):
-    max_trials: int = Field(default=16, ge=1, le=10_000)
+    max_trials: int = Field(
+        default=16, ge=1, le=10_000, description="May be raised later: the search, even a Succeeded one, goes on."
+    )
     parallel_trials: int = Field(default=4, ge=1, le=256)
-    max_failed_trials: int = Field(default=3, ge=1)
+    max_failed_trials: int = Field(
+        default=3, ge=0, description="The search fails when more trials than this have failed (Katib's semantics)."
+    )
     proxy_steps: int = Field(default=60, ge=1)
 
     rules = (
+        Rule(
+            cel="self.maxTrials >= oldSelf.maxTrials",
+            message="may be raised, never lowered",
+            field=".maxTrials",
+        ),
+        *(
+            Rule(
+                cel=f"self.{name} == oldSelf.{name}",
+                message="is immutable: only maxTrials may change",
+                field=f".{name}",
+            )
+            for name in ("parallelTrials", "maxFailedTrials", "proxySteps")
+        ),
         Rule(
             cel="self.parallelTrials <= self.maxTrials",
             message="must be <= maxTrials",
@@ -154,12 +175,17 @@ class FinalTraining(ApiModel):
 
 
 class MixtureSearchSpec(ApiModel):
+    suspend: bool = Field(
+        default=False,
+        description="True stops the search: its running jobs are deleted, no new ones start; false resumes it.",
+    )
     domain_set_ref: DomainSetRef
     method: Method = "madmix+mixatlas"
     models: Models = Field(default_factory=Models)
     madmix: MadmixSettings = Field(default_factory=MadmixSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
-    budget: Budget = Field(default_factory=Budget)
+    # Defaulted by the API server too, so that budget's transition rules always see the stored values.
+    budget: Budget = Field(default_factory=Budget, json_schema_extra={"default": {}})
     resources: JobResources = Field(default_factory=JobResources)
     artifacts: Artifacts
     training: Training = Field(default_factory=Training)
