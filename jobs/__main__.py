@@ -10,7 +10,15 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 
+from pydantic import ValidationError
+
+from mixtura_operator import layout
+from mixtura_operator.store import ArtifactNotFound
+
+# Errors that running again cannot mend: the Job's podFailurePolicy fails it at once on their exit code.
+BAD_INPUT = (ValueError, ValidationError, ArtifactNotFound)
 STEPS = {
     "embed": ("embed", "run"),
     "score": ("score", "run"),
@@ -50,8 +58,33 @@ def main(argv: list[str] | None = None) -> int:
     # Only the step's own module: importing them all (open_clip among them) costs seconds on every job.
     module, function = STEPS[args.step]
     run = getattr(importlib.import_module(f"mixtura_jobs.steps.{module}"), function)
-    run(StepContext.open(args.search_uri), args)
+    ctx = StepContext.open(args.search_uri)
+    try:
+        run(ctx, args)
+    except (Exception, SystemExit) as error:
+        if isinstance(error, SystemExit) and error.code in (0, None):
+            raise
+        traceback.print_exc()
+        return _record_failure(ctx, step_key(args), error)
     return 0
+
+
+def step_key(args: argparse.Namespace) -> str:
+    """The step key (layout) of the command line: where its markers go."""
+    arg = {"embed": "domain", "propose": "round", "proxy-train": "trial"}.get(args.step)
+    prefix = {"proxy-train": "trial", "final-train": "final"}.get(args.step, args.step)
+    return f"{prefix}/{getattr(args, arg)}" if arg else prefix
+
+
+def _record_failure(ctx, key: str, error: BaseException) -> int:
+    """`_FAILED` with the error, so that the failure is known even if the Job is gone before the operator looks;
+    the exit code tells the Job whether another attempt could help."""
+    message = str(error) if isinstance(error, SystemExit) else f"{type(error).__name__}: {error}"
+    try:
+        ctx.store.put_bytes(layout.failure_marker(key), message.encode())
+    except Exception:
+        traceback.print_exc()
+    return layout.EXIT_BAD_INPUT if isinstance(error, BAD_INPUT) else 1
 
 
 def _demo_data(args: argparse.Namespace) -> int:

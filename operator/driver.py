@@ -5,6 +5,8 @@ differ only in their `Executor` (Jobs or subprocesses) and `Inputs` (the API ser
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
@@ -63,6 +65,18 @@ def snapshot(search: MixtureSearch, domainset: DomainSet) -> dict:
     }
 
 
+class StoreFault(RuntimeError):
+    """A write to the search's artifact store failed."""
+
+
+@contextmanager
+def _writing(store: ArtifactStore, key: str) -> Iterator[None]:
+    try:
+        yield
+    except Exception as error:
+        raise StoreFault(f"cannot write {key} at {store.uri}: {type(error).__name__}: {error}") from error
+
+
 @dataclass(frozen=True)
 class Step:
     decision: Decision
@@ -98,28 +112,51 @@ class SearchDriver:
         if observed.store_error is None and not observed.snapshot:
             domainset = self.inputs.domainset(search)
             observed = replace(observed, **self._check_data(search, domainset))
-        decision = reconcile(search, domainset, observed, now or datetime.now(UTC))
+        now = now or datetime.now(UTC)
+        decision = reconcile(search, domainset, observed, now)
+        try:
+            created = self._act(search, decision, store, observer, domainset)
+        except StoreFault as fault:
+            # A write failed: the same hold as a failed read (what was written stays; the next step sees it).
+            self._observers.pop(uid, None)
+            decision = reconcile(search, domainset, Observed(store_error=str(fault)), now)
+            return Step(decision, (), True)
+        return Step(decision, created, observed.store_error is not None)
+
+    def _act(
+        self,
+        search: MixtureSearch,
+        decision: Decision,
+        store: ArtifactStore,
+        observer: StoreObserver,
+        domainset: DomainSet | None,
+    ) -> tuple[CreateJob, ...]:
         created = []
         for action in decision.actions:
+            key = getattr(action, "step_key", "")
             if isinstance(action, CreateJob):
                 if self.executor.create(search, action, store.uri):
                     created.append(action)
-                    store.put_bytes(layout.started_marker(action.step_key), b"")
-                    observer.note_started(action.step_key)
+                    with _writing(store, layout.started_marker(key)):
+                        store.put_bytes(layout.started_marker(key), b"")
+                    observer.note_started(key)
             elif isinstance(action, CancelJob):
-                self.executor.cancel(search, action.step_key)
+                self.executor.cancel(search, key)
             elif isinstance(action, ResetStep):
-                self.executor.cancel(search, action.step_key)
+                self.executor.cancel(search, key)
                 for marker in (layout.success_marker, layout.failure_marker, layout.started_marker):
-                    store.delete(marker(action.step_key))
-                observer.forget_step(action.step_key)
+                    with _writing(store, marker(key)):
+                        store.delete(marker(key))
+                observer.forget_step(key)
             elif isinstance(action, WriteSnapshot) and domainset is not None:
-                store.put_json(layout.SNAPSHOT, snapshot(search, domainset))
+                with _writing(store, layout.SNAPSHOT):
+                    store.put_json(layout.SNAPSHOT, snapshot(search, domainset))
                 observer.snapshot = True
             elif isinstance(action, RecordFailure):
-                store.put_bytes(layout.failure_marker(action.step_key), action.message.encode())
-                observer.note_failed(action.step_key, action.message)
-        return Step(decision, tuple(created), observed.store_error is not None)
+                with _writing(store, layout.failure_marker(key)):
+                    store.put_bytes(layout.failure_marker(key), action.message.encode())
+                observer.note_failed(key, action.message)
+        return tuple(created)
 
     def _check_data(self, search: MixtureSearch, domainset: DomainSet | None) -> dict[str, dict[str, str]]:
         """Before the snapshot: the live DomainSet's data. Data found absent stays absent for the search;
