@@ -33,11 +33,11 @@ class Operator:
 
     def __init__(self, kubeconfig_path: Path, env: dict[str, str], log: Path) -> None:
         self.kubeconfig_path, self.env, self.log = kubeconfig_path, env, log
-        self.metrics_port = free_port()
+        self.metrics_port, self.health_port = free_port(), free_port()
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        argv = operator_argv(NS, self.metrics_port)
+        argv = operator_argv(NS, self.metrics_port, self.health_port)
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 argv, stdout=out, stderr=subprocess.STDOUT, env={**self.env, "KUBECONFIG": str(self.kubeconfig_path)}
@@ -109,6 +109,7 @@ def installed(control_plane, pod_runner, s3_server, s3_bucket, tmp_path_factory)
     }
     operator = Operator(sa_kubeconfig, env, work / "operator.log")
     operator.start()
+    standby = Operator(sa_kubeconfig, {**env, "POD_NAME": "standby-under-test"}, work / "standby.log")
     prometheus = start_prometheus(work / "prometheus", [f"127.0.0.1:{operator.metrics_port}"])
     yield {
         "operator": operator,
@@ -116,6 +117,8 @@ def installed(control_plane, pod_runner, s3_server, s3_bucket, tmp_path_factory)
         "endpoint": s3_server.endpoint,
         "store": store,
         "prometheus": prometheus,
+        "standby": standby,
+        "s3": s3_server,
     }
     prometheus.stop()
     operator.kill()
@@ -324,6 +327,157 @@ def test_deleting_a_search_with_policy_delete_removes_its_artifacts(control_plan
     assert any(key.endswith("final/model.pt") for key in installed["store"].list(prefix))
     plane.kubectl("delete", "mixturesearch", "ephemeral", "-n", NS, "--wait=true", "--timeout=60s")
     assert installed["store"].list(prefix) == []
+
+
+def search_of(name: str, domainset: str, bucket: str, endpoint: str, **spec) -> tuple[dict, dict]:
+    """The DomainSet and MixtureSearch of `manifests`, with a DomainSet of their own (tests edit it)."""
+    corpus, search = yaml.safe_load_all(manifests(name, bucket, endpoint, **spec))
+    corpus["metadata"]["name"] = domainset
+    search["spec"]["domainSetRef"]["name"] = domainset
+    return corpus, search
+
+
+def patch_spec(plane, name: str, spec: dict, check: bool = True):
+    return plane.kubectl(
+        "patch", "mixturesearch", name, "-n", NS, "--type=merge", "-p", json.dumps({"spec": spec}), check=check
+    )
+
+
+def jobs_of(plane, name: str) -> list[dict]:
+    out = plane.kubectl("get", "jobs", "-n", NS, "-l", f"mixtura.dev/search={name}", "-o", "json").stdout
+    return json.loads(out)["items"]
+
+
+def active(job: dict) -> bool:
+    return not any(c["status"] == "True" for c in job["status"].get("conditions", []))
+
+
+def assert_one_pod_per_job(plane, name: str) -> None:
+    for job in jobs_of(plane, name):
+        pods = plane.kubectl(
+            "get", "pods", "-n", NS, "-l", f"job-name={job['metadata']['name']}", "-o", "name"
+        ).stdout.split()
+        assert len(pods) == 1, f"{job['metadata']['name']}: {pods}"
+
+
+def test_suspend_resume_frozen_domainset_and_a_raised_budget(control_plane, installed):
+    """Acceptance 2 and 3: suspended mid-round no Job remains; the DomainSet edited meanwhile (a domain added,
+    one removed) changes nothing; resumed, the search succeeds with each trial counted once; maxTrials raised on
+    the Succeeded search runs new rounds. The rest of spec stays immutable; maxTrials is never lowered."""
+    plane, operator = control_plane, installed["operator"]
+    corpus, search = search_of(
+        "lifecycle", "frozen", installed["bucket"], installed["endpoint"], search={"space": "domains"}
+    )
+    plane.kubectl("apply", "-n", NS, "-f", "-", input=yaml.safe_dump_all([corpus, search]))
+    deadline = time.monotonic() + 420
+    while not [j for j in proxy_jobs(plane, "lifecycle") if active(j)]:
+        assert time.monotonic() < deadline, f"no trial Job ran\n{operator.tail()}"
+        time.sleep(0.5)
+    patch_spec(plane, "lifecycle", {"suspend": True})
+    body = wait_phase(plane, operator, "lifecycle", {"Suspended"}, timeout=60)
+    assert next(c for c in body["status"]["conditions"] if c["type"] == "Suspended")["status"] == "True"
+    deadline = time.monotonic() + 60
+    while [j for j in jobs_of(plane, "lifecycle") if active(j)]:
+        assert time.monotonic() < deadline, "suspension left running Jobs"
+        time.sleep(1)
+    bucket = installed["bucket"]
+    added = {"name": "added", "uri": f"s3://{bucket}/data/text", "modalities": ["text"], "taskType": "text"}
+    corpus["spec"]["domains"] = [*corpus["spec"]["domains"][1:], added]
+    plane.kubectl("apply", "-n", NS, "-f", "-", input=yaml.safe_dump(corpus))
+    refused = patch_spec(plane, "lifecycle", {"method": "random"}, check=False)
+    assert refused.returncode != 0 and "spec is immutable" in refused.stderr
+    lowered = patch_spec(plane, "lifecycle", {"budget": {"maxTrials": 2}}, check=False)
+    assert lowered.returncode != 0 and "never lowered" in lowered.stderr
+    patch_spec(plane, "lifecycle", {"suspend": False})
+    body = wait_phase(plane, operator, "lifecycle", {"Succeeded", "Failed"})
+    assert body["status"]["phase"] == "Succeeded", body["status"]
+    assert body["status"]["trials"] == {**body["status"]["trials"], "succeeded": 4, "failed": 0, "progress": "4/4"}
+    assert not [j for j in jobs_of(plane, "lifecycle") if j["metadata"]["name"].endswith("-embed-added")]
+    assert set(body["status"]["madmixWeights"]) == {name for name, _, _ in DOMAINS}
+    patch_spec(plane, "lifecycle", {"budget": {"maxTrials": 6}})
+    wait_phase(plane, operator, "lifecycle", {"Searching"}, timeout=60)
+    body = wait_phase(plane, operator, "lifecycle", {"Succeeded", "Failed"})
+    assert body["status"]["phase"] == "Succeeded" and body["status"]["trials"]["progress"] == "6/6", body["status"]
+    trials = sorted(j["metadata"]["labels"]["mixtura.dev/trial"] for j in proxy_jobs(plane, "lifecycle"))
+    assert trials == ["000", "001", "002", "003", "004", "005"]
+    assert_one_pod_per_job(plane, "lifecycle")
+
+
+def test_an_s3_outage_mid_search_degrades_then_clears_and_loses_no_trial(control_plane, installed):
+    """Acceptance 1: the S3 server down for 30 s while trials run: Degraded (StoreUnavailable), then clear; the
+    search succeeds with every trial counted once and one Job per step (pods retry: backoffLimit 2)."""
+    plane, operator, s3 = control_plane, installed["operator"], installed["s3"]
+    resources = {"gpusPerJob": 1, "backoffLimit": 2, "image": "mixtura/jobs:test"}
+    text = manifests(
+        "outage", installed["bucket"], installed["endpoint"], search={"space": "domains"}, resources=resources
+    )
+    plane.kubectl("apply", "-n", NS, "-f", "-", input=text)
+    wait_phase(plane, operator, "outage", {"Searching"})
+    s3.go_down()
+    try:
+        deadline = time.monotonic() + 30
+        seen = None
+        while time.monotonic() < deadline:
+            conditions = get(plane, "outage").get("status", {}).get("conditions", [])
+            seen = seen or next((c for c in conditions if c["type"] == "Degraded" and c["status"] == "True"), None)
+            time.sleep(1)
+    finally:
+        s3.come_back()
+    assert seen is not None and seen["reason"] == "StoreUnavailable", (
+        f"no Degraded during the outage\n{operator.tail()}"
+    )
+    body = wait_phase(plane, operator, "outage", {"Succeeded", "Failed"})
+    status = body["status"]
+    assert status["phase"] == "Succeeded", status
+    assert status["trials"]["succeeded"] == 4 and status["trials"]["failed"] == 0
+    assert next(c for c in status["conditions"] if c["type"] == "Degraded")["status"] == "False"
+    trials = sorted(j["metadata"]["labels"]["mixtura.dev/trial"] for j in proxy_jobs(plane, "outage"))
+    assert trials == ["000", "001", "002", "003"]
+
+
+def probe(port: int, path: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_a_standby_takes_over_when_the_leader_dies_mid_search(control_plane, installed):
+    """Acceptance 4: a second operator waits, alive (/healthz) and not ready (/readyz); the leader is killed
+    mid-search; the standby leads within the lease duration (15 s), creates no Job twice, the search succeeds."""
+    plane, leader, standby = control_plane, installed["operator"], installed["standby"]
+    standby.start()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if probe(standby.health_port, "/healthz") == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, f"the standby never served /healthz\n{standby.tail()}"
+            time.sleep(0.5)
+        assert probe(standby.health_port, "/readyz") == 503
+        assert probe(leader.health_port, "/readyz") == 200
+        text = manifests("takeover", installed["bucket"], installed["endpoint"], search={"space": "domains"})
+        plane.kubectl("apply", "-n", NS, "-f", "-", input=text)
+        wait_phase(plane, leader, "takeover", {"Searching"})
+        leader.kill()
+        killed = time.monotonic()
+        while probe(standby.health_port, "/readyz") != 200:
+            assert time.monotonic() - killed < 15 + 5, f"the standby did not take over\n{standby.tail()}"
+            time.sleep(0.5)
+        body = wait_phase(plane, standby, "takeover", {"Succeeded", "Failed"})
+        assert body["status"]["phase"] == "Succeeded", body["status"]
+        assert body["status"]["trials"]["progress"] == "4/4"
+        assert_one_pod_per_job(plane, "takeover")
+    finally:
+        standby.kill()
+        leader.start()
 
 
 def wait_domainset_ready(plane, name: str, status: str, timeout: float = 60) -> dict:

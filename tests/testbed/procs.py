@@ -67,7 +67,7 @@ def wait_for(what: str, ready: Callable[[], bool], timeout: float, processes: li
     raise TimeoutError(f"{what}: not ready after {timeout}s\n" + "\n".join(p.tail() for p in processes))
 
 
-def operator_argv(namespace: str, metrics_port: int) -> list[str]:
+def operator_argv(namespace: str, metrics_port: int, health_port: int | None = None) -> list[str]:
     """`mixtura operator` for one namespace, serving on loopback (the test bed's operator process)."""
     return [
         sys.executable,
@@ -79,7 +79,7 @@ def operator_argv(namespace: str, metrics_port: int) -> list[str]:
         "--metrics-port",
         str(metrics_port),
         "--health-port",
-        str(free_port()),
+        str(health_port or free_port()),
         "--bind-address",
         "127.0.0.1",
     ]
