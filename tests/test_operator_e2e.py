@@ -435,6 +435,90 @@ def test_an_s3_outage_mid_search_degrades_then_clears_and_loses_no_trial(control
     assert trials == ["000", "001", "002", "003"]
 
 
+def running_trial_pod(plane, name: str, trial: str, operator, timeout: float = 420) -> str:
+    deadline = time.monotonic() + timeout
+    selector = f"mixtura.dev/search={name},mixtura.dev/trial={trial}"
+    while time.monotonic() < deadline:
+        pods = json.loads(plane.kubectl("get", "pods", "-n", NS, "-l", selector, "-o", "json").stdout)["items"]
+        running = [p for p in pods if p["status"].get("phase") == "Running"]
+        if running:
+            return running[0]["metadata"]["name"]
+        time.sleep(0.5)
+    raise AssertionError(f"no running pod of trial {trial}\n{operator.tail()}")
+
+
+def test_a_preempted_trial_pod_is_rerun_and_not_counted(control_plane, installed):
+    """Acceptance 1: a trial pod ends Failed (137) with DisruptionTarget, as after a preemption: the Job's
+    podFailurePolicy ignores it (backoffLimit 0 would fail the Job otherwise), a new pod runs the trial."""
+    plane, operator = control_plane, installed["operator"]
+    text = manifests(
+        "preempted",
+        installed["bucket"],
+        installed["endpoint"],
+        method="random",
+        search={"space": "domains"},
+        budget={"maxTrials": 2, "parallelTrials": 2, "maxFailedTrials": 0, "proxySteps": 4},
+        finalTraining={"enabled": False},
+    )
+    plane.kubectl("apply", "-n", NS, "-f", "-", input=text)
+    pod = running_trial_pod(plane, "preempted", "000", operator)
+    disruption = {"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler", "message": "test"}
+    plane.kubectl(
+        "patch",
+        "pod",
+        pod,
+        "-n",
+        NS,
+        "--subresource=status",
+        "-p",
+        json.dumps({"status": {"conditions": [disruption]}}),
+    )
+    plane.kubectl("annotate", "pod", pod, "-n", NS, "--overwrite", "testbed.mixtura.dev/exit-code=137")
+    body = wait_phase(plane, operator, "preempted", {"Succeeded", "Failed"})
+    assert body["status"]["phase"] == "Succeeded", body["status"]
+    assert body["status"]["trials"]["failed"] == 0 and body["status"]["trials"]["succeeded"] == 2
+    job = next(j for j in proxy_jobs(plane, "preempted") if j["metadata"]["labels"]["mixtura.dev/trial"] == "000")
+    assert job["status"].get("failed", 0) == 0 and job["status"]["succeeded"] == 1
+    pods = plane.kubectl("get", "pods", "-n", NS, "-l", f"job-name={job['metadata']['name']}", "-o", "name").stdout
+    assert len(pods.split()) == 2, pods
+
+
+def test_a_failed_trial_job_deleted_before_the_operator_saw_it_counts_once(control_plane, installed):
+    """Acceptance 1: with the operator down, a trial fails and its Job is deleted; the operator, back, counts
+    the failure once (from the `_FAILED` the step wrote) and never creates the Job again."""
+    plane, operator = control_plane, installed["operator"]
+    text = manifests(
+        "vanished",
+        installed["bucket"],
+        installed["endpoint"],
+        method="random",
+        search={"space": "domains"},
+        budget={"maxTrials": 2, "parallelTrials": 2, "maxFailedTrials": 1, "proxySteps": 4},
+        models={"proxy": {"config": {"failTrials": ["000"]}}},
+        finalTraining={"enabled": False},
+    )
+    plane.kubectl("apply", "-n", NS, "-f", "-", input=text)
+    running_trial_pod(plane, "vanished", "000", operator)
+    operator.kill()
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            job = next(
+                j for j in proxy_jobs(plane, "vanished") if j["metadata"]["labels"]["mixtura.dev/trial"] == "000"
+            )
+            if job["status"].get("failed"):
+                break
+            assert time.monotonic() < deadline, "trial 000 never failed"
+            time.sleep(1)
+        plane.kubectl("delete", "job", job["metadata"]["name"], "-n", NS, "--wait=true")
+    finally:
+        operator.start()
+    body = wait_phase(plane, operator, "vanished", {"Succeeded", "Failed"})
+    assert body["status"]["phase"] == "Succeeded", body["status"]
+    assert body["status"]["trials"]["failed"] == 1 and body["status"]["trials"]["succeeded"] == 1
+    assert [j["metadata"]["labels"]["mixtura.dev/trial"] for j in proxy_jobs(plane, "vanished")] == ["001"]
+
+
 def probe(port: int, path: str) -> int:
     import urllib.error
     import urllib.request

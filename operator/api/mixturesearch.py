@@ -185,7 +185,7 @@ class MixtureSearchSpec(ApiModel):
     madmix: MadmixSettings = Field(default_factory=MadmixSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
     # Defaulted by the API server too, so that budget's transition rules always see the stored values.
-    budget: Budget = Field(default_factory=Budget, json_schema_extra={"default": {}})
+    budget: Budget = Field(default_factory=Budget, json_schema_extra={"default": Budget().wire()})
     resources: JobResources = Field(default_factory=JobResources)
     artifacts: Artifacts
     training: Training = Field(default_factory=Training)
