@@ -519,6 +519,23 @@ def test_a_failed_trial_job_deleted_before_the_operator_saw_it_counts_once(contr
     assert [j["metadata"]["labels"]["mixtura.dev/trial"] for j in proxy_jobs(plane, "vanished")] == ["001"]
 
 
+def test_the_operator_recovers_from_an_api_server_restart_mid_search(control_plane, installed):
+    """Acceptance 1: kube-apiserver stopped and started while trials run (etcd keeps the state). The operator
+    rides it out (or, gone past its renew deadline, is restarted as its Deployment would); the search succeeds
+    with one Job and one pod per step."""
+    plane, operator = control_plane, installed["operator"]
+    text = manifests("apirestart", installed["bucket"], installed["endpoint"], search={"space": "domains"})
+    plane.kubectl("apply", "-n", NS, "-f", "-", input=text)
+    running_trial_pod(plane, "apirestart", "000", operator)
+    plane.restart_apiserver(down_seconds=3)
+    if operator.process.poll() is not None:
+        operator.start()
+    body = wait_phase(plane, operator, "apirestart", {"Succeeded", "Failed"})
+    assert body["status"]["phase"] == "Succeeded", body["status"]
+    assert body["status"]["trials"]["succeeded"] == 4 and body["status"]["trials"]["failed"] == 0
+    assert_one_pod_per_job(plane, "apirestart")
+
+
 def probe(port: int, path: str) -> int:
     import urllib.error
     import urllib.request
