@@ -15,7 +15,7 @@ import yaml
 
 from malformed import DUPLICATE, MALFORMED, WELL_FORMED
 from testbed.cluster import REPO, kubeconfig
-from testbed.procs import free_port, operator_argv
+from testbed.procs import free_port, http_status, operator_argv
 from testbed.prom import start_prometheus
 from testbed.s3 import CREDENTIALS
 
@@ -536,17 +536,6 @@ def test_the_operator_recovers_from_an_api_server_restart_mid_search(control_pla
     assert_one_pod_per_job(plane, "apirestart")
 
 
-def probe(port: int, path: str) -> int:
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-
-
 def test_a_standby_takes_over_when_the_leader_dies_mid_search(control_plane, installed):
     """Acceptance 4: a second operator waits, alive (/healthz) and not ready (/readyz); the leader is killed
     mid-search; the standby leads within the lease duration (15 s), creates no Job twice, the search succeeds."""
@@ -556,20 +545,20 @@ def test_a_standby_takes_over_when_the_leader_dies_mid_search(control_plane, ins
         deadline = time.monotonic() + 60
         while True:
             try:
-                if probe(standby.health_port, "/healthz") == 200:
+                if http_status(standby.health_port, "/healthz") == 200:
                     break
             except OSError:
                 pass
             assert time.monotonic() < deadline, f"the standby never served /healthz\n{standby.tail()}"
             time.sleep(0.5)
-        assert probe(standby.health_port, "/readyz") == 503
-        assert probe(leader.health_port, "/readyz") == 200
+        assert http_status(standby.health_port, "/readyz") == 503
+        assert http_status(leader.health_port, "/readyz") == 200
         text = manifests("takeover", installed["bucket"], installed["endpoint"], search={"space": "domains"})
         plane.kubectl("apply", "-n", NS, "-f", "-", input=text)
         wait_phase(plane, leader, "takeover", {"Searching"})
         leader.kill()
         killed = time.monotonic()
-        while probe(standby.health_port, "/readyz") != 200:
+        while http_status(standby.health_port, "/readyz") != 200:
             assert time.monotonic() - killed < 15 + 5, f"the standby did not take over\n{standby.tail()}"
             time.sleep(0.5)
         body = wait_phase(plane, standby, "takeover", {"Succeeded", "Failed"})
