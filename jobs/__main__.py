@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     steps["cells"].add_argument("--centroids-from", help="root URI of the search whose concept centroids to reuse")
     steps["propose"].add_argument("--round", type=int, required=True)
     steps["propose"].add_argument("--trials", required=True)
+    steps["propose"].add_argument("--warm-start", default="", help="root URIs of searches whose trials to import")
     steps["proxy-train"].add_argument("--trial", required=True)
     demo = sub.add_parser("demo-data", help="make the demo corpus (no downloads)")
     demo.add_argument("dir")

@@ -14,7 +14,7 @@ from typing import Protocol
 from mixtura_operator import layout
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import MixtureSearch
-from mixtura_operator.observe import StoreObserver, check_domain_data, concept_source
+from mixtura_operator.observe import StoreObserver, check_domain_data, concept_source, warm_start_sources
 from mixtura_operator.reconcile import (
     CancelJob,
     CreateJob,
@@ -100,7 +100,10 @@ class SearchDriver:
         jobs = self.executor.observe(search)
         domainset = None
         try:
-            observed = observer.observe(jobs, concepts=self._concept_source(search))
+            warm_start = warm_start_sources(
+                {name: self.inputs.concept_store(search, name) for name in search.spec.search.warm_start_from}
+            )
+            observed = observer.observe(jobs, concepts=self._concept_source(search), warm_start=warm_start)
             # Once the snapshot exists the search runs on it: later DomainSet edits are for new searches.
             domainset = observer.frozen_domainset()
         except Exception as error:

@@ -53,7 +53,7 @@ class ManifestInputs:
         return self.domain_set
 
     def concept_store(self, search: MixtureSearch, name: str) -> tuple[ArtifactStore | None, bool]:
-        if self.concepts_from is None:
+        if self.concepts_from is None or self.concepts_from[0].metadata.name != name:
             return None, True
         return search_store(_with_local_uid(*self.concepts_from)), True
 

@@ -37,6 +37,21 @@ def concept_source(store: ArtifactStore | None, finished: bool, name: str) -> tu
     return None, None
 
 
+def warm_start_sources(
+    sources: dict[str, tuple[ArtifactStore | None, bool]],
+) -> tuple[tuple[str, ...], str | None, str | None]:
+    """(root URIs, the first search not finished yet, problem) of `spec.search.warmStartFrom`, from each named
+    search's store and whether it has finished."""
+    roots = []
+    for name, (store, finished) in sources.items():
+        if not finished:
+            return (), name, None
+        if store is None:
+            return (), None, f"MixtureSearch {name!r} finished without artifacts"
+        roots.append(store.uri)
+    return tuple(roots), None, None
+
+
 class StoreObserver:
     """Observes one search's artifacts. One listing when it starts (a restarted operator learns everything);
     after that only the steps whose job ended or vanished are looked up, and the driver notes what it writes.
@@ -112,9 +127,10 @@ class StoreObserver:
         jobs: Mapping[str, JobState],
         domain_checks: tuple[Mapping[str, str], Mapping[str, str]] = ({}, {}),
         concepts: tuple[str | None, str | None] = (None, None),
+        warm_start: tuple[tuple[str, ...], str | None, str | None] = ((), None, None),
     ) -> Observed:
         """`domain_checks`: what `check_domain_data` says; `concepts`: what `concept_source` says of the search's
-        conceptCentroidsFrom."""
+        conceptCentroidsFrom; `warm_start`: what `warm_start_sources` says of its warmStartFrom."""
         if not self._listed:
             self._list()
         for step_key in self._ended(jobs):
@@ -136,6 +152,9 @@ class StoreObserver:
             data_unreadable=dict(domain_checks[1]),
             concept_source=concepts[0],
             concept_source_problem=concepts[1],
+            warm_start=warm_start[0],
+            warm_start_waiting=warm_start[1],
+            warm_start_problem=warm_start[2],
         )
 
     def _read_result(self, step_key: str) -> None:

@@ -72,6 +72,11 @@ class Observed:
     # spec.search.conceptCentroidsFrom: the root URI of that search once its cells exist, or why it has none.
     concept_source: str | None = None
     concept_source_problem: str | None = None
+    # spec.search.warmStartFrom: the root URIs of those searches once all have finished; the first that has not
+    # (the search waits for it); or why one never will give trials.
+    warm_start: tuple[str, ...] = ()
+    warm_start_waiting: str | None = None
+    warm_start_problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,8 @@ def input_problem(search: MixtureSearch, domainset: DomainSet, observed: Observe
             return f"spec.domains[{index}].weight ({domain.name}): required by method manual"
     if observed.concept_source_problem and uses_cells(search.spec, domainset):
         return f"spec.search.conceptCentroidsFrom: {observed.concept_source_problem}"
+    if observed.warm_start_problem:
+        return f"spec.search.warmStartFrom: {observed.warm_start_problem}"
     return None
 
 
@@ -317,8 +324,7 @@ def _advance(b: _Builder, domainset: DomainSet, failed: Mapping[str, str]) -> De
             if propose not in done or any(f"trial/{t}" not in done and f"trial/{t}" not in failed for t in ids):
                 _reopen_outputs(b)
             if propose not in done:
-                b.ensure(propose, "--round", str(index), "--trials", ",".join(ids))
-                return b.finish(Phase.SEARCHING, "Proposing", f"proposing round {index}")
+                return _propose(b, index, ids)
             open_trials = [t for t in ids if f"trial/{t}" not in done and f"trial/{t}" not in failed]
             if open_trials:
                 for tid in open_trials:
@@ -339,6 +345,16 @@ def _advance(b: _Builder, domainset: DomainSet, failed: Mapping[str, str]) -> De
             "writing the report",
         )
     return b.finish(Phase.SUCCEEDED, "Succeeded", "search finished")
+
+
+def _propose(b: _Builder, index: int, ids: list[str]) -> Decision:
+    """Start round `index`'s proposal, with the trials of `warmStartFrom` once those searches have finished."""
+    waiting = b.observed.warm_start_waiting
+    if waiting:
+        return b.finish(Phase.SEARCHING, "WaitingForWarmStart", f"waiting for MixtureSearch {waiting!r} to finish")
+    imported = ("--warm-start", ",".join(b.observed.warm_start)) if b.observed.warm_start else ()
+    b.ensure(f"propose/{index}", "--round", str(index), "--trials", ",".join(ids), *imported)
+    return b.finish(Phase.SEARCHING, "Proposing", f"proposing round {index}")
 
 
 def _reopen_outputs(b: _Builder) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -12,6 +13,7 @@ from mixtura_jobs.search.regmix import regression_batch
 from mixtura_jobs.steps.context import StepContext
 from mixtura_operator import layout
 from mixtura_operator.api.plan import search_space
+from mixtura_operator.store import open_store
 
 
 def load_space(ctx: StepContext) -> NamedSpace:
@@ -25,13 +27,33 @@ def load_space(ctx: StepContext) -> NamedSpace:
     return NamedSpace(kind, tuple(ctx.domain_names), cells.natural, cells)
 
 
-def observations(ctx: StepContext, space: NamedSpace) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Finished trials: ids, their points in `space` (n, dim) and the objective to maximise (minus the
-    held-out loss)."""
-    ids = sorted(key.split("/")[1] for key in ctx.store.list("trials") if key.endswith("/_SUCCESS"))
-    x = np.array([space.point(ctx.store.get_json(layout.trial_mixture(t))) for t in ids])
-    y = np.array([-float(ctx.store.get_json(layout.trial_metrics(t))["objective"]) for t in ids])
-    return ids, x.reshape(len(ids), space.geometry.dim), y
+def observations(
+    ctx: StepContext, space: NamedSpace, warm_start: Sequence[str] = ()
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Finished trials, this search's and those of the `warm_start` searches (root URIs): ids, their points in
+    `space` (n, dim) and the objective to maximise (minus the held-out loss)."""
+    ids, points, objectives = [], [], []
+    for source in [ctx.store, *(open_store(uri, ctx.search.spec.artifacts.endpoint_url) for uri in warm_start)]:
+        for tid in sorted(key.split("/")[1] for key in source.list("trials") if key.endswith("/_SUCCESS")):
+            record = source.get_json(layout.trial_mixture(tid))
+            if source is not ctx.store:
+                _check_same_space(space, record, source.uri)
+            ids.append(tid if source is ctx.store else f"{source.uri}#{tid}")
+            points.append(space.point(record))
+            objectives.append(-float(source.get_json(layout.trial_metrics(tid))["objective"]))
+    return ids, np.array(points).reshape(len(ids), space.geometry.dim), np.array(objectives)
+
+
+def _check_same_space(space: NamedSpace, record: dict, uri: str) -> None:
+    """An imported trial must be a point of this search's space: the same domains, or the same cells."""
+    names = space.cells.ids if space.cells is not None else space.domains
+    theirs = record.get("cells") if space.cells is not None else record.get("weights")
+    if theirs is None or set(theirs) != set(names):
+        what = "cells" if space.cells is not None else "domains"
+        raise ValueError(
+            f"spec.search.warmStartFrom: the search at {uri} searched other {what} than this one "
+            f"({sorted(theirs or [])} against {sorted(names)}): its trials cannot be imported"
+        )
 
 
 def previous_fit(ctx: StepContext, round_index: int) -> gp_ucb.Hyperparameters | None:
@@ -48,7 +70,8 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
     trial_ids = args.trials.split(",")
     q, seed = len(trial_ids), ctx.seed + 7919 * args.round
     space = load_space(ctx)
-    _, x, y = observations(ctx, space)
+    imported = [uri for uri in args.warm_start.split(",") if uri]
+    _, x, y = observations(ctx, space, imported)
     madmix = ctx.vector(ctx.store.get_json(layout.MADMIX)["weights"]) if spec.method == "madmix+mixatlas" else None
     center = space.center(madmix)
     mean = std = fitted = None
@@ -78,7 +101,14 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
         if mean is not None and std is not None:
             record["predicted"] = {"objective": -float(mean[index]), "std": float(std[index])}
         ctx.store.put_json(layout.trial_mixture(tid), record)
-    summary = {"round": args.round, "source": source, "space": space.kind, "observations": len(y), "trials": trial_ids}
+    summary = {
+        "round": args.round,
+        "source": source,
+        "space": space.kind,
+        "observations": len(y),
+        "imported": imported,
+        "trials": trial_ids,
+    }
     ctx.store.put_json(layout.proposal(args.round), summary if fitted is None else {**summary, "gp": fitted})
     print(f"proposed round={args.round} trials={','.join(trial_ids)} source={source} space={space.kind}", flush=True)
     ctx.mark_done(step_key)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -72,6 +72,11 @@ class SearchSettings(ApiModel):
         max_length=253,
         description="An earlier MixtureSearch in this namespace whose concept centroids this search reuses, so "
         "that both corpora are mapped onto the same concepts.",
+    )
+    warm_start_from: list[Annotated[str, Field(pattern=NAME_PATTERN, max_length=253)]] = Field(
+        default_factory=list,
+        description="Earlier MixtureSearches in this namespace over the same domains or cells: their finished "
+        "trials are this search's first observations (the search waits for them to finish).",
     )
     acquisition: Literal["ucb"] = "ucb"
     beta: float = Field(default=2.0, gt=0, description="UCB exploration weight (schedule constant).")
@@ -209,6 +214,13 @@ class MixtureSearchSpec(ApiModel):
             check=lambda s: (
                 s.search.concept_centroids_from is None or (s.method in SEARCH_METHODS and s.search.space != "domains")
             ),
+        ),
+        Rule(
+            cel="!has(self.search) || !has(self.search.warmStartFrom) || size(self.search.warmStartFrom) == 0"
+            " || self.method in ['mixatlas', 'madmix+mixatlas', 'random', 'regression']",
+            message="imported trials serve methods that search",
+            field=".search.warmStartFrom",
+            check=lambda s: not s.search.warm_start_from or s.method in SEARCH_METHODS,
         ),
     )
 
