@@ -286,8 +286,12 @@ def _failures(b: _Builder) -> dict[str, str]:
             continue
         failed[key] = message
         b.actions.append(RecordFailure(key, message))
-        reason = "TrialFailed" if key.startswith("trial/") else "StepFailed"
-        b.events.append(Event("Warning", reason, f"{key}: {message}"))
+    # One event per failure, whoever wrote its marker: a failed trial's id stays in the status once it had one.
+    told = {f"trial/{tid}" for tid in b.old.trials.failed_ids}
+    for key, message in sorted(failed.items()):
+        if key not in told:
+            reason = "TrialFailed" if key.startswith("trial/") else "StepFailed"
+            b.events.append(Event("Warning", reason, f"{key}: {message}"))
     return failed
 
 
@@ -388,6 +392,7 @@ def _summarise(b: _Builder, failed: Mapping[str, str]) -> None:
         running=sum(j.phase == "Running" for k, j in trial_jobs.items() if k not in observed.done),
         pending=sum(j.phase == "Pending" for k, j in trial_jobs.items() if k not in observed.done),
         progress=f"{n_done + n_failed}/{total}",
+        failed_ids=sorted(k.removeprefix("trial/") for k in failed if k.startswith("trial/")),
     )
     if observed.trials:
         tid, best = min(observed.trials.items(), key=lambda item: (item[1].objective, item[0]))

@@ -81,14 +81,17 @@ def test_a_failed_trial_job_deleted_before_it_was_seen_counts_once_from_its_mark
     # The step wrote _FAILED itself; then its Job vanished (TTL, or a person) before the operator looked.
     jobs = {k: j for k, j in world.observed.jobs.items() if k != "trial/000"}
     world.observed = replace(world.observed, jobs=jobs, failed={"trial/000": "RuntimeError: CUDA error"})
+    events = []
     for _ in range(3):
         decision = reconcile(s, ds, world.observed, NOW)
         world.apply(decision.actions)
         s = s.model_copy(update={"status": decision.status})
+        events += [(e.reason, e.message) for e in decision.events if e.reason == "TrialFailed"]
         assert not any(isinstance(a, CreateJob) and a.step_key == "trial/000" for a in decision.actions)
         assert not any(isinstance(a, RecordFailure) for a in decision.actions)
-        assert decision.status.trials.failed == 1
+        assert decision.status.trials.failed == 1 and decision.status.trials.failed_ids == ["000"]
     assert world.created.count("trial/000") == 1
+    assert events == [("TrialFailed", "trial/000: RuntimeError: CUDA error")], "one event per failure"
 
 
 def test_a_vanished_job_without_a_marker_is_recorded_failed_once_and_not_recreated():

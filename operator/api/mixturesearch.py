@@ -232,6 +232,7 @@ class TrialCounts(ApiModel):
     running: int = 0
     pending: int = 0
     progress: str = Field(default="0/0", description="Finished (succeeded + failed) over the budget.")
+    failed_ids: list[str] = Field(default_factory=list, description="The failed trials (each has had its event).")
 
 
 class BestTrial(ApiModel):
