@@ -447,20 +447,26 @@ def running_trial_pod(plane, name: str, trial: str, operator, timeout: float = 4
     raise AssertionError(f"no running pod of trial {trial}\n{operator.tail()}")
 
 
-def test_a_preempted_trial_pod_is_rerun_and_not_counted(control_plane, installed):
-    """Acceptance 1: a trial pod ends Failed (137) with DisruptionTarget, as after a preemption: the Job's
-    podFailurePolicy ignores it (backoffLimit 0 would fail the Job otherwise), a new pod runs the trial."""
-    plane, operator = control_plane, installed["operator"]
+def apply_two_trials(plane, installed, name: str, max_failed: int, **spec) -> None:
+    """A quick search: random domain weights, one round of two trials, no final training."""
     text = manifests(
-        "preempted",
+        name,
         installed["bucket"],
         installed["endpoint"],
         method="random",
         search={"space": "domains"},
-        budget={"maxTrials": 2, "parallelTrials": 2, "maxFailedTrials": 0, "proxySteps": 4},
+        budget={"maxTrials": 2, "parallelTrials": 2, "maxFailedTrials": max_failed, "proxySteps": 4},
         finalTraining={"enabled": False},
+        **spec,
     )
     plane.kubectl("apply", "-n", NS, "-f", "-", input=text)
+
+
+def test_a_preempted_trial_pod_is_rerun_and_not_counted(control_plane, installed):
+    """Acceptance 1: a trial pod ends Failed (137) with DisruptionTarget, as after a preemption: the Job's
+    podFailurePolicy ignores it (backoffLimit 0 would fail the Job otherwise), a new pod runs the trial."""
+    plane, operator = control_plane, installed["operator"]
+    apply_two_trials(plane, installed, "preempted", max_failed=0)
     pod = running_trial_pod(plane, "preempted", "000", operator)
     disruption = {"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler", "message": "test"}
     plane.kubectl(
@@ -487,17 +493,7 @@ def test_a_failed_trial_job_deleted_before_the_operator_saw_it_counts_once(contr
     """Acceptance 1: with the operator down, a trial fails and its Job is deleted; the operator, back, counts
     the failure once (from the `_FAILED` the step wrote) and never creates the Job again."""
     plane, operator = control_plane, installed["operator"]
-    text = manifests(
-        "vanished",
-        installed["bucket"],
-        installed["endpoint"],
-        method="random",
-        search={"space": "domains"},
-        budget={"maxTrials": 2, "parallelTrials": 2, "maxFailedTrials": 1, "proxySteps": 4},
-        models={"proxy": {"config": {"failTrials": ["000"]}}},
-        finalTraining={"enabled": False},
-    )
-    plane.kubectl("apply", "-n", NS, "-f", "-", input=text)
+    apply_two_trials(plane, installed, "vanished", max_failed=1, models={"proxy": {"config": {"failTrials": ["000"]}}})
     running_trial_pod(plane, "vanished", "000", operator)
     operator.kill()
     try:
