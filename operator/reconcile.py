@@ -19,6 +19,7 @@ from mixtura_operator.api.mixturesearch import (
     ArtifactRefs,
     BestTrial,
     MixtureSearch,
+    MixtureSearchSpec,
     MixtureSearchStatus,
     Phase,
     TrialCounts,
@@ -145,7 +146,7 @@ def finished(search: MixtureSearch) -> bool:
     return status.phase == Phase.FAILED or not _extended(search.spec, status)
 
 
-def _extended(spec, status: MixtureSearchStatus) -> bool:
+def _extended(spec: MixtureSearchSpec, status: MixtureSearchStatus) -> bool:
     return searches(spec) and spec.budget.max_trials > status.trials.total
 
 
