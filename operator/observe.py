@@ -54,7 +54,8 @@ def warm_start_sources(
 
 class StoreObserver:
     """Observes one search's artifacts. One listing when it starts (a restarted operator learns everything);
-    after that only the steps whose job ended or vanished are looked up, and the driver notes what it writes.
+    after that one HEAD of the snapshot, and only the steps whose job ended or vanished are looked up; the driver
+    notes what it writes.
     Finished results never change, so each is read once."""
 
     def __init__(self, store: ArtifactStore) -> None:
@@ -133,6 +134,9 @@ class StoreObserver:
         conceptCentroidsFrom; `warm_start`: what `warm_start_sources` says of its warmStartFrom."""
         if not self._listed:
             self._list()
+        elif self.snapshot and not self.store.exists(layout.SNAPSHOT):
+            # One HEAD a step: a store that is down (or was wiped) shows now, not at the next finished job.
+            raise ArtifactNotFound(f"{layout.SNAPSHOT} is gone from {self.store.uri}")
         for step_key in self._ended(jobs):
             self._judge(step_key)
         for step_key in sorted(self.done):

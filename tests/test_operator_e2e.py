@@ -468,7 +468,14 @@ def test_a_preempted_trial_pod_is_rerun_and_not_counted(control_plane, installed
     plane, operator = control_plane, installed["operator"]
     apply_two_trials(plane, installed, "preempted", max_failed=0)
     pod = running_trial_pod(plane, "preempted", "000", operator)
-    disruption = {"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler", "message": "test"}
+    # With its transition time: the disruption controller resets a DisruptionTarget older than 2 minutes.
+    disruption = {
+        "type": "DisruptionTarget",
+        "status": "True",
+        "reason": "PreemptionByScheduler",
+        "message": "preempted by the test",
+        "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     plane.kubectl(
         "patch",
         "pod",
