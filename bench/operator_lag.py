@@ -65,6 +65,9 @@ class NullStepRunner(PodRunner):
                 store.put_json(
                     layout.trial_mixture(tid), {"weights": uniform, "round": int(opts["--round"]), "source": "null"}
                 )
+            # The operator reads each round's trials from its proposal (a raised maxTrials keeps them).
+            trials = opts["--trials"].split(",")
+            store.put_json(layout.proposal(int(opts["--round"])), {"round": int(opts["--round"]), "trials": trials})
             key = f"propose/{opts['--round']}"
         elif step == "proxy-train":
             loss = float(rng.uniform(2, 3))

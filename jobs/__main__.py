@@ -9,9 +9,20 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 
+from pydantic import ValidationError
+
+from mixtura_jobs.data.bad_samples import TooManyBadSamples
+from mixtura_jobs.data.domain import DataError
 from mixtura_jobs.steps import export as export_step
+from mixtura_operator import layout
+from mixtura_operator.store import ArtifactNotFound
 
+# A domain's data that cannot be read, or too much of it: the message names the domain and the first bad key.
+BAD_DATA = (DataError, TooManyBadSamples)
+# Errors that running again cannot mend: the Job's podFailurePolicy fails it at once on their exit code.
+BAD_INPUT = (ValueError, ValidationError, ArtifactNotFound, *BAD_DATA)
 STEPS = {
     "embed": ("embed", "run"),
     "score": ("score", "run"),
@@ -34,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     steps["cells"].add_argument("--centroids-from", help="root URI of the search whose concept centroids to reuse")
     steps["propose"].add_argument("--round", type=int, required=True)
     steps["propose"].add_argument("--trials", required=True)
+    steps["propose"].add_argument("--warm-start", default="", help="root URIs of searches whose trials to import")
     steps["proxy-train"].add_argument("--trial", required=True)
     steps["final-train"].add_argument("--baseline", help="train on this baseline mixture (finalTraining.compareWith)")
     demo = sub.add_parser("demo-data", help="make the demo corpus (no downloads)")
@@ -50,12 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     index.add_argument("--image-root")
     index.add_argument("--endpoint-url")
     args = parser.parse_args(argv)
-    from mixtura_jobs.data.bad_samples import TooManyBadSamples
-    from mixtura_jobs.data.domain import DataError
-
     try:
         return _command(args)
-    except (DataError, TooManyBadSamples) as error:
+    except BAD_DATA as error:
         # Bad data is the user's to fix: the message names the domain, a traceback would only hide it.
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 1
@@ -80,15 +89,40 @@ def _command(args: argparse.Namespace) -> int:
     module, function = STEPS[args.step]
     run = getattr(importlib.import_module(f"mixtura_jobs.steps.{module}"), function)
     ctx = StepContext.open(args.search_uri)
-    if args.step != "proxy-train":
-        run(ctx, args)
-        return 0
-    # Pod logs vanish with the pod: a trial's output is kept in the store, failed or not.
-    from mixtura_operator import layout
-
-    with ctx.tee_output(layout.trial_log(args.trial)):
-        run(ctx, args)
+    try:
+        if args.step == "proxy-train":
+            # Pod logs vanish with the pod: a trial's output is kept in the store, failed or not.
+            with ctx.tee_output(layout.trial_log(args.trial)):
+                run(ctx, args)
+        else:
+            run(ctx, args)
+    except (Exception, SystemExit) as error:
+        if isinstance(error, SystemExit) and error.code in (0, None):
+            raise
+        if isinstance(error, BAD_DATA):
+            print(f"error: {error}", file=sys.stderr, flush=True)
+        else:
+            traceback.print_exc()
+        return _record_failure(ctx, step_key(args), error)
     return 0
+
+
+def step_key(args: argparse.Namespace) -> str:
+    """The step key (layout) of the command line: where its markers go."""
+    arg = {"embed": "domain", "propose": "round", "proxy-train": "trial"}.get(args.step)
+    prefix = {"proxy-train": "trial", "final-train": "final"}.get(args.step, args.step)
+    return f"{prefix}/{getattr(args, arg)}" if arg else prefix
+
+
+def _record_failure(ctx, key: str, error: BaseException) -> int:
+    """`_FAILED` with the error, so that the failure is known even if the Job is gone before the operator looks;
+    the exit code tells the Job whether another attempt could help."""
+    message = str(error) if isinstance(error, SystemExit) else f"{type(error).__name__}: {error}"
+    try:
+        ctx.store.put_bytes(layout.failure_marker(key), message.encode())
+    except Exception:
+        traceback.print_exc()
+    return layout.EXIT_BAD_INPUT if isinstance(error, BAD_INPUT) else 1
 
 
 def _demo_data(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
@@ -18,9 +19,9 @@ from mixtura_operator import metrics
 from mixtura_operator.api import GROUP, VERSION
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import MixtureSearch, Phase
-from mixtura_operator.driver import SearchDriver, StoreError, search_store
+from mixtura_operator.driver import SearchDriver, search_store
 from mixtura_operator.executors.kubernetes import KubernetesExecutor
-from mixtura_operator.reconcile import TERMINAL, Event
+from mixtura_operator.reconcile import TERMINAL, Event, finished
 from mixtura_operator.store import ArtifactStore, open_store
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ class SearchController:
         self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
         self._dirty: set[str] = set()
         self._phases: dict[tuple[str, str], Phase] = {}
+        # A search whose store or data could not be read is not reconciled again before this (monotonic) time.
+        self._not_before: dict[str, float] = {}
 
     def reconcile_named(self, namespace: str, name: str) -> None:
         body = self.inputs.get(namespace, PLURAL, name)
@@ -83,10 +86,12 @@ class SearchController:
 
     def reconcile(self, body: dict[str, Any]) -> None:
         search = parse_search(body)
-        if search.status is not None and search.status.phase in TERMINAL:
+        if finished(search):
             self._record(search)
             return
         uid = search.metadata.uid
+        if time.monotonic() < self._not_before.get(uid, 0.0):
+            return
         lock = self._locks[uid]
         if not lock.acquire(blocking=False):
             # A reconcile of this search is running: it runs once more when done, so no worker waits here.
@@ -104,7 +109,7 @@ class SearchController:
                 if uid not in self._dirty:
                     return
                 search = self._fresh(search)
-                if search is None or (search.status is not None and search.status.phase in TERMINAL):
+                if search is None or finished(search):
                     return
         finally:
             lock.release()
@@ -115,15 +120,17 @@ class SearchController:
 
     def _reconcile(self, search: MixtureSearch) -> None:
         meta = search.metadata
-        try:
-            step = self.driver.step(search)
-        except StoreError:
+        step = self.driver.step(search)
+        decision = step.decision
+        if decision.retry_after is None:
+            self._not_before.pop(meta.uid, None)
+        else:
+            self._not_before[meta.uid] = time.monotonic() + decision.retry_after
+        if step.store_error:
             metrics.STORE_ERRORS.inc()
-            raise
         for job in step.created:
             if job.step == "propose":
                 metrics.PROPOSALS.labels(meta.namespace, meta.name).inc()
-        decision = step.decision
         for event in decision.events:
             self.post_event(search, event)
         if search.status is None or decision.status.wire() != search.status.wire():
@@ -141,6 +148,7 @@ class SearchController:
 
     def forget(self, namespace: str, name: str, uid: str) -> None:
         self._phases.pop((namespace, name), None)
+        self._not_before.pop(uid, None)
         self.driver.forget(uid)
         metrics.forget(namespace, name)
         metrics.record_phase_counts(list(self._phases.values()))

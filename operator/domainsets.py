@@ -21,7 +21,10 @@ def domainset_status(
         type="Ready",
         status="False" if bad else "True",
         reason="DataMissing" if bad else "Validated",
-        message="; ".join(bad) if bad else f"{len(domains)} domains, {total} samples",
+        message="; ".join(bad)
+        if bad
+        else f"{len(domains)} domains, {total} samples; edits apply to new searches only (a search runs on the "
+        "DomainSet as it was when it started)",
         last_transition_time=now,
         observed_generation=domainset.metadata.generation,
     )

@@ -5,7 +5,9 @@ differ only in their `Executor` (Jobs or subprocesses) and `Inputs` (the API ser
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -13,7 +15,7 @@ from mixtura_operator import layout
 from mixtura_operator.api.cross_object import local_uri_problems
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import MixtureSearch
-from mixtura_operator.observe import StoreObserver, concept_source, domain_data_problems
+from mixtura_operator.observe import StoreObserver, check_domain_data, concept_source, warm_start_sources
 from mixtura_operator.reconcile import (
     CancelJob,
     CreateJob,
@@ -21,6 +23,7 @@ from mixtura_operator.reconcile import (
     JobState,
     Observed,
     RecordFailure,
+    ResetStep,
     WriteSnapshot,
     reconcile,
 )
@@ -50,10 +53,6 @@ class Inputs(Protocol):
         """The store of the search `name` (None before it has one) and whether that search has finished."""
 
 
-class StoreError(RuntimeError):
-    """The search's artifact store could not be read."""
-
-
 def search_store(search: MixtureSearch) -> ArtifactStore:
     meta, artifacts = search.metadata, search.spec.artifacts
     root = layout.search_root(meta.namespace, meta.name, meta.uid)
@@ -67,14 +66,27 @@ def snapshot(search: MixtureSearch, domainset: DomainSet) -> dict:
     }
 
 
+class StoreFault(RuntimeError):
+    """A write to the search's artifact store failed."""
+
+
+@contextmanager
+def _writing(store: ArtifactStore, key: str) -> Iterator[None]:
+    try:
+        yield
+    except Exception as error:
+        raise StoreFault(f"cannot write {key} at {store.uri}: {type(error).__name__}: {error}") from error
+
+
 @dataclass(frozen=True)
 class Step:
     decision: Decision
     created: tuple[CreateJob, ...]
+    store_error: bool = False
 
 
 class SearchDriver:
-    """Drives any number of searches; what it learns of one (finished trials, data checks) is kept by uid."""
+    """Drives any number of searches; what it learns of one (its store, data checks) is kept by uid."""
 
     def __init__(self, executor: Executor, inputs: Inputs, allow_local_uris: bool = True) -> None:
         """`allow_local_uris`: False on a cluster, where file:// names the operator's or a node's own files."""
@@ -82,40 +94,92 @@ class SearchDriver:
         self.inputs = inputs
         self.allow_local_uris = allow_local_uris
         self._observers: dict[str, StoreObserver] = {}
-        self._problems: dict[str, dict[str, str]] = {}
+        self._absent: dict[str, dict[str, str]] = {}
 
     def step(self, search: MixtureSearch, now: datetime | None = None) -> Step:
         uid = search.metadata.uid
         now = now or datetime.now(UTC)
-        domainset = self.inputs.domainset(search)
         refused = () if self.allow_local_uris else tuple(local_uri_problems(search, None))
         if refused:
             # Fail before the store is opened: it would be the operator's own filesystem.
-            return Step(reconcile(search, domainset, Observed(refused=refused), now), ())
-        if domainset is not None and uid not in self._problems:
-            self._problems[uid] = domain_data_problems(
-                domainset, search.spec.artifacts.endpoint_url, self.allow_local_uris
-            )
+            return Step(reconcile(search, self.inputs.domainset(search), Observed(refused=refused), now), ())
         store = search_store(search)
-        jobs = self.executor.observe(search)
         observer = self._observers.setdefault(uid, StoreObserver(store, search.spec.objective))
+        jobs = self.executor.observe(search)
+        domainset = None
         try:
-            observed = observer.observe(jobs, self._problems.get(uid, {}), self._concept_source(search))
+            warm_start = warm_start_sources(
+                {name: self.inputs.concept_store(search, name) for name in search.spec.search.warm_start_from}
+            )
+            observed = observer.observe(jobs, concepts=self._concept_source(search), warm_start=warm_start)
+            # Once the snapshot exists the search runs on it: later DomainSet edits are for new searches.
+            domainset = observer.frozen_domainset()
         except Exception as error:
-            raise StoreError(f"cannot read the artifacts of {search.metadata.name} at {store.uri}: {error}") from error
+            # The store could not be read: the search waits, Degraded, and a fresh observer lists it again.
+            self._observers.pop(uid, None)
+            observed = Observed(
+                store_error=f"cannot read the artifacts at {store.uri}: {type(error).__name__}: {error}"
+            )
+        if observed.store_error is None and not observed.snapshot:
+            domainset = self.inputs.domainset(search)
+            observed = replace(observed, **self._check_data(search, domainset))
         decision = reconcile(search, domainset, observed, now)
+        try:
+            created = self._act(search, decision, store, observer, domainset)
+        except StoreFault as fault:
+            # A write failed: the same hold as a failed read (what was written stays; the next step sees it).
+            self._observers.pop(uid, None)
+            decision = reconcile(search, domainset, Observed(store_error=str(fault)), now)
+            return Step(decision, (), True)
+        return Step(decision, created, observed.store_error is not None)
+
+    def _act(
+        self,
+        search: MixtureSearch,
+        decision: Decision,
+        store: ArtifactStore,
+        observer: StoreObserver,
+        domainset: DomainSet | None,
+    ) -> tuple[CreateJob, ...]:
         created = []
         for action in decision.actions:
+            key = getattr(action, "step_key", "")
             if isinstance(action, CreateJob):
                 if self.executor.create(search, action, store.uri):
                     created.append(action)
+                    with _writing(store, layout.started_marker(key)):
+                        store.put_bytes(layout.started_marker(key), b"")
+                    observer.note_started(key)
             elif isinstance(action, CancelJob):
-                self.executor.cancel(search, action.step_key)
+                self.executor.cancel(search, key)
+            elif isinstance(action, ResetStep):
+                self.executor.cancel(search, key)
+                for stale in layout.reset_keys(key):
+                    with _writing(store, stale):
+                        store.delete(stale)
+                observer.forget_step(key)
             elif isinstance(action, WriteSnapshot) and domainset is not None:
-                store.put_json(layout.SNAPSHOT, snapshot(search, domainset))
+                with _writing(store, layout.SNAPSHOT):
+                    store.put_json(layout.SNAPSHOT, snapshot(search, domainset))
+                observer.snapshot = True
             elif isinstance(action, RecordFailure):
-                store.put_bytes(layout.failure_marker(action.step_key), action.message.encode())
-        return Step(decision, tuple(created))
+                with _writing(store, layout.failure_marker(key)):
+                    store.put_bytes(layout.failure_marker(key), action.message.encode())
+                observer.note_failed(key, action.message)
+        return tuple(created)
+
+    def _check_data(self, search: MixtureSearch, domainset: DomainSet | None) -> dict[str, dict[str, str]]:
+        """Before the snapshot: the live DomainSet's data. Data found absent stays absent for the search;
+        unreadable data is read again at the next step."""
+        uid = search.metadata.uid
+        if domainset is None:
+            return {}
+        if uid in self._absent:
+            return {"domain_problems": self._absent[uid]}
+        absent, unreadable = check_domain_data(domainset, search.spec.artifacts.endpoint_url, self.allow_local_uris)
+        if not unreadable:
+            self._absent[uid] = absent
+        return {"domain_problems": absent, "data_unreadable": unreadable}
 
     def _concept_source(self, search: MixtureSearch) -> tuple[str | None, str | None]:
         name = search.spec.search.concept_centroids_from
@@ -126,4 +190,4 @@ class SearchDriver:
 
     def forget(self, uid: str) -> None:
         self._observers.pop(uid, None)
-        self._problems.pop(uid, None)
+        self._absent.pop(uid, None)

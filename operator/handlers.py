@@ -10,12 +10,14 @@ import kopf
 
 from mixtura_operator.api import GROUP, VERSION
 from mixtura_operator.api.domainset import DomainSet
-from mixtura_operator.controller import SearchController
+from mixtura_operator.controller import SearchController, parse_search
 from mixtura_operator.domain_index import count_domain
 from mixtura_operator.domainsets import domainset_status
-from mixtura_operator.observe import domain_data_problems
+from mixtura_operator.observe import check_domain_data
+from mixtura_operator.reconcile import finished
 
 SEARCHES = (GROUP, VERSION, "mixturesearches")
+MANAGED_BY = "app.kubernetes.io/managed-by"
 DOMAINSETS = (GROUP, VERSION, "domainsets")
 controller: SearchController | None = None
 
@@ -31,6 +33,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     )
     settings.posting.level = logging.ERROR
     settings.watching.server_timeout = 60
+    # The API server filters the Job watch: only Mixtura's Jobs reach the operator.
+    settings.watching.label_selectors["batch", "jobs"] = f"{MANAGED_BY}=mixtura"
     # Sync handlers run in this pool; many searches each reconciling on events need more than the default.
     settings.execution.max_workers = 32
 
@@ -41,8 +45,13 @@ def search_created(body: kopf.Body, **_: Any) -> None:
     controller.reconcile(dict(body))
 
 
-# Job events drive progress; the timer catches what no Job event reports (a pod the scheduler refuses).
-@kopf.timer(*SEARCHES, interval=10.0, sharp=False)
+def _unfinished(body: kopf.Body, **_: Any) -> bool:
+    return not finished(parse_search(dict(body)))
+
+
+# Job events drive progress; the timer catches what no Job event reports (a pod the scheduler refuses). Finished
+# searches have no timer: they cost nothing until their spec changes (a raised maxTrials).
+@kopf.timer(*SEARCHES, interval=10.0, sharp=False, when=_unfinished)
 def search_tick(body: kopf.Body, **_: Any) -> None:
     controller.reconcile(dict(body))
 
@@ -53,7 +62,12 @@ def _finished(status: kopf.Status, **_: Any) -> bool:
     )
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": "mixtura"}, when=_finished)
+@kopf.on.update(*SEARCHES, field="spec")
+def search_changed(body: kopf.Body, **_: Any) -> None:
+    controller.reconcile(dict(body))
+
+
+@kopf.on.event("batch", "v1", "jobs", when=_finished)
 def job_changed(namespace: str, labels: kopf.Labels, **_: Any) -> None:
     controller.reconcile_named(namespace, labels["mixtura.dev/search"])
 
@@ -73,7 +87,8 @@ def search_deleted(namespace: str, name: str, uid: str, **_: Any) -> None:
 @kopf.on.update(*DOMAINSETS, field="spec")
 def domainset_changed(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     domainset = DomainSet.model_validate({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")})
-    problems = domain_data_problems(domainset, allow_local=False)
+    absent, unreadable = check_domain_data(domainset, allow_local=False)
+    problems = {**absent, **unreadable}
     counts = {d.name: count_domain(d.uri) for d in domainset.spec.domains if d.name not in problems}
     status = domainset_status(domainset, problems, counts, datetime.now(UTC))
     patch.status.update(status.wire())

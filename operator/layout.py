@@ -1,8 +1,9 @@
 """Where everything lives: artifact keys of a search, step keys, job names. One place, used by both sides.
 
 A *step key* names one unit of work: `embed/<domain>`, `score`, `cells`, `propose/<round>`, `trial/<id>`,
-`final`, `report`. Each writes its outputs under its folder and `_SUCCESS` last; a failure the
-operator observed is recorded as `_FAILED` there, so the store alone says what happened.
+`final`, `report`. Each writes its outputs under its folder and `_SUCCESS` last; a failure (written by the
+step itself, or by the operator when a job ended without a marker) is `_FAILED` there, and `_STARTED` says a job
+was created for it, so the store alone says what happened.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ ASSIGNMENTS = "cells/assignments"
 REPORT = "report/index.html"
 # What the report found that status carries: baseline comparisons and the surrogate's leave-one-out fit.
 REPORT_SUMMARY = "report/summary.json"
+MARKERS = ("_SUCCESS", "_FAILED", "_STARTED")
+# A step's exit code for bad input (data or spec): the Job's podFailurePolicy fails it at once, no retries.
+EXIT_BAD_INPUT = 65
 
 _FOLDERS = {"embed": "embeddings", "score": "scores", "propose": "proposals", "trial": "trials"}
 
@@ -44,6 +48,10 @@ def success_marker(step_key: str) -> str:
 
 def failure_marker(step_key: str) -> str:
     return f"{step_folder(step_key)}/_FAILED"
+
+
+def started_marker(step_key: str) -> str:
+    return f"{step_folder(step_key)}/_STARTED"
 
 
 def trial_id(index: int) -> str:
@@ -110,12 +118,19 @@ def job_name(search: str, step_key: str) -> str:
 
 
 def step_key_of_marker(key: str) -> str | None:
-    """Inverse of `success_marker`/`failure_marker`: the step key a marker belongs to."""
+    """Inverse of `success_marker`, `failure_marker` and `started_marker`: the step key a marker belongs to."""
     folder, _, name = key.rpartition("/")
-    if name not in ("_SUCCESS", "_FAILED"):
+    if name not in MARKERS:
         return None
     head, _, arg = folder.partition("/")
     step = {v: k for k, v in _FOLDERS.items()}.get(head, head)
     if step == "propose":
         arg = arg.removeprefix("round-")
     return f"{step}/{arg}" if arg else step
+
+
+def reset_keys(step_key: str) -> list[str]:
+    """What a step that runs again must not find: its markers and, for the final training, the mixture picked
+    before (the pick reuses a written one, so that a user's trainer and the built-in one agree)."""
+    keys = [success_marker(step_key), failure_marker(step_key), started_marker(step_key)]
+    return [*keys, FINAL_MIXTURE] if step_key == "final" else keys

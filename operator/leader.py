@@ -1,8 +1,9 @@
 """Leader election on a coordination.k8s.io Lease, so that two replicas never both act.
 
 Needs only get, create and update on Leases in the operator's namespace. The leader renews every
-`duration / 3`; a leader that cannot renew exits at once (its replacement takes over when the lease
-expires), which is what controller-runtime does too.
+`duration / 3`. A leader that finds the lease taken exits at once; one that cannot reach the API server (a
+restart) keeps trying until two thirds of the lease duration have passed since its last renewal, then exits
+(its replacement takes over when the lease expires), as controller-runtime's renew deadline does.
 """
 
 from __future__ import annotations
@@ -70,13 +71,18 @@ class LeaderElector:
         threading.Thread(target=self._renew, name="leader-renew", daemon=True).start()
 
     def _renew(self) -> None:
+        renewed, pause = time.monotonic(), self.duration / 3
         while True:
-            time.sleep(self.duration / 3)
+            time.sleep(pause)
             try:
-                ok = self._try()
-            except Exception:
-                log.exception("renewing the leader lease failed")
-                ok = False
-            if not ok:
+                held = self._try()
+            except Exception as error:
+                log.warning("renewing the leader lease failed: %s", error)
+                if time.monotonic() - renewed < self.duration * 2 / 3:
+                    pause = 1.0
+                    continue
+                held = False
+            if not held:
                 log.error("lost the leader lease; exiting so that the new leader acts alone")
                 os._exit(1)
+            renewed, pause = time.monotonic(), self.duration / 3

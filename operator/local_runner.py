@@ -58,7 +58,7 @@ class ManifestInputs:
         return self.domain_set
 
     def concept_store(self, search: MixtureSearch, name: str) -> tuple[ArtifactStore | None, bool]:
-        if self.concepts_from is None:
+        if self.concepts_from is None or self.concepts_from[0].metadata.name != name:
             return None, True
         return search_store(_with_local_uid(*self.concepts_from)), True
 
@@ -86,6 +86,7 @@ def run_local(
     log_dir = Path(os.environ.get("MIXTURA_LOG_DIR", ".mixtura/logs")) / search.metadata.name / uid
     executor = LocalExecutor(log_dir, parallel, spec.resources.backoff_limit, env)
     driver = SearchDriver(executor, ManifestInputs(domainset, concepts_from))
+    _forget_jobs_of_earlier_runs(store)
     with _interrupt_requests() as interrupted:
         try:
             while not interrupted.is_set():
@@ -95,11 +96,20 @@ def run_local(
                 on_decision(decision)
                 if decision.status.phase in (Phase.SUCCEEDED, Phase.FAILED):
                     return decision.status
-                if not decision.actions:
+                if decision.retry_after is not None:
+                    executor.wait(decision.retry_after, interrupted)
+                elif not decision.actions:
                     executor.wait(poll_seconds, interrupted)
             raise KeyboardInterrupt
         finally:
             executor.shutdown()
+
+
+def _forget_jobs_of_earlier_runs(store: ArtifactStore) -> None:
+    """An earlier run's subprocesses ended with it: their steps run again rather than count as vanished jobs."""
+    for key in store.list():
+        if key.endswith("/_STARTED"):
+            store.delete(key)
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from prometheus_client import start_http_server
 
 from mixtura_operator import handlers
 from mixtura_operator.controller import SearchController
+from mixtura_operator.health import Health
 from mixtura_operator.leader import LeaderElector
 
 LEASE = "mixtura-operator"
@@ -31,11 +32,9 @@ def run(namespaces: list[str], all_namespaces: bool, metrics_port: int, health_p
     lease_namespace = os.environ.get("POD_NAMESPACE") or (namespaces[0] if namespaces else "default")
     identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
     start_http_server(metrics_port, addr=bind)
+    health = Health()
+    health.serve(bind, health_port)
     LeaderElector(api, lease_namespace, LEASE, identity).acquire()
+    health.leading.set()
     handlers.controller = SearchController(api)
-    kopf.run(
-        clusterwide=all_namespaces,
-        namespaces=[] if all_namespaces else namespaces,
-        liveness_endpoint=f"http://{bind}:{health_port}/healthz",
-        standalone=True,
-    )
+    kopf.run(clusterwide=all_namespaces, namespaces=[] if all_namespaces else namespaces, standalone=True)

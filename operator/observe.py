@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 
 from mixtura_operator import layout
@@ -10,30 +11,33 @@ from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import BaselineComparison, Objective, SurrogateFit
 from mixtura_operator.domain_index import DomainLocation
 from mixtura_operator.objective import objective_value
-from mixtura_operator.reconcile import JobState, Observed, TrialResult
-from mixtura_operator.store import ArtifactStore, open_store
+from mixtura_operator.reconcile import ACTIVE, JobState, Observed, TrialResult
+from mixtura_operator.store import ArtifactNotFound, ArtifactStore, open_store
 
 
-def domain_data_problems(
+def check_domain_data(
     domainset: DomainSet, endpoint_url: str | None = None, allow_local: bool = True
-) -> dict[str, str]:
-    """Domains whose data URI holds nothing, by name (for a URI naming its files, nothing with the names'
-    leading part); without `allow_local` (on a cluster) a file:// URI is refused unread."""
-    problems: dict[str, str] = {}
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(absent, unreadable) by domain name: data provably absent or empty (one listing of at most one key each;
+    a URI naming its files lists their folder), and data that could not be read (network, permissions: it may
+    come back). Without `allow_local` (on a cluster) a file:// URI is refused unread, as absent."""
+    absent: dict[str, str] = {}
+    unreadable: dict[str, str] = {}
     for domain in domainset.spec.domains:
         if not allow_local and domain.uri.startswith(LOCAL_SCHEME):
-            problems[domain.name] = f"uri: {LOCAL_REFUSED}"
+            absent[domain.name] = f"uri: {LOCAL_REFUSED}"
             continue
         location = DomainLocation.parse(domain.uri)
         lead = (location.pattern or "").split("{")[0]
         try:
-            empty = not any(key.startswith(lead) for key in open_store(location.root, endpoint_url).list())
+            store = open_store(location.root, endpoint_url)
+            found = any(key.startswith(lead) for key in store.list()) if lead else store.has_any()
         except Exception as error:
-            problems[domain.name] = f"cannot read {domain.uri}: {type(error).__name__}: {error}"
+            unreadable[domain.name] = f"cannot read {domain.uri}: {type(error).__name__}: {error}"
             continue
-        if empty:
-            problems[domain.name] = f"no data at {domain.uri}"
-    return problems
+        if not found:
+            absent[domain.name] = f"no data at {domain.uri}"
+    return absent, unreadable
 
 
 def concept_source(store: ArtifactStore | None, finished: bool, name: str) -> tuple[str | None, str | None]:
@@ -44,6 +48,21 @@ def concept_source(store: ArtifactStore | None, finished: bool, name: str) -> tu
     if finished:
         return None, f"MixtureSearch {name!r} has no concept centroids (its cells step never finished)"
     return None, None
+
+
+def warm_start_sources(
+    sources: dict[str, tuple[ArtifactStore | None, bool]],
+) -> tuple[tuple[str, ...], str | None, str | None]:
+    """(root URIs, the first search not finished yet, problem) of `spec.search.warmStartFrom`, from each named
+    search's store and whether it has finished."""
+    roots = []
+    for name, (store, finished) in sources.items():
+        if not finished:
+            return (), name, None
+        if store is None:
+            return (), None, f"MixtureSearch {name!r} finished without artifacts"
+        roots.append(store.uri)
+    return tuple(roots), None, None
 
 
 def read_result(store: ArtifactStore, metrics_key: str, mixture_key: str, objective: Objective) -> TrialResult | str:
@@ -58,70 +77,145 @@ def read_result(store: ArtifactStore, metrics_key: str, mixture_key: str, object
 
 
 class StoreObserver:
-    """Observes one search's artifacts; finished results are immutable, so each is read once. A run that
-    wrote `_SUCCESS` without a usable objective counts as failed."""
+    """Observes one search's artifacts. One listing when it starts (a restarted operator learns everything);
+    after that one HEAD of the snapshot, and only the steps whose job ended or vanished are looked up; the driver
+    notes what it writes.
+    Finished results never change, so each is read once; a run that wrote `_SUCCESS` without a usable objective
+    counts as failed."""
 
     def __init__(self, store: ArtifactStore, objective: Objective) -> None:
         self.store = store
         self.objective = objective
-        self._results: dict[str, TrialResult | str] = {}
+        self._listed = False
+        self.snapshot = False
+        self.done: set[str] = set()
+        self.failed: dict[str, str] = {}
+        self.started: set[str] = set()
+        # Steps whose markers were read after their job ended: nothing more will come for them.
+        self._judged: set[str] = set()
+        self._trials: dict[str, TrialResult] = {}
+        self._proposed: dict[int, tuple[str, ...]] = {}
+        self._final: TrialResult | None = None
+        self._madmix: Mapping[str, float] | None = None
+        # What the report found that status carries (baseline comparisons, the surrogate's fit).
+        self._summary: dict | None = None
+        self._domainset: DomainSet | None = None
+
+    def note_started(self, step_key: str) -> None:
+        self.started.add(step_key)
+
+    def note_failed(self, step_key: str, message: str) -> None:
+        self.failed[step_key] = message
+
+    def forget_step(self, step_key: str) -> None:
+        """The step's markers were deleted: it runs again."""
+        self.done.discard(step_key)
+        self.failed.pop(step_key, None)
+        self.started.discard(step_key)
+        self._judged.discard(step_key)
+        if step_key == "final":
+            self._final = None
+        if step_key == "report":
+            self._summary = None
+
+    def frozen_domainset(self) -> DomainSet | None:
+        """The DomainSet of the snapshot (spec.json) once written: what every step of the search reads."""
+        if self._domainset is None and self.snapshot:
+            self._domainset = DomainSet.model_validate(self.store.get_json(layout.SNAPSHOT)["domainSet"])
+        return self._domainset
+
+    def _list(self) -> None:
+        for key in self.store.list():
+            self.snapshot |= key == layout.SNAPSHOT
+            step_key = layout.step_key_of_marker(key)
+            if step_key is None:
+                continue
+            marker = key.rpartition("/")[2]
+            if marker == "_SUCCESS":
+                self.done.add(step_key)
+            elif marker == "_STARTED":
+                self.started.add(step_key)
+            else:
+                self.failed[step_key] = self.store.get_bytes(key).decode(errors="replace")
+        self._listed = True
+
+    def _judge(self, step_key: str) -> None:
+        """Read the markers of a step whose job ended (or vanished)."""
+        self._judged.add(step_key)
+        if self.store.exists(layout.success_marker(step_key)):
+            self.done.add(step_key)
+            return
+        with contextlib.suppress(ArtifactNotFound):
+            self.failed[step_key] = self.store.get_bytes(layout.failure_marker(step_key)).decode(errors="replace")
+
+    def _ended(self, jobs: Mapping[str, JobState]) -> list[str]:
+        finished = {k for k, j in jobs.items() if j.phase not in ACTIVE}
+        vanished = {k for k in self.started if k not in jobs}
+        return sorted((finished | vanished) - self.done - self._judged)
 
     def observe(
         self,
         jobs: Mapping[str, JobState],
-        domain_problems: Mapping[str, str],
+        domain_checks: tuple[Mapping[str, str], Mapping[str, str]] = ({}, {}),
         concepts: tuple[str | None, str | None] = (None, None),
+        warm_start: tuple[tuple[str, ...], str | None, str | None] = ((), None, None),
     ) -> Observed:
-        """`concepts`: what `concept_source` says of the search's conceptCentroidsFrom."""
-        keys = self.store.list()
-        done, failed = set(), {}
-        for key in keys:
-            step_key = layout.step_key_of_marker(key)
-            if step_key is None:
-                continue
-            if key.endswith("_SUCCESS"):
-                done.add(step_key)
-            else:
-                failed[step_key] = self.store.get_bytes(key).decode(errors="replace")
-        trials: dict[str, TrialResult] = {}
-        final = None
-        for step_key in sorted(done):
-            if not (step_key.startswith("trial/") or step_key == "final"):
-                continue
-            result = self._result(step_key)
-            if isinstance(result, str):
-                failed.setdefault(step_key, result)
-            elif step_key == "final":
-                final = result
-            else:
-                trials[step_key.removeprefix("trial/")] = result
-        madmix = self.store.get_json(layout.MADMIX)["weights"] if "score" in done else None
-        # A report written before summaries existed has none.
-        has_summary = "report" in done and self.store.exists(layout.REPORT_SUMMARY)
-        summary = self.store.get_json(layout.REPORT_SUMMARY) if has_summary else {}
-        surrogate = summary.get("surrogate")
+        """`domain_checks`: what `check_domain_data` says; `concepts`: what `concept_source` says of the search's
+        conceptCentroidsFrom; `warm_start`: what `warm_start_sources` says of its warmStartFrom."""
+        if not self._listed:
+            self._list()
+        elif self.snapshot and not self.store.exists(layout.SNAPSHOT):
+            # One HEAD a step: a store that is down (or was wiped) shows now, not at the next finished job.
+            raise ArtifactNotFound(f"{layout.SNAPSHOT} is gone from {self.store.uri}")
+        for step_key in self._ended(jobs):
+            self._judge(step_key)
+        for step_key in sorted(self.done):
+            self._read_result(step_key)
+        summary = self._summary or {}
         return Observed(
             root_uri=self.store.uri,
-            snapshot=layout.SNAPSHOT in keys,
-            done=frozenset(done),
-            failed=failed,
+            snapshot=self.snapshot,
+            done=frozenset(self.done),
+            failed=dict(self.failed),
             jobs=dict(jobs),
-            trials=trials,
-            madmix_weights=madmix,
-            final=final,
-            domain_problems=dict(domain_problems),
+            started=frozenset(self.started),
+            proposed=dict(self._proposed),
+            trials=dict(self._trials),
+            madmix_weights=self._madmix,
+            final=self._final,
+            domain_problems=dict(domain_checks[0]),
+            data_unreadable=dict(domain_checks[1]),
             concept_source=concepts[0],
             concept_source_problem=concepts[1],
+            warm_start=warm_start[0],
+            warm_start_waiting=warm_start[1],
+            warm_start_problem=warm_start[2],
             comparison=tuple(BaselineComparison.model_validate(c) for c in summary.get("comparison", [])),
-            surrogate=None if surrogate is None else SurrogateFit.model_validate(surrogate),
+            surrogate=None if summary.get("surrogate") is None else SurrogateFit.model_validate(summary["surrogate"]),
         )
 
-    def _result(self, step_key: str) -> TrialResult | str:
-        if step_key not in self._results:
-            if step_key == "final":
-                keys = layout.FINAL_METRICS, layout.FINAL_MIXTURE
-            else:
-                tid = step_key.removeprefix("trial/")
-                keys = layout.trial_metrics(tid), layout.trial_mixture(tid)
-            self._results[step_key] = read_result(self.store, *keys, self.objective)
-        return self._results[step_key]
+    def _read_result(self, step_key: str) -> None:
+        step, _, arg = step_key.partition("/")
+        if step == "trial" and arg not in self._trials:
+            self._use_result(step_key, layout.trial_metrics(arg), layout.trial_mixture(arg))
+        elif step == "propose" and int(arg) not in self._proposed:
+            self._proposed[int(arg)] = tuple(self.store.get_json(layout.proposal(int(arg)))["trials"])
+        elif step == "score" and self._madmix is None:
+            self._madmix = self.store.get_json(layout.MADMIX)["weights"]
+        elif step_key == "final" and self._final is None:
+            self._use_result(step_key, layout.FINAL_METRICS, layout.FINAL_MIXTURE)
+        elif step_key == "report" and self._summary is None:
+            # A report written before summaries existed has none.
+            has_summary = self.store.exists(layout.REPORT_SUMMARY)
+            self._summary = self.store.get_json(layout.REPORT_SUMMARY) if has_summary else {}
+
+    def _use_result(self, step_key: str, metrics_key: str, mixture_key: str) -> None:
+        result = read_result(self.store, metrics_key, mixture_key, self.objective)
+        if isinstance(result, str):
+            self.done.discard(step_key)
+            self._judged.add(step_key)
+            self.failed[step_key] = result
+        elif step_key == "final":
+            self._final = result
+        else:
+            self._trials[step_key.removeprefix("trial/")] = result

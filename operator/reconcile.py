@@ -22,6 +22,7 @@ from mixtura_operator.api.mixturesearch import (
     BaselineComparison,
     BestTrial,
     MixtureSearch,
+    MixtureSearchSpec,
     MixtureSearchStatus,
     Phase,
     SurrogateFit,
@@ -38,6 +39,9 @@ from mixtura_operator.api.plan import (
 
 JobPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
 TERMINAL = (Phase.SUCCEEDED, Phase.FAILED)
+ACTIVE = ("Pending", "Running")
+# Retries of an unreadable store or data wait as long as the fault has lasted (so the waits double), within these.
+BACKOFF_MIN_S, BACKOFF_MAX_S = 5.0, 300.0
 # `cells` embeds the samples beyond those `embed` stored.
 GPU_STEPS = ("embed", "cells", "trial", "final")
 
@@ -67,7 +71,16 @@ class Observed:
     trials: Mapping[str, TrialResult] = field(default_factory=dict)
     madmix_weights: Mapping[str, float] | None = None
     final: TrialResult | None = None
+    # Steps whose job was created (`_STARTED`): one that vanishes without a marker is judged, not re-created.
+    started: frozenset[str] = frozenset()
+    # Trial ids of each round whose proposal exists: a raised maxTrials keeps the rounds already proposed.
+    proposed: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
+    # Domains whose data is provably absent or empty (the search fails), and those that could not be read
+    # (the search waits, Degraded).
     domain_problems: Mapping[str, str] = field(default_factory=dict)
+    data_unreadable: Mapping[str, str] = field(default_factory=dict)
+    # Why the search's artifact store could not be read; nothing else was observed then.
+    store_error: str | None = None
     # spec.search.conceptCentroidsFrom: the root URI of that search once its cells exist, or why it has none.
     concept_source: str | None = None
     concept_source_problem: str | None = None
@@ -76,6 +89,11 @@ class Observed:
     # From the report: the target model on the baselines against the chosen mixture, and the surrogate's fit.
     comparison: tuple[BaselineComparison, ...] = ()
     surrogate: SurrogateFit | None = None
+    # spec.search.warmStartFrom: the root URIs of those searches once all have finished; the first that has not
+    # (the search waits for it); or why one never will give trials.
+    warm_start: tuple[str, ...] = ()
+    warm_start_waiting: str | None = None
+    warm_start_problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +122,14 @@ class CancelJob:
 
 
 @dataclass(frozen=True)
+class ResetStep:
+    """Delete the step's job and its markers so that it runs again: a trial stopped by suspension, or the final
+    training and report of a search whose budget was raised."""
+
+    step_key: str
+
+
+@dataclass(frozen=True)
 class RecordFailure:
     step_key: str
     message: str
@@ -116,7 +142,7 @@ class Event:
     message: str
 
 
-Action = WriteSnapshot | CreateJob | CancelJob | RecordFailure
+Action = WriteSnapshot | CreateJob | CancelJob | ResetStep | RecordFailure
 
 
 @dataclass(frozen=True)
@@ -124,6 +150,20 @@ class Decision:
     actions: tuple[Action, ...]
     status: MixtureSearchStatus
     events: tuple[Event, ...]
+    # Seconds to wait before the next reconcile (a fault backs off); None: as events come.
+    retry_after: float | None = None
+
+
+def finished(search: MixtureSearch) -> bool:
+    """Nothing more will happen to the search: Failed, or Succeeded and not given more trials since."""
+    status = search.status
+    if status is None or status.phase not in TERMINAL:
+        return False
+    return status.phase == Phase.FAILED or not _extended(search.spec, status)
+
+
+def _extended(spec: MixtureSearchSpec, status: MixtureSearchStatus) -> bool:
+    return searches(spec) and spec.budget.max_trials > status.trials.total
 
 
 def input_problem(search: MixtureSearch, domainset: DomainSet, observed: Observed) -> str | None:
@@ -141,6 +181,8 @@ def input_problem(search: MixtureSearch, domainset: DomainSet, observed: Observe
         return f"spec.objective.domainWeights: {', '.join(unknown)} is no domain of DomainSet {domainset.metadata.name}"
     if observed.concept_source_problem and uses_cells(search.spec, domainset):
         return f"spec.search.conceptCentroidsFrom: {observed.concept_source_problem}"
+    if observed.warm_start_problem:
+        return f"spec.search.warmStartFrom: {observed.warm_start_problem}"
     return None
 
 
@@ -178,64 +220,73 @@ class _Builder:
         terminal = phase in TERMINAL
         if terminal and self.status.completion_time is None:
             self.status.completion_time = self.now
+        if not terminal:
+            self.status.completion_time = None
         if phase != Phase.PENDING and self.status.start_time is None:
             self.status.start_time = self.now
         self.condition("Ready", phase == Phase.SUCCEEDED, reason, message)
-        self.condition("Progressing", not terminal and phase != Phase.PENDING, reason, message)
+        self.condition("Progressing", not terminal and phase not in (Phase.PENDING, Phase.SUSPENDED), reason, message)
+        if phase == Phase.SUSPENDED or any(c.type == "Suspended" for c in self.status.conditions):
+            self.condition("Suspended", phase == Phase.SUSPENDED, reason, message)
         if phase == Phase.FAILED:
             self.condition("Degraded", True, reason, message)
             self.actions += [
                 CancelJob(key)
                 for key, job in sorted(self.observed.jobs.items())
-                if job.phase in ("Pending", "Running") and key not in self.observed.done
+                if job.phase in ACTIVE and key not in self.observed.done
             ]
         if phase != self.old.phase:
             kind = "Warning" if phase == Phase.FAILED else "Normal"
             self.events.append(Event(kind, reason, f"{self.old.phase.value} → {phase.value}: {message}"))
         return Decision(tuple(self.actions), self.status, tuple(self.events))
 
+    def hold(self, reason: str, message: str) -> Decision:
+        """Keep the phase and wait: Degraded with `reason`, retried after a backoff, no action taken."""
+        was = next((c for c in self.old.conditions if c.type == "Degraded"), None)
+        self.condition("Degraded", True, reason, message)
+        if was is None or was.status != "True" or was.reason != reason:
+            self.events.append(Event("Warning", reason, message))
+        since = next(c.last_transition_time for c in self.status.conditions if c.type == "Degraded")
+        lasted = (self.now - since).total_seconds()
+        delay = min(BACKOFF_MAX_S, max(BACKOFF_MIN_S, lasted))
+        return Decision((), self.status, tuple(self.events), retry_after=delay)
+
 
 def reconcile(search: MixtureSearch, domainset: DomainSet | None, observed: Observed, now: datetime) -> Decision:
     b = _Builder(search, observed, now)
     b.status.observed_generation = search.metadata.generation
-    if b.old.phase in TERMINAL:
+    if finished(search):
         return Decision((), b.status, ())
+    if observed.store_error:
+        return b.hold("StoreUnavailable", observed.store_error)
     if domainset is None:
         name = search.spec.domain_set_ref.name
         return b.finish(Phase.PENDING, "DomainSetNotFound", f"waiting for DomainSet {name!r}")
     problem = input_problem(search, domainset, observed)
     if problem:
         return b.finish(Phase.FAILED, "InvalidInput", problem)
+    if observed.data_unreadable:
+        name, message = sorted(observed.data_unreadable.items())[0]
+        return b.hold("DataUnreadable", f"domain {name}: {message}")
     if not observed.snapshot:
         b.actions.append(WriteSnapshot())
 
-    failed = dict(observed.failed)
-    for key, job in sorted(observed.jobs.items()):
-        if key in observed.done or key in failed:
-            continue
-        if job.phase == "Failed" or job.phase == "Succeeded":
-            message = job.message or _no_marker_message(search, key)
-            failed[key] = message
-            b.actions.append(RecordFailure(key, message))
-            b.events.append(
-                Event(
-                    "Warning",
-                    "TrialFailed" if key.startswith("trial/") else "StepFailed",
-                    f"{key}: {message}",
-                )
-            )
+    failed = _failures(b)
     _summarise(b, failed)
 
     step_failures = {k: m for k, m in failed.items() if not k.startswith("trial/")}
     if step_failures:
         key, message = sorted(step_failures.items())[0]
         return b.finish(Phase.FAILED, "StepFailed", f"step {key} failed: {message}")
-    if b.status.trials.failed >= search.spec.budget.max_failed_trials:
+    # As Katib's maxFailedTrialCount: the search fails once more trials than this have failed.
+    if b.status.trials.failed > search.spec.budget.max_failed_trials:
         return b.finish(
             Phase.FAILED,
             "TooManyFailedTrials",
             f"{b.status.trials.failed} trials failed (maxFailedTrials: {search.spec.budget.max_failed_trials})",
         )
+    if search.spec.suspend:
+        return _suspend(b)
     return _advance(b, domainset, failed)
 
 
@@ -243,6 +294,42 @@ def _no_marker_message(search: MixtureSearch, step_key: str) -> str:
     if trainer_contract.trainer_for(search.spec, step_key) is not None:
         return trainer_contract.missing_metrics_message(step_key)
     return "the job succeeded but wrote no _SUCCESS marker"
+def _failures(b: _Builder) -> dict[str, str]:
+    """Every step that failed, each counted once: a failure marker in the store (written by the step itself, or
+    by an earlier reconcile) once its job is no longer retrying, a finished job without a success marker, or a
+    started job that vanished (deleted, or removed by its TTL) without leaving a marker."""
+    observed = b.observed
+    active = {k for k, j in observed.jobs.items() if j.phase in ACTIVE}
+    failed = {k: m for k, m in observed.failed.items() if k not in observed.done and k not in active}
+    verdicts = {
+        key: job.message or _no_marker_message(b.search, key)
+        for key, job in observed.jobs.items()
+        if job.phase in ("Failed", "Succeeded")
+    }
+    vanished = "its job vanished (deleted, or removed by its TTL) before the step wrote a result"
+    verdicts.update({key: vanished for key in observed.started if key not in observed.jobs})
+    for key, message in sorted(verdicts.items()):
+        if key in observed.done or key in failed:
+            continue
+        failed[key] = message
+        b.actions.append(RecordFailure(key, message))
+    # One event per failure, whoever wrote its marker: a failed trial's id stays in the status once it had one.
+    told = {f"trial/{tid}" for tid in b.old.trials.failed_ids}
+    for key, message in sorted(failed.items()):
+        if key not in told:
+            reason = "TrialFailed" if key.startswith("trial/") else "StepFailed"
+            b.events.append(Event("Warning", reason, f"{key}: {message}"))
+    return failed
+
+
+def _suspend(b: _Builder) -> Decision:
+    """No new jobs; the running ones are stopped and forgotten, so that they run again on resume."""
+    stopped = sorted(k for k, j in b.observed.jobs.items() if j.phase in ACTIVE and k not in b.observed.done)
+    b.actions += [ResetStep(key) for key in stopped]
+    b.events += [
+        Event("Normal", "JobCancelled", f"{key}: stopped by spec.suspend; it runs again on resume") for key in stopped
+    ]
+    return b.finish(Phase.SUSPENDED, "Suspended", "suspended (spec.suspend): no jobs run until it is resumed")
 
 
 def _advance(b: _Builder, domainset: DomainSet, failed: Mapping[str, str]) -> Decision:
@@ -262,12 +349,13 @@ def _advance(b: _Builder, domainset: DomainSet, failed: Mapping[str, str]) -> De
     if analyses:
         return b.finish(Phase.SCORING, "Scoring", "computing " + " and ".join(analyses))
     if searches(spec):
-        for index, ids in enumerate(rounds(spec)):
+        for index, ids in enumerate(rounds(spec, b.observed.proposed)):
             b.status.round = index
             propose = f"propose/{index}"
+            if propose not in done or any(f"trial/{t}" not in done and f"trial/{t}" not in failed for t in ids):
+                _reopen_outputs(b)
             if propose not in done:
-                b.ensure(propose, "--round", str(index), "--trials", ",".join(ids))
-                return b.finish(Phase.SEARCHING, "Proposing", f"proposing round {index}")
+                return _propose(b, index, ids)
             open_trials = [t for t in ids if f"trial/{t}" not in done and f"trial/{t}" not in failed]
             if open_trials:
                 for tid in open_trials:
@@ -305,6 +393,21 @@ def _ensure_within(b: _Builder, keys: list[str], parallel: int) -> None:
         running += 1
 
 
+def _propose(b: _Builder, index: int, ids: list[str]) -> Decision:
+    """Start round `index`'s proposal, with the trials of `warmStartFrom` once those searches have finished."""
+    waiting = b.observed.warm_start_waiting
+    if waiting:
+        return b.finish(Phase.SEARCHING, "WaitingForWarmStart", f"waiting for MixtureSearch {waiting!r} to finish")
+    imported = ("--warm-start", ",".join(b.observed.warm_start)) if b.observed.warm_start else ()
+    b.ensure(f"propose/{index}", "--round", str(index), "--trials", ",".join(ids), *imported)
+    return b.finish(Phase.SEARCHING, "Proposing", f"proposing round {index}")
+
+
+def _reopen_outputs(b: _Builder) -> None:
+    """Trials remain (maxTrials was raised): the final training and report made without them run again."""
+    b.actions += [ResetStep(key) for key in ("final", "report") if key in b.observed.done or key in b.observed.jobs]
+
+
 def _ensure_cells(b: _Builder) -> str:
     """Start the cells step (with the centroids of `conceptCentroidsFrom` once they exist); what it does."""
     source = b.search.spec.search.concept_centroids_from
@@ -331,6 +434,7 @@ def _summarise(b: _Builder, failed: Mapping[str, str]) -> None:
         running=sum(j.phase == "Running" for k, j in trial_jobs.items() if k not in observed.done),
         pending=sum(j.phase == "Pending" for k, j in trial_jobs.items() if k not in observed.done),
         progress=f"{n_done + n_failed}/{total}",
+        failed_ids=sorted(k.removeprefix("trial/") for k in failed if k.startswith("trial/")),
     )
     status.objective = objective.label(spec.objective)
     if observed.trials:

@@ -175,6 +175,8 @@ def test_deployment_runs_the_operator_hardened(helm):
     assert container["command"] == ["mixtura", "operator"]
     assert container["args"] == ["--namespace", NAMESPACE, "--metrics-port", "8080", "--health-port", "8081"]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    # Standbys (replicas > 1) are alive but not ready until they lead.
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"metrics": 8080, "health": 8081}
     assert container["resources"]["requests"] and container["resources"]["limits"]
     assert pod["serviceAccountName"] == one(objects, "ServiceAccount")["metadata"]["name"]

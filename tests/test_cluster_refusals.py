@@ -9,7 +9,7 @@ from malformed import CORPUS_S3, domainset, search
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import MixtureSearch, Phase
 from mixtura_operator.driver import SearchDriver
-from mixtura_operator.observe import domain_data_problems
+from mixtura_operator.observe import check_domain_data
 
 
 class Untouchable:
@@ -47,6 +47,7 @@ def test_local_weights_fail_the_search_naming_the_field():
 
 def test_file_domains_are_refused_unread():
     corpus = DomainSet.model_validate(domainset(domains=domainset()["spec"]["domains"][:1]))
-    assert domain_data_problems(corpus, allow_local=False) == {
-        "digits": "uri: file:// is refused on a cluster: use s3://"
-    }
+    assert check_domain_data(corpus, allow_local=False) == (
+        {"digits": "uri: file:// is refused on a cluster: use s3://"},
+        {},
+    )

@@ -169,7 +169,8 @@ def test_the_embed_step_fails_with_the_domain_and_key_and_no_traceback(tmp_path:
         env=env,
         cwd=REPO,
     )
-    assert done.returncode == 1 and "Traceback" not in done.stderr
+    # Bad input: the Job's podFailurePolicy fails it at once on this exit code.
+    assert done.returncode == layout.EXIT_BAD_INPUT and "Traceback" not in done.stderr
     assert "error: domain noisy: 5 of 100 samples read are bad" in done.stderr and "first is 00000007" in done.stderr
     assert "skipped bad sample domain=noisy key=00000027" in done.stdout
     assert not store.exists(layout.success_marker("embed/noisy"))

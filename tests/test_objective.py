@@ -94,7 +94,7 @@ def test_a_run_whose_metrics_lack_the_objective_is_observed_as_failed(tmp_path):
         store.put_json(layout.trial_metrics(tid), metrics)
         store.put_bytes(layout.success_marker(f"trial/{tid}"), b"")
     store.put_bytes(layout.success_marker("trial/002"), b"")
-    observed = StoreObserver(store, Objective(metric="accuracy", goal="maximize")).observe({}, {})
+    observed = StoreObserver(store, Objective(metric="accuracy", goal="maximize")).observe({})
     assert observed.trials == {"000": TrialResult(0.5, {"digits": 1.0})}
     assert observed.failed == {
         "trial/001": "trials/001/metrics.json: no 'accuracy' (spec.objective.metric) among the metrics: loss",

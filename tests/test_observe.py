@@ -23,13 +23,13 @@ def test_a_finished_search_without_cells_is_a_problem(tmp_path):
 
 def test_the_reports_summary_becomes_the_comparison_and_the_surrogate_fit(tmp_path):
     store = open_store(tmp_path.as_uri())
-    assert StoreObserver(store, Objective()).observe({}, {}).surrogate is None
+    assert StoreObserver(store, Objective()).observe({}).surrogate is None
     store.put_json(
         layout.REPORT_SUMMARY,
         {"comparison": [{"baseline": "uniform", "objective": 0.9}], "surrogate": {"looR2": 0.1, "looSpearman": 0.2}},
     )
     store.put_bytes(layout.success_marker("report"), b"")
-    observed = StoreObserver(store, Objective()).observe({}, {})
+    observed = StoreObserver(store, Objective()).observe({})
     assert observed.comparison == (BaselineComparison(baseline="uniform", objective=0.9),)
     assert observed.surrogate == SurrogateFit(loo_r2=0.1, loo_spearman=0.2)
     assert not observed.surrogate.reliable
@@ -38,5 +38,5 @@ def test_the_reports_summary_becomes_the_comparison_and_the_surrogate_fit(tmp_pa
 def test_a_report_without_a_summary_observes_none(tmp_path):
     store = open_store(tmp_path.as_uri())
     store.put_bytes(layout.success_marker("report"), b"")
-    observed = StoreObserver(store, Objective()).observe({}, {})
+    observed = StoreObserver(store, Objective()).observe({})
     assert observed.comparison == () and observed.surrogate is None

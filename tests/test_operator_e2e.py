@@ -17,7 +17,7 @@ from corpora import upload_real_corpora
 
 from malformed import CLUSTER, DUPLICATE, MALFORMED, RAW, WELL_FORMED
 from testbed.cluster import REPO, kubeconfig
-from testbed.procs import free_port, operator_argv
+from testbed.procs import free_port, http_status, operator_argv
 from testbed.prom import start_prometheus
 from testbed.s3 import CREDENTIALS
 
@@ -43,11 +43,11 @@ class Operator:
 
     def __init__(self, kubeconfig_path: Path, env: dict[str, str], log: Path) -> None:
         self.kubeconfig_path, self.env, self.log = kubeconfig_path, env, log
-        self.metrics_port = free_port()
+        self.metrics_port, self.health_port = free_port(), free_port()
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        argv = operator_argv(NS, self.metrics_port)
+        argv = operator_argv(NS, self.metrics_port, self.health_port)
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 argv, stdout=out, stderr=subprocess.STDOUT, env={**self.env, "KUBECONFIG": str(self.kubeconfig_path)}
@@ -126,6 +126,7 @@ def installed(control_plane, pod_runner, s3_server, s3_bucket, tmp_path_factory)
     }
     operator = Operator(sa_kubeconfig, env, work / "operator.log")
     operator.start()
+    standby = Operator(sa_kubeconfig, {**env, "POD_NAME": "standby-under-test"}, work / "standby.log")
     prometheus = start_prometheus(work / "prometheus", [f"127.0.0.1:{operator.metrics_port}"])
     yield {
         "operator": operator,
@@ -133,6 +134,8 @@ def installed(control_plane, pod_runner, s3_server, s3_bucket, tmp_path_factory)
         "endpoint": s3_server.endpoint,
         "store": store,
         "prometheus": prometheus,
+        "standby": standby,
+        "s3": s3_server,
     }
     prometheus.stop()
     operator.kill()
@@ -267,7 +270,8 @@ def test_a_failing_trial_fails_the_search_with_an_event(control_plane, installed
         installed["bucket"],
         installed["endpoint"],
         method="random",
-        budget={"maxTrials": 2, "parallelTrials": 2, "maxFailedTrials": 1, "proxySteps": 4},
+        # One failure is more than maxFailedTrials 0 (Katib's semantics).
+        budget={"maxTrials": 2, "parallelTrials": 2, "maxFailedTrials": 0, "proxySteps": 4},
         models={"proxy": {"config": {"failTrials": ["000"]}}},
     )
     plane.kubectl("apply", "-n", NS, "-f", "-", input=text)
@@ -451,6 +455,250 @@ def test_deleting_a_search_with_policy_delete_removes_its_artifacts(control_plan
     assert any(key.endswith("final/model.pt") for key in installed["store"].list(prefix))
     plane.kubectl("delete", "mixturesearch", "ephemeral", "-n", NS, "--wait=true", "--timeout=60s")
     assert installed["store"].list(prefix) == []
+
+
+def search_of(name: str, domainset: str, bucket: str, endpoint: str, **spec) -> tuple[dict, dict]:
+    """The DomainSet and MixtureSearch of `manifests`, with a DomainSet of their own (tests edit it)."""
+    corpus, search = yaml.safe_load_all(manifests(name, bucket, endpoint, **spec))
+    corpus["metadata"]["name"] = domainset
+    search["spec"]["domainSetRef"]["name"] = domainset
+    return corpus, search
+
+
+def patch_spec(plane, name: str, spec: dict, check: bool = True):
+    return plane.kubectl(
+        "patch", "mixturesearch", name, "-n", NS, "--type=merge", "-p", json.dumps({"spec": spec}), check=check
+    )
+
+
+def jobs_of(plane, name: str) -> list[dict]:
+    out = plane.kubectl("get", "jobs", "-n", NS, "-l", f"mixtura.dev/search={name}", "-o", "json").stdout
+    return json.loads(out)["items"]
+
+
+def active(job: dict) -> bool:
+    return not any(c["status"] == "True" for c in job["status"].get("conditions", []))
+
+
+def assert_one_pod_per_job(plane, name: str) -> None:
+    for job in jobs_of(plane, name):
+        pods = plane.kubectl(
+            "get", "pods", "-n", NS, "-l", f"job-name={job['metadata']['name']}", "-o", "name"
+        ).stdout.split()
+        assert len(pods) == 1, f"{job['metadata']['name']}: {pods}"
+
+
+def test_suspend_resume_frozen_domainset_and_a_raised_budget(control_plane, installed):
+    """Acceptance 2 and 3: suspended mid-round no Job remains; the DomainSet edited meanwhile (a domain added,
+    one removed) changes nothing; resumed, the search succeeds with each trial counted once; maxTrials raised on
+    the Succeeded search runs new rounds. The rest of spec stays immutable; maxTrials is never lowered."""
+    plane, operator = control_plane, installed["operator"]
+    corpus, search = search_of(
+        "lifecycle", "frozen", installed["bucket"], installed["endpoint"], search={"space": "domains"}
+    )
+    plane.kubectl("apply", "-n", NS, "-f", "-", input=yaml.safe_dump_all([corpus, search]))
+    deadline = time.monotonic() + 420
+    while not [j for j in proxy_jobs(plane, "lifecycle") if active(j)]:
+        assert time.monotonic() < deadline, f"no trial Job ran\n{operator.tail()}"
+        time.sleep(0.5)
+    patch_spec(plane, "lifecycle", {"suspend": True})
+    body = wait_phase(plane, operator, "lifecycle", {"Suspended"}, timeout=60)
+    assert next(c for c in body["status"]["conditions"] if c["type"] == "Suspended")["status"] == "True"
+    deadline = time.monotonic() + 60
+    while [j for j in jobs_of(plane, "lifecycle") if active(j)]:
+        assert time.monotonic() < deadline, "suspension left running Jobs"
+        time.sleep(1)
+    bucket = installed["bucket"]
+    added = {"name": "added", "uri": f"s3://{bucket}/data/text", "modalities": ["text"], "taskType": "text"}
+    corpus["spec"]["domains"] = [*corpus["spec"]["domains"][1:], added]
+    plane.kubectl("apply", "-n", NS, "-f", "-", input=yaml.safe_dump(corpus))
+    refused = patch_spec(plane, "lifecycle", {"method": "random"}, check=False)
+    assert refused.returncode != 0 and "spec is immutable" in refused.stderr
+    lowered = patch_spec(plane, "lifecycle", {"budget": {"maxTrials": 2}}, check=False)
+    assert lowered.returncode != 0 and "never lowered" in lowered.stderr
+    patch_spec(plane, "lifecycle", {"suspend": False})
+    body = wait_phase(plane, operator, "lifecycle", {"Succeeded", "Failed"})
+    assert body["status"]["phase"] == "Succeeded", body["status"]
+    assert body["status"]["trials"] == {**body["status"]["trials"], "succeeded": 4, "failed": 0, "progress": "4/4"}
+    assert not [j for j in jobs_of(plane, "lifecycle") if j["metadata"]["name"].endswith("-embed-added")]
+    assert set(body["status"]["madmixWeights"]) == {name for name, _, _ in DOMAINS}
+    patch_spec(plane, "lifecycle", {"budget": {"maxTrials": 6}})
+    wait_phase(plane, operator, "lifecycle", {"Searching"}, timeout=60)
+    body = wait_phase(plane, operator, "lifecycle", {"Succeeded", "Failed"})
+    assert body["status"]["phase"] == "Succeeded" and body["status"]["trials"]["progress"] == "6/6", body["status"]
+    trials = sorted(j["metadata"]["labels"]["mixtura.dev/trial"] for j in proxy_jobs(plane, "lifecycle"))
+    assert trials == ["000", "001", "002", "003", "004", "005"]
+    assert_one_pod_per_job(plane, "lifecycle")
+
+
+def test_an_s3_outage_mid_search_degrades_then_clears_and_loses_no_trial(control_plane, installed):
+    """Acceptance 1: the S3 server down for 30 s while trials run: Degraded (StoreUnavailable), then clear; the
+    search succeeds with every trial counted once and one Job per step (pods retry: backoffLimit 2)."""
+    plane, operator, s3 = control_plane, installed["operator"], installed["s3"]
+    resources = {"gpusPerJob": 1, "backoffLimit": 2, "image": "mixtura/jobs:test"}
+    text = manifests(
+        "outage", installed["bucket"], installed["endpoint"], search={"space": "domains"}, resources=resources
+    )
+    plane.kubectl("apply", "-n", NS, "-f", "-", input=text)
+    wait_phase(plane, operator, "outage", {"Searching"})
+    s3.go_down()
+    try:
+        deadline = time.monotonic() + 30
+        seen = None
+        while time.monotonic() < deadline:
+            conditions = get(plane, "outage").get("status", {}).get("conditions", [])
+            seen = seen or next((c for c in conditions if c["type"] == "Degraded" and c["status"] == "True"), None)
+            time.sleep(1)
+    finally:
+        s3.come_back()
+    assert seen is not None and seen["reason"] == "StoreUnavailable", (
+        f"no Degraded during the outage\n{operator.tail()}"
+    )
+    body = wait_phase(plane, operator, "outage", {"Succeeded", "Failed"})
+    status = body["status"]
+    assert status["phase"] == "Succeeded", status
+    assert status["trials"]["succeeded"] == 4 and status["trials"]["failed"] == 0
+    assert next(c for c in status["conditions"] if c["type"] == "Degraded")["status"] == "False"
+    trials = sorted(j["metadata"]["labels"]["mixtura.dev/trial"] for j in proxy_jobs(plane, "outage"))
+    assert trials == ["000", "001", "002", "003"]
+
+
+def running_trial_pod(plane, name: str, trial: str, operator, timeout: float = 420) -> str:
+    deadline = time.monotonic() + timeout
+    selector = f"mixtura.dev/search={name},mixtura.dev/trial={trial}"
+    while time.monotonic() < deadline:
+        pods = json.loads(plane.kubectl("get", "pods", "-n", NS, "-l", selector, "-o", "json").stdout)["items"]
+        running = [p for p in pods if p["status"].get("phase") == "Running"]
+        if running:
+            return running[0]["metadata"]["name"]
+        time.sleep(0.5)
+    raise AssertionError(f"no running pod of trial {trial}\n{operator.tail()}")
+
+
+def apply_two_trials(plane, installed, name: str, max_failed: int, **spec) -> None:
+    """A quick search: random domain weights, one round of two trials, no final training."""
+    text = manifests(
+        name,
+        installed["bucket"],
+        installed["endpoint"],
+        method="random",
+        search={"space": "domains"},
+        budget={"maxTrials": 2, "parallelTrials": 2, "maxFailedTrials": max_failed, "proxySteps": 4},
+        finalTraining={"enabled": False},
+        **spec,
+    )
+    plane.kubectl("apply", "-n", NS, "-f", "-", input=text)
+
+
+def test_a_preempted_trial_pod_is_rerun_and_not_counted(control_plane, installed):
+    """Acceptance 1: a trial pod ends Failed (137) with DisruptionTarget, as after a preemption: the Job's
+    podFailurePolicy ignores it (backoffLimit 0 would fail the Job otherwise), a new pod runs the trial."""
+    plane, operator = control_plane, installed["operator"]
+    apply_two_trials(plane, installed, "preempted", max_failed=0)
+    pod = running_trial_pod(plane, "preempted", "000", operator)
+    # With its transition time: the disruption controller resets a DisruptionTarget older than 2 minutes.
+    disruption = {
+        "type": "DisruptionTarget",
+        "status": "True",
+        "reason": "PreemptionByScheduler",
+        "message": "preempted by the test",
+        "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    plane.kubectl(
+        "patch",
+        "pod",
+        pod,
+        "-n",
+        NS,
+        "--subresource=status",
+        "-p",
+        json.dumps({"status": {"conditions": [disruption]}}),
+    )
+    plane.kubectl("annotate", "pod", pod, "-n", NS, "--overwrite", "testbed.mixtura.dev/exit-code=137")
+    body = wait_phase(plane, operator, "preempted", {"Succeeded", "Failed"})
+    assert body["status"]["phase"] == "Succeeded", body["status"]
+    assert body["status"]["trials"]["failed"] == 0 and body["status"]["trials"]["succeeded"] == 2
+    job = next(j for j in proxy_jobs(plane, "preempted") if j["metadata"]["labels"]["mixtura.dev/trial"] == "000")
+    assert job["status"].get("failed", 0) == 0 and job["status"]["succeeded"] == 1
+    pods = plane.kubectl("get", "pods", "-n", NS, "-l", f"job-name={job['metadata']['name']}", "-o", "name").stdout
+    assert len(pods.split()) == 2, pods
+
+
+def test_a_failed_trial_job_deleted_before_the_operator_saw_it_counts_once(control_plane, installed):
+    """Acceptance 1: with the operator down, a trial fails and its Job is deleted; the operator, back, counts
+    the failure once (from the `_FAILED` the step wrote) and never creates the Job again."""
+    plane, operator = control_plane, installed["operator"]
+    apply_two_trials(plane, installed, "vanished", max_failed=1, models={"proxy": {"config": {"failTrials": ["000"]}}})
+    running_trial_pod(plane, "vanished", "000", operator)
+    operator.kill()
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            job = next(
+                j for j in proxy_jobs(plane, "vanished") if j["metadata"]["labels"]["mixtura.dev/trial"] == "000"
+            )
+            if job["status"].get("failed"):
+                break
+            assert time.monotonic() < deadline, "trial 000 never failed"
+            time.sleep(1)
+        plane.kubectl("delete", "job", job["metadata"]["name"], "-n", NS, "--wait=true")
+    finally:
+        operator.start()
+    body = wait_phase(plane, operator, "vanished", {"Succeeded", "Failed"})
+    assert body["status"]["phase"] == "Succeeded", body["status"]
+    assert body["status"]["trials"]["failed"] == 1 and body["status"]["trials"]["succeeded"] == 1
+    assert [j["metadata"]["labels"]["mixtura.dev/trial"] for j in proxy_jobs(plane, "vanished")] == ["001"]
+
+
+def test_the_operator_recovers_from_an_api_server_restart_mid_search(control_plane, installed):
+    """Acceptance 1: kube-apiserver stopped and started while trials run (etcd keeps the state). The operator
+    rides it out (or, gone past its renew deadline, is restarted as its Deployment would); the search succeeds
+    with one Job and one pod per step."""
+    plane, operator = control_plane, installed["operator"]
+    text = manifests("apirestart", installed["bucket"], installed["endpoint"], search={"space": "domains"})
+    plane.kubectl("apply", "-n", NS, "-f", "-", input=text)
+    running_trial_pod(plane, "apirestart", "000", operator)
+    plane.restart_apiserver(down_seconds=3)
+    if operator.process.poll() is not None:
+        operator.start()
+    body = wait_phase(plane, operator, "apirestart", {"Succeeded", "Failed"})
+    assert body["status"]["phase"] == "Succeeded", body["status"]
+    assert body["status"]["trials"]["succeeded"] == 4 and body["status"]["trials"]["failed"] == 0
+    assert_one_pod_per_job(plane, "apirestart")
+
+
+def test_a_standby_takes_over_when_the_leader_dies_mid_search(control_plane, installed):
+    """Acceptance 4: a second operator waits, alive (/healthz) and not ready (/readyz); the leader is killed
+    mid-search; the standby leads within the lease duration (15 s), creates no Job twice, the search succeeds."""
+    plane, leader, standby = control_plane, installed["operator"], installed["standby"]
+    standby.start()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if http_status(standby.health_port, "/healthz") == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, f"the standby never served /healthz\n{standby.tail()}"
+            time.sleep(0.5)
+        assert http_status(standby.health_port, "/readyz") == 503
+        assert http_status(leader.health_port, "/readyz") == 200
+        text = manifests("takeover", installed["bucket"], installed["endpoint"], search={"space": "domains"})
+        plane.kubectl("apply", "-n", NS, "-f", "-", input=text)
+        wait_phase(plane, leader, "takeover", {"Searching"})
+        leader.kill()
+        killed = time.monotonic()
+        while http_status(standby.health_port, "/readyz") != 200:
+            assert time.monotonic() - killed < 15 + 5, f"the standby did not take over\n{standby.tail()}"
+            time.sleep(0.5)
+        body = wait_phase(plane, standby, "takeover", {"Succeeded", "Failed"})
+        assert body["status"]["phase"] == "Succeeded", body["status"]
+        assert body["status"]["trials"]["progress"] == "4/4"
+        assert_one_pod_per_job(plane, "takeover")
+    finally:
+        standby.kill()
+        leader.start()
 
 
 def wait_domainset_ready(plane, name: str, status: str, timeout: float = 60) -> dict:

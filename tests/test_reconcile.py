@@ -15,6 +15,7 @@ from mixtura_operator.reconcile import (
     JobState,
     Observed,
     RecordFailure,
+    ResetStep,
     TrialResult,
     WriteSnapshot,
     reconcile,
@@ -44,20 +45,31 @@ class World:
     def __init__(self) -> None:
         self.observed = Observed(root_uri="file:///x")
         self.created: list[str] = []
+        self.args: dict[str, tuple[str, ...]] = {}
 
     def apply(self, actions) -> None:
         jobs = dict(self.observed.jobs)
         failed = dict(self.observed.failed)
+        started, done = set(self.observed.started), set(self.observed.done)
         for action in actions:
             if isinstance(action, WriteSnapshot):
                 self.observed = replace(self.observed, snapshot=True)
             elif isinstance(action, CreateJob):
                 assert action.step_key not in jobs, f"duplicate job {action.step_key}"
                 self.created.append(action.step_key)
+                self.args[action.step_key] = action.args
                 jobs[action.step_key] = JobState("Running")
+                started.add(action.step_key)
+            elif isinstance(action, ResetStep):
+                for held in (jobs, failed):
+                    held.pop(action.step_key, None)
+                started.discard(action.step_key)
+                done.discard(action.step_key)
             elif isinstance(action, RecordFailure):
                 failed[action.step_key] = action.message
-        self.observed = replace(self.observed, jobs=jobs, failed=failed)
+        self.observed = replace(
+            self.observed, jobs=jobs, failed=failed, started=frozenset(started), done=frozenset(done)
+        )
 
     def finish(self, key: str, ok: bool = True, objective: float = 1.0) -> None:
         jobs = dict(self.observed.jobs)
@@ -70,6 +82,9 @@ class World:
         if key.startswith("trial/"):
             trials[key.split("/")[1]] = TrialResult(objective, {"digits": 0.5, "prose": 0.5})
         extra = {"madmix_weights": {"digits": 0.6, "prose": 0.4}} if key == "score" else {}
+        if key.startswith("propose/"):
+            ids = tuple(self.args[key][self.args[key].index("--trials") + 1].split(","))
+            extra = {"proposed": {**self.observed.proposed, int(key.split("/")[1]): ids}}
         self.observed = replace(self.observed, jobs=jobs, done=self.observed.done | {key}, trials=trials, **extra)
 
     def running(self) -> list[str]:
@@ -202,11 +217,12 @@ def test_a_failed_trial_is_recorded_and_the_search_goes_on():
 
 
 def test_too_many_failed_trials_fail_the_search_with_a_reason():
-    s, ds = make(max_failed=1)
+    # Katib's semantics: the search fails once more than maxFailedTrials trials failed (here 0, so one does it).
+    s, ds = make(max_failed=0)
     s, phases = drive(s, ds, World(), fail={"trial/000"})
     assert phases[-1] == Phase.FAILED
     ready = next(c for c in s.status.conditions if c.type == "Ready")
-    assert ready.reason == "TooManyFailedTrials" and "maxFailedTrials: 1" in ready.message
+    assert ready.reason == "TooManyFailedTrials" and "maxFailedTrials: 0" in ready.message
 
 
 def test_a_failed_step_fails_the_search_naming_it():

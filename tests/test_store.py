@@ -67,3 +67,38 @@ def test_directories_upload_and_download(store, tmp_path):
 def test_unknown_scheme_is_refused():
     with pytest.raises(ValueError, match="unsupported artifact URI"):
         open_store("http://example/x")
+
+
+def test_has_any_takes_one_small_listing_and_goes_by_folder(store):
+    assert not store.has_any() and not store.has_any("data")
+    store.put_bytes("data/ab/x.npz", b"1")
+    assert store.has_any() and store.has_any("data") and store.has_any("data/ab")
+    assert not store.has_any("data/a"), "a folder, not a string prefix"
+
+
+def test_delete_prefix_removes_every_key_in_batches(store, monkeypatch):
+    from mixtura_operator.store import s3
+
+    monkeypatch.setattr(s3, "DELETE_BATCH", 2)
+    for index in range(5):
+        store.put_bytes(f"run/{index}", b"")
+    store.put_bytes("kept", b"")
+    assert store.delete_prefix("run") == 5
+    assert store.list() == ["kept"]
+
+
+@pytest.mark.s3
+def test_s3_moves_large_objects_in_parts_and_a_missing_bucket_is_absent(s3_server, s3_bucket, monkeypatch):
+    from boto3.s3.transfer import TransferConfig
+
+    from mixtura_operator.store import s3
+
+    part = 5 * 2**20  # the smallest part S3 takes
+    monkeypatch.setattr(s3, "TRANSFER", TransferConfig(multipart_threshold=part, multipart_chunksize=part))
+    store = open_store(f"s3://{s3_bucket}/{uuid.uuid4().hex}", endpoint_url=s3_server.endpoint)
+    data = np.random.default_rng(0).bytes(2 * part + 7)
+    store.put_bytes("big.bin", data)
+    head = store.client.head_object(Bucket=s3_bucket, Key=store._key("big.bin"))
+    assert head["ETag"].strip('"').endswith("-3"), "a multipart upload's ETag counts its parts"
+    assert store.get_bytes("big.bin") == data
+    assert not open_store("s3://no-such-bucket-here/data", endpoint_url=s3_server.endpoint).has_any()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -13,7 +14,7 @@ from mixtura_jobs.steps.context import StepContext
 from mixtura_operator import layout
 from mixtura_operator.api.plan import search_space
 from mixtura_operator.objective import objective_value, score
-from mixtura_operator.store import ArtifactNotFound
+from mixtura_operator.store import ArtifactNotFound, open_store
 
 
 def load_space(ctx: StepContext) -> NamedSpace:
@@ -27,21 +28,39 @@ def load_space(ctx: StepContext) -> NamedSpace:
     return NamedSpace(kind, tuple(ctx.domain_names), cells.natural, cells)
 
 
-def observations(ctx: StepContext, space: NamedSpace) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Finished trials: ids, their points in `space` (n, dim) and their scores, the objective as the GP
-    maximises it (minus its value when the goal is minimize). A trial whose metrics lack the objective is
-    left out: the operator counts it as failed."""
+def observations(
+    ctx: StepContext, space: NamedSpace, warm_start: Sequence[str] = ()
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Finished trials, this search's and those of the `warm_start` searches (root URIs): ids, their points in
+    `space` (n, dim) and their scores, the objective as the GP maximises it (minus its value when the goal is
+    minimize). A trial whose metrics lack the objective is left out: the operator counts it as failed."""
     ids, points, scores = [], [], []
     objective = ctx.search.spec.objective
-    for tid in sorted(key.split("/")[1] for key in ctx.store.list("trials") if key.endswith("/_SUCCESS")):
-        try:
-            value = objective_value(ctx.store.get_json(layout.trial_metrics(tid)), objective)
-        except (ValueError, ArtifactNotFound):  # ObjectiveError, or metrics that are not JSON
-            continue
-        ids.append(tid)
-        points.append(space.point(ctx.store.get_json(layout.trial_mixture(tid))))
-        scores.append(score(value, objective))
+    for source in [ctx.store, *(open_store(uri, ctx.search.spec.artifacts.endpoint_url) for uri in warm_start)]:
+        for tid in sorted(key.split("/")[1] for key in source.list("trials") if key.endswith("/_SUCCESS")):
+            try:
+                value = objective_value(source.get_json(layout.trial_metrics(tid)), objective)
+            except (ValueError, ArtifactNotFound):  # ObjectiveError, or metrics that are not JSON
+                continue
+            record = source.get_json(layout.trial_mixture(tid))
+            if source is not ctx.store:
+                _check_same_space(space, record, source.uri)
+            ids.append(tid if source is ctx.store else f"{source.uri}#{tid}")
+            points.append(space.point(record))
+            scores.append(score(value, objective))
     return ids, np.array(points).reshape(len(ids), space.geometry.dim), np.array(scores)
+
+
+def _check_same_space(space: NamedSpace, record: dict, uri: str) -> None:
+    """An imported trial must be a point of this search's space: the same domains, or the same cells."""
+    names = space.cells.ids if space.cells is not None else space.domains
+    theirs = record.get("cells") if space.cells is not None else record.get("weights")
+    if theirs is None or set(theirs) != set(names):
+        what = "cells" if space.cells is not None else "domains"
+        raise ValueError(
+            f"spec.search.warmStartFrom: the search at {uri} searched other {what} than this one "
+            f"({sorted(theirs or [])} against {sorted(names)}): its trials cannot be imported"
+        )
 
 
 def previous_fit(ctx: StepContext, round_index: int) -> gp_ucb.Hyperparameters | None:
@@ -58,7 +77,8 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
     trial_ids = args.trials.split(",")
     q, seed = len(trial_ids), ctx.seed + 7919 * args.round
     space = load_space(ctx)
-    _, x, y = observations(ctx, space)
+    imported = [uri for uri in args.warm_start.split(",") if uri]
+    _, x, y = observations(ctx, space, imported)
     madmix = ctx.vector(ctx.store.get_json(layout.MADMIX)["weights"]) if spec.method == "madmix+mixatlas" else None
     center = space.center(madmix)
     mean = std = fitted = None
@@ -89,7 +109,14 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
             predicted = score(float(mean[index]), spec.objective)  # the score's own inverse
             record["predicted"] = {"objective": predicted, "std": float(std[index])}
         ctx.store.put_json(layout.trial_mixture(tid), record)
-    summary = {"round": args.round, "source": source, "space": space.kind, "observations": len(y), "trials": trial_ids}
+    summary = {
+        "round": args.round,
+        "source": source,
+        "space": space.kind,
+        "observations": len(y),
+        "imported": imported,
+        "trials": trial_ids,
+    }
     ctx.store.put_json(layout.proposal(args.round), summary if fitted is None else {**summary, "gp": fitted})
     print(f"proposed round={args.round} trials={','.join(trial_ids)} source={source} space={space.kind}", flush=True)
     ctx.mark_done(step_key)

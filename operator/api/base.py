@@ -18,13 +18,15 @@ class Rule:
     """One validation rule, declared once: the CEL the API server runs and the same check in Python.
 
     `field` is the path (relative to the object the rule sits on) that the error names, as the API
-    server's `fieldPath`; tests check that both sides refuse the same manifests.
+    server's `fieldPath`; tests check that both sides refuse the same manifests. A transition rule (its CEL
+    reads `oldSelf`) has no `check`: it compares an update with the stored object, which only the API server has.
     """
 
     cel: str
     message: str
     field: str
-    check: Callable[[Any], bool]
+    # None: a rule only the API server can check (a transition rule: it needs the old object).
+    check: Callable[[Any], bool] | None = None
     # The Python side's message when it can say more than the CEL message (e.g. which key).
     explain: Callable[[Any], str] | None = None
 
@@ -67,7 +69,7 @@ class ApiModel(BaseModel):
     @model_validator(mode="after")
     def _check_rules(self) -> ApiModel:
         for rule in type(self).rules:
-            if not rule.check(self):
+            if rule.check is not None and not rule.check(self):
                 message = rule.explain(self) if rule.explain else rule.message
                 raise PydanticCustomError("cel_rule", "{message}", {"message": message, "field": rule.field})
         return self

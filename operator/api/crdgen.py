@@ -9,7 +9,12 @@ from pydantic import BaseModel
 
 from mixtura_operator.api.base import ApiModel, ObjectMeta
 from mixtura_operator.api.domainset import DomainSet, DomainSetSpec, DomainSetStatus
-from mixtura_operator.api.mixturesearch import MixtureSearch, MixtureSearchSpec, MixtureSearchStatus
+from mixtura_operator.api.mixturesearch import (
+    MUTABLE_SEARCH_FIELDS,
+    MixtureSearch,
+    MixtureSearchSpec,
+    MixtureSearchStatus,
+)
 
 GROUP = "mixtura.dev"
 VERSION = "v1alpha1"
@@ -88,6 +93,24 @@ def object_schema(model: type[BaseModel]) -> dict[str, Any]:
 def metadata_schema() -> dict[str, Any]:
     """The one part of metadata a CRD may restrict: the name, which goes into Job names and label values."""
     return {"type": "object", "properties": {"name": object_schema(ObjectMeta)["properties"]["name"]}}
+def immutable_fields(spec: type[BaseModel], mutable: tuple[str, ...]) -> list[dict[str, str]]:
+    """A transition rule per field of `spec` outside `mutable`: present as before, and equal."""
+    rules = []
+    for name, info in spec.model_fields.items():
+        wire = info.alias or name
+        if wire in mutable:
+            continue
+        same = f"has(self.{wire}) == has(oldSelf.{wire}) && (!has(self.{wire}) || self.{wire} == oldSelf.{wire})"
+        rules.append(
+            {
+                "rule": same,
+                "message": "spec is immutable once the search exists (but for suspend and budget.maxTrials): "
+                "create a new MixtureSearch",
+                "fieldPath": f".{wire}",
+                "reason": "FieldValueForbidden",
+            }
+        )
+    return rules
 
 
 def _crd(
@@ -161,12 +184,7 @@ def crds() -> dict[str, dict[str, Any]]:
             {"name": "Best", "type": "number", "jsonPath": ".status.bestTrial.objective"},
             age,
         ],
-        [
-            {
-                "rule": "self == oldSelf",
-                "message": "spec is immutable once the search exists: create a new MixtureSearch",
-            }
-        ],
+        immutable_fields(MixtureSearchSpec, MUTABLE_SEARCH_FIELDS),
     )
     domainset = _crd(
         DomainSet.__name__,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -31,6 +31,9 @@ Space = Literal["domains", "factorized", "full"]
 NAME_PATTERN = DNS_LABEL
 # What `torch.manual_seed` and numpy's legacy seeding both take.
 SEED_MAX = 2**32 - 1
+# What may change once a search exists (the rest of spec is immutable, by a CEL transition rule per field):
+# suspend, and budget, whose own rules let only maxTrials change (upwards).
+MUTABLE_SEARCH_FIELDS = ("suspend", "budget")
 
 
 class Phase(StrEnum):
@@ -39,6 +42,7 @@ class Phase(StrEnum):
     SCORING = "Scoring"
     SEARCHING = "Searching"
     TRAINING = "Training"
+    SUSPENDED = "Suspended"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
 
@@ -174,6 +178,11 @@ class SearchSettings(ApiModel):
         description="An earlier MixtureSearch in this namespace whose concept centroids this search reuses, so "
         "that both corpora are mapped onto the same concepts.",
     )
+    warm_start_from: list[Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]] = Field(
+        default_factory=list,
+        description="Earlier MixtureSearches in this namespace over the same domains or cells: their finished "
+        "trials are this search's first observations (the search waits for them to finish).",
+    )
     acquisition: Literal["ucb"] = "ucb"
     beta: float = Field(default=2.0, gt=0, le=1e6, description="UCB exploration weight (schedule constant).")
     beta_schedule: Literal["constant", "srinivas"] = "constant"
@@ -189,12 +198,32 @@ class SearchSettings(ApiModel):
 
 
 class Budget(ApiModel):
-    max_trials: int = Field(default=16, ge=1, le=10_000)
+    max_trials: int = Field(
+        default=16, ge=1, le=10_000, description="May be raised later: the search, even a Succeeded one, goes on."
+    )
     parallel_trials: int = Field(default=4, ge=1, le=256)
-    max_failed_trials: int = Field(default=3, ge=1, le=10_000)
+    max_failed_trials: int = Field(
+        default=3,
+        ge=0,
+        le=10_000,
+        description="The search fails when more trials than this have failed (Katib's semantics).",
+    )
     proxy_steps: int = Field(default=60, ge=1, le=1_000_000)
 
     rules = (
+        Rule(
+            cel="self.maxTrials >= oldSelf.maxTrials",
+            message="may be raised, never lowered",
+            field=".maxTrials",
+        ),
+        *(
+            Rule(
+                cel=f"self.{name} == oldSelf.{name}",
+                message="is immutable: only maxTrials may change",
+                field=f".{name}",
+            )
+            for name in ("parallelTrials", "maxFailedTrials", "proxySteps")
+        ),
         Rule(
             cel="self.parallelTrials <= self.maxTrials",
             message="must be <= maxTrials",
@@ -402,12 +431,17 @@ class FinalTraining(ApiModel):
 
 
 class MixtureSearchSpec(ApiModel):
+    suspend: bool = Field(
+        default=False,
+        description="True stops the search: its running jobs are deleted, no new ones start; false resumes it.",
+    )
     domain_set_ref: DomainSetRef
     method: Method = "madmix+mixatlas"
     models: Models = Field(default_factory=Models)
     madmix: MadmixSettings = Field(default_factory=MadmixSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
-    budget: Budget = Field(default_factory=Budget)
+    # Defaulted by the API server too, so that budget's transition rules always see the stored values.
+    budget: Budget = Field(default_factory=Budget, json_schema_extra={"default": Budget().wire()})
     resources: JobResources = Field(default_factory=JobResources)
     artifacts: Artifacts
     training: Training = Field(default_factory=Training)
@@ -451,6 +485,13 @@ class MixtureSearchSpec(ApiModel):
                 or (s.models.proxy.backend == "tiny" and s.models.target.backend == "tiny")
             ),
         ),
+        Rule(
+            cel="!has(self.search) || !has(self.search.warmStartFrom) || size(self.search.warmStartFrom) == 0"
+            " || self.method in ['mixatlas', 'madmix+mixatlas', 'random', 'regression']",
+            message="imported trials serve methods that search",
+            field=".search.warmStartFrom",
+            check=lambda s: not s.search.warm_start_from or s.method in SEARCH_METHODS,
+        ),
     )
 
 
@@ -461,6 +502,7 @@ class TrialCounts(ApiModel):
     running: int = 0
     pending: int = 0
     progress: str = Field(default="0/0", description="Finished (succeeded + failed) over the budget.")
+    failed_ids: list[str] = Field(default_factory=list, description="The failed trials (each has had its event).")
 
 
 class BestTrial(ApiModel):

@@ -3,7 +3,7 @@ live in, which domains are embedded, the trial ids of each round. Pure functions
 
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping, Sequence
 
 from mixtura_operator import layout
 from mixtura_operator.api.domainset import DomainSet
@@ -51,7 +51,14 @@ def embedded_domains(spec: MixtureSearchSpec, domainset: DomainSet) -> list[str]
     return [d.name for d in domainset.spec.domains if uses_madmix(spec) or (cells and "image" in d.modalities)]
 
 
-def rounds(spec: MixtureSearchSpec) -> list[list[str]]:
-    """Trial ids per round: batches of `parallelTrials`, `maxTrials` in all."""
+def rounds(spec: MixtureSearchSpec, proposed: Mapping[int, Sequence[str]] | None = None) -> list[list[str]]:
+    """Trial ids per round: batches of `parallelTrials`, `maxTrials` in all. Rounds already `proposed` keep
+    their trials, so a budget raised after a short last round goes on with new rounds after it."""
     q, n = spec.budget.parallel_trials, spec.budget.max_trials
-    return [[layout.trial_id(i) for i in range(k * q, min((k + 1) * q, n))] for k in range(math.ceil(n / q))]
+    out: list[list[str]] = []
+    start = 0
+    while start < n:
+        ids = list((proposed or {}).get(len(out), ())) or [layout.trial_id(i) for i in range(start, min(start + q, n))]
+        out.append(ids)
+        start += len(ids)
+    return out

@@ -57,6 +57,20 @@ def labels(search: MixtureSearch, job: CreateJob | None = None) -> dict[str, str
     return out
 
 
+def pod_failure_policy(container: str) -> dict[str, Any]:
+    """A preempted or evicted pod (DisruptionTarget) is rerun without counting against backoffLimit; a step that
+    exits for bad input fails its Job at once (no attempt would fare better)."""
+    return {
+        "rules": [
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            {
+                "action": "FailJob",
+                "onExitCodes": {"containerName": container, "operator": "In", "values": [layout.EXIT_BAD_INPUT]},
+            },
+        ]
+    }
+
+
 def job_manifest(search: MixtureSearch, job: CreateJob, search_uri: str) -> dict[str, Any]:
     spec, meta = search.spec, search.metadata
     resources = spec.resources
@@ -107,6 +121,7 @@ def job_manifest(search: MixtureSearch, job: CreateJob, search_uri: str) -> dict
         job_labels["kueue.x-k8s.io/queue-name"] = resources.queue_name
     job_spec: dict[str, Any] = {
         "backoffLimit": resources.backoff_limit,
+        "podFailurePolicy": pod_failure_policy(main.name),
         "template": {"metadata": {"labels": labels(search, job)}, "spec": pod_spec},
     }
     if resources.queue_name:

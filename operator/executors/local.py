@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mixtura_operator import layout
 from mixtura_operator.api.mixturesearch import MixtureSearch
 from mixtura_operator.executors.commands import Command, step_commands
 from mixtura_operator.reconcile import CreateJob, JobState
@@ -26,7 +27,8 @@ class _Run:
 
 
 class LocalExecutor:
-    """At most `max_parallel` steps at once; a failing step is retried `backoff_limit` times, like a Job."""
+    """At most `max_parallel` steps at once; a failing step is retried `backoff_limit` times, like a Job, unless
+    it exits for bad input (as the Jobs' podFailurePolicy)."""
 
     def __init__(self, log_dir: Path, max_parallel: int, backoff_limit: int, env: dict[str, str]) -> None:
         self.log_dir = log_dir
@@ -88,7 +90,7 @@ class LocalExecutor:
                 self._launch(run)
             elif code == 0:
                 self.finished[key] = JobState("Succeeded")
-            elif run.attempts <= self.backoff_limit:
+            elif run.attempts <= self.backoff_limit and code != layout.EXIT_BAD_INPUT:
                 self.queue.insert(0, run)
             else:
                 self.finished[key] = JobState("Failed", _failure_message(code, run.log))

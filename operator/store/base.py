@@ -40,6 +40,10 @@ class ArtifactStore(ABC):
         """Every key under `prefix`, sorted."""
 
     @abstractmethod
+    def has_any(self, prefix: str = "") -> bool:
+        """Whether any key lies under `prefix`, from one small listing (at most one key)."""
+
+    @abstractmethod
     def delete(self, key: str) -> None: ...
 
     @abstractmethod

@@ -58,6 +58,12 @@ class FileStore(ArtifactStore):
             if p.is_file() and not p.name.startswith(".tmp-")
         )
 
+    def has_any(self, prefix: str = "") -> bool:
+        base = self._path(prefix) if prefix else self.root
+        if base.is_file():
+            return True
+        return base.is_dir() and any(p.is_file() and not p.name.startswith(".tmp-") for p in base.rglob("*"))
+
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 

@@ -7,6 +7,7 @@ import os
 import ssl
 import subprocess
 import tempfile
+import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -229,6 +230,16 @@ class ControlPlane:
             self.processes,
         )
         return self
+
+    def restart_apiserver(self, down_seconds: float = 2) -> None:
+        """Stop kube-apiserver and start it again with the same flags; etcd keeps the state."""
+        old = next(p for p in self.processes if p.name == "kube-apiserver")
+        argv = list(old.popen.args)
+        old.stop()
+        self.processes.remove(old)
+        time.sleep(down_seconds)
+        self._start("kube-apiserver", argv)
+        wait_for("kube-apiserver", lambda: self._get("/readyz"), 120, self.processes)
 
     def _start_component(self, name: str, kubeconfig_path: Path, flags: list[str]) -> Process:
         """A controller-manager or scheduler: admin kubeconfig, loopback, no leader election."""

@@ -67,7 +67,19 @@ def wait_for(what: str, ready: Callable[[], bool], timeout: float, processes: li
     raise TimeoutError(f"{what}: not ready after {timeout}s\n" + "\n".join(p.tail() for p in processes))
 
 
-def operator_argv(namespace: str, metrics_port: int) -> list[str]:
+def http_status(port: int, path: str) -> int:
+    """The status code of GET http://127.0.0.1:PORT/PATH (a probe, as the kubelet's)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def operator_argv(namespace: str, metrics_port: int, health_port: int | None = None) -> list[str]:
     """`mixtura operator` for one namespace, serving on loopback (the test bed's operator process)."""
     return [
         sys.executable,
@@ -79,7 +91,7 @@ def operator_argv(namespace: str, metrics_port: int) -> list[str]:
         "--metrics-port",
         str(metrics_port),
         "--health-port",
-        str(free_port()),
+        str(health_port or free_port()),
         "--bind-address",
         "127.0.0.1",
     ]

@@ -33,6 +33,18 @@ class S3Server:
     def stop(self) -> None:
         self.server.stop()
 
+    def go_down(self) -> None:
+        """Refuse connections as a crashed server does: moto's stop() leaves the listening socket open (clients
+        would hang rather than be refused), so it is closed too."""
+        self.stop()
+        self.server._server.server_close()
+
+    def come_back(self) -> None:
+        """A new server on the same host and port; moto keeps the objects in this process, so they survive."""
+        host, port = self.endpoint.removeprefix("http://").rsplit(":", 1)
+        self.server = ThreadedMotoServer(ip_address=host, port=int(port), verbose=False)
+        self.server.start()
+
 
 def start_s3() -> S3Server:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)

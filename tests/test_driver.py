@@ -1,0 +1,130 @@
+"""The search driver over a real file:// store: the frozen DomainSet snapshot, one listing of the store per
+observer, and the `_STARTED` markers that let a vanished job be judged."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from malformed import domainset, search
+from mixtura_operator import layout
+from mixtura_operator.api.domainset import DomainSet
+from mixtura_operator.api.mixturesearch import MixtureSearch, Phase
+from mixtura_operator.driver import SearchDriver, search_store
+from mixtura_operator.reconcile import JobState
+from mixtura_operator.store.file import FileStore
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class Jobs:
+    """The executor's part in these tests: jobs exist once created, and end as the test says."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, JobState] = {}
+        self.created: list[str] = []
+
+    def create(self, search, job, search_uri) -> bool:
+        if job.step_key in self.states:
+            return False
+        self.created.append(job.step_key)
+        self.states[job.step_key] = JobState("Running")
+        return True
+
+    def observe(self, search) -> dict[str, JobState]:
+        return dict(self.states)
+
+    def cancel(self, search, step_key) -> None:
+        self.states.pop(step_key, None)
+
+
+class Inputs:
+    def __init__(self, domain_set: DomainSet) -> None:
+        self.domain_set = domain_set
+
+    def domainset(self, search):
+        return self.domain_set
+
+    def concept_store(self, search, name):
+        return None, True
+
+
+def corpus(tmp_path, names) -> DomainSet:
+    domains = []
+    for name in names:
+        (tmp_path / "data" / name).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "data" / name / "shard.npz").write_bytes(b"x")
+        kind = {"modalities": ["image", "text"], "taskType": "captioning"} if name == "digits" else {}
+        uri = (tmp_path / "data" / name).as_uri()
+        domains.append({"name": name, "uri": uri, "modalities": ["text"], "taskType": "text", **kind})
+    ds = domainset(domains=domains)
+    return DomainSet.model_validate(ds)
+
+
+def madmix_search(tmp_path) -> MixtureSearch:
+    s = MixtureSearch.model_validate(
+        search(method="madmix", artifacts={"uri": (tmp_path / "runs").as_uri()}, finalTraining={"enabled": False})
+    )
+    s.metadata.uid, s.metadata.generation = "uid-1", 1
+    return s
+
+
+def test_a_search_runs_on_its_snapshot_whatever_edits_the_domainset_gets(tmp_path):
+    s = madmix_search(tmp_path)
+    inputs, jobs = Inputs(corpus(tmp_path, ["digits", "prose"])), Jobs()
+    driver = SearchDriver(jobs, inputs)
+    first = driver.step(s, NOW)
+    assert first.decision.status.phase == Phase.EMBEDDING
+    assert jobs.created == ["embed/digits", "embed/prose"]
+    inputs.domain_set = corpus(tmp_path, ["digits", "added"])
+    for key in ("embed/digits", "embed/prose"):
+        search_store(s).put_bytes(layout.success_marker(key), b"")
+        jobs.states[key] = JobState("Succeeded")
+    s = s.model_copy(update={"status": first.decision.status})
+    second = driver.step(s, NOW)
+    assert jobs.created == ["embed/digits", "embed/prose", "score"], "planned from the snapshot, not the edit"
+    assert second.decision.status.phase == Phase.SCORING
+    # A new driver (a restarted operator) reads the same snapshot.
+    fresh = SearchDriver(jobs, inputs)
+    assert fresh.step(s, NOW).decision.status.phase == Phase.SCORING
+
+
+def test_the_store_is_listed_once_per_observer_and_jobs_leave_started_markers(tmp_path, monkeypatch):
+    listings = []
+    original = FileStore.list
+    monkeypatch.setattr(FileStore, "list", lambda self, prefix="": listings.append(prefix) or original(self, prefix))
+    s = madmix_search(tmp_path)
+    jobs = Jobs()
+    driver = SearchDriver(jobs, Inputs(corpus(tmp_path, ["digits", "prose"])))
+    for _ in range(5):
+        s = s.model_copy(update={"status": driver.step(s, NOW).decision.status})
+    assert len(listings) == 1
+    store = search_store(s)
+    assert store.exists(layout.started_marker("embed/digits")) and store.exists(layout.SNAPSHOT)
+    # The job of embed/prose is deleted before it wrote anything: failed once, never created again.
+    del jobs.states["embed/prose"]
+    decision = driver.step(s, NOW).decision
+    assert decision.status.phase == Phase.FAILED and "embed/prose" in decision.status.message
+    assert "vanished" in store.get_bytes(layout.failure_marker("embed/prose")).decode()
+    assert jobs.created.count("embed/prose") == 1
+
+
+def assert_store_unavailable(step, what: str) -> None:
+    degraded = next(c for c in step.decision.status.conditions if c.type == "Degraded")
+    assert degraded.reason == "StoreUnavailable" and what in degraded.message
+    assert step.store_error and step.decision.retry_after is not None and step.created == ()
+
+
+def test_a_store_that_cannot_be_read_degrades_the_search_instead_of_raising(tmp_path, monkeypatch):
+    def broken(self, prefix=""):
+        raise OSError("Input/output error")
+
+    monkeypatch.setattr(FileStore, "list", broken)
+    step = SearchDriver(Jobs(), Inputs(corpus(tmp_path, ["digits"]))).step(madmix_search(tmp_path), NOW)
+    assert_store_unavailable(step, "Input/output error")
+
+
+def test_a_store_that_cannot_be_written_degrades_the_search_too(tmp_path):
+    s = madmix_search(tmp_path)
+    (tmp_path / "runs").write_text("a file where the store's folder should be")
+    step = SearchDriver(Jobs(), Inputs(corpus(tmp_path, ["digits"]))).step(s, NOW)
+    assert_store_unavailable(step, "cannot write spec.json")
