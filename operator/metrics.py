@@ -54,6 +54,9 @@ def record_status(namespace: str, search: str, status: MixtureSearchStatus) -> N
     if status.best_trial is not None:
         BEST_OBJECTIVE.labels(namespace, search).set(status.best_trial.objective)
     ROUND.labels(namespace, search).set(status.round)
+    # Every search has the series from its first status on (an operator that restarted after its Jobs ended
+    # has counted none of them yet: a counter reset, which rate() and increase() take in their stride).
+    GPU_HOURS.labels(namespace, search).inc(0)
     for comparison in status.comparison:
         if comparison.steps_ratio is not None:
             STEPS_RATIO.labels(namespace, search, comparison.baseline).set(comparison.steps_ratio)
@@ -70,9 +73,9 @@ def forget(namespace: str, search: str) -> None:
         SEARCH_PHASE.remove(namespace, search, phase.value)
     for state in TRIAL_STATES:
         TRIALS.remove(namespace, search, state)
-    for gauge in (BEST_OBJECTIVE, ROUND):
+    for metric in (BEST_OBJECTIVE, ROUND, GPU_HOURS):
         with contextlib.suppress(KeyError):
-            gauge.remove(namespace, search)
+            metric.remove(namespace, search)
     for baseline in BASELINES:
         with contextlib.suppress(KeyError):
             STEPS_RATIO.remove(namespace, search, baseline)

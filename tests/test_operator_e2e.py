@@ -558,7 +558,9 @@ def test_an_s3_outage_mid_search_degrades_then_clears_and_loses_no_trial(control
     status = body["status"]
     assert status["phase"] == "Succeeded", status
     assert status["trials"]["succeeded"] == 4 and status["trials"]["failed"] == 0
-    assert next(c for c in status["conditions"] if c["type"] == "Degraded")["status"] == "False"
+    # The outage's condition cleared; the report may still judge four trials too few to trust the surrogate.
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "False" or degraded["reason"] == "SurrogateUnreliable", degraded
     trials = sorted(j["metadata"]["labels"]["mixtura.dev/trial"] for j in proxy_jobs(plane, "outage"))
     assert trials == ["000", "001", "002", "003"]
 
