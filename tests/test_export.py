@@ -14,7 +14,7 @@ import pytest
 import webdataset as wds
 from datasets import Dataset, interleave_datasets
 
-from mixtura_jobs.export import formats
+from mixtura_jobs.data import mixture_exports
 from mixtura_operator import layout
 from mixtura_operator.api.manifests import load
 from mixtura_operator.driver import snapshot
@@ -27,7 +27,7 @@ RECORD = {"weights": {"digits": 0.5, "text": 0.3, "video": 0.2}}
 
 def test_interleave_datasets_takes_the_hf_probabilities_in_domain_order():
     domains = ["digits", "text", "video"]
-    p = formats.domain_probabilities(RECORD, domains)
+    p = mixture_exports.domain_probabilities(RECORD, domains)
     parts = [Dataset.from_dict({"domain": [name] * 2000}) for name in domains]
     mixed = interleave_datasets(parts, probabilities=p, seed=0, stopping_strategy="first_exhausted")
     counts = collections.Counter(mixed["domain"])
@@ -45,8 +45,8 @@ def test_webdataset_resamples_the_shard_list_by_weight(tmp_path):
                 for i in range(4):
                     sink.write({"__key__": f"{name}-{k}-{i}", "txt": name})
             shards[name].append(url)
-    listing = formats.webdataset_shards(RECORD, shards)
-    assert len(listing["resampled"]) == formats.RESAMPLED_ENTRIES
+    listing = mixture_exports.webdataset_shards(RECORD, shards)
+    assert len(listing["resampled"]) == mixture_exports.RESAMPLED_ENTRIES
     assert sum(row["weight"] for row in listing["shards"]) == pytest.approx(1.0)
     assert {row["url"]: row["weight"] for row in listing["shards"]}[shards["video"][0]] == pytest.approx(0.2 / 3)
     dataset = wds.WebDataset(listing["resampled"], resampled=True, shardshuffle=False, seed=0).decode()
@@ -57,7 +57,7 @@ def test_webdataset_resamples_the_shard_list_by_weight(tmp_path):
 
 
 def test_megatron_blend_pairs_each_weighted_prefix_with_its_weight():
-    blend = formats.megatron_blend(
+    blend = mixture_exports.megatron_blend(
         {"weights": {"a": 0.75, "b": 0.0, "c": 0.25}}, {"a": "/d/a", "b": "/d/b", "c": "/d/c"}
     )
     assert blend == "0.75000000 /d/a 0.25000000 /d/c"
@@ -66,7 +66,7 @@ def test_megatron_blend_pairs_each_weighted_prefix_with_its_weight():
 def test_sample_weights_split_each_cell_evenly_and_sum_to_one():
     record = {"weights": {}, "cells": {"c0/captioning": 0.6, "none/text": 0.4, "c1/captioning": 0.0}}
     groups = {"digits": np.array(["c0/captioning"] * 3 + ["c1/captioning"]), "text": np.array(["none/text"] * 2)}
-    columns = formats.sample_weights(record, groups)
+    columns = mixture_exports.sample_weights(record, groups)
     assert columns["key"] == ["digits/0", "digits/1", "digits/2", "digits/3", "text/0", "text/1"]
     np.testing.assert_allclose(columns["weight"], [0.2, 0.2, 0.2, 0.0, 0.2, 0.2])
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mixtura_jobs.contract import TrainerRun
+from mixtura_jobs.training.trainer_run import TrainerRun
 from mixtura_operator.store import open_store
 
 BATCH, MAX_CHARS, HIDDEN = 16, 48, 128

@@ -1,5 +1,5 @@
 """Drawing training samples by a mixture's weights: Mixtura's public sampler, for the built-in trainer and
-for a user's own (see `mixtura_jobs.contract`). It draws keys, (domain, index) pairs; reading them is the
+for a user's own (see `mixtura_jobs.training.trainer_run`). It draws keys, (domain, index) pairs; reading them is the
 trainer's own business, in whatever format its data is.
 """
 

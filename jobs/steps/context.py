@@ -12,9 +12,9 @@ from typing import TextIO
 
 import numpy as np
 
-from mixtura_jobs.contract import cell_groups
 from mixtura_jobs.data.domain import DomainData, open_domain
 from mixtura_jobs.data.streaming import Groups
+from mixtura_jobs.training.trainer_run import cell_groups
 from mixtura_operator import layout
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import MixtureSearch

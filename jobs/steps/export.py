@@ -13,9 +13,9 @@ from pathlib import Path
 
 from braceexpand import braceexpand
 
-from mixtura_jobs.contract import cell_of
-from mixtura_jobs.export import formats
+from mixtura_jobs.data import mixture_exports
 from mixtura_jobs.steps.context import StepContext
+from mixtura_jobs.training.trainer_run import cell_of
 from mixtura_operator import layout
 
 FORMATS = ("json", "samples", "hf", "megatron", "webdataset")
@@ -93,20 +93,20 @@ def export(ctx: StepContext, args: argparse.Namespace) -> None:
     names = ctx.domain_names
     sources = _sources(args, names)
     if args.format == "samples":
-        _write_samples(formats.sample_weights(record, _groups(ctx, record)), args.out)
+        _write_samples(mixture_exports.sample_weights(record, _groups(ctx, record)), args.out)
         return
     if args.format == "json":
-        document = formats.mixture_json(record)
+        document = mixture_exports.mixture_json(record)
     elif args.format == "hf":
-        document = {"domains": names, "probabilities": formats.domain_probabilities(record, names)}
+        document = {"domains": names, "probabilities": mixture_exports.domain_probabilities(record, names)}
     elif args.format == "megatron":
-        _write_text(formats.megatron_blend(record, {n: sources.get(n, n) for n in names}) + "\n", args.out)
+        _write_text(mixture_exports.megatron_blend(record, {n: sources.get(n, n) for n in names}) + "\n", args.out)
         return
     else:
         missing = [n for n in names if record["weights"].get(n, 0.0) > 0 and n not in sources]
         if missing:
             raise ExportError(f"--format webdataset: give the shard URLs of {', '.join(missing)} with --source")
-        document = formats.webdataset_shards(record, {n: list(braceexpand(sources[n])) for n in sources})
+        document = mixture_exports.webdataset_shards(record, {n: list(braceexpand(sources[n])) for n in sources})
     _write_text(json.dumps(document, indent=2) + "\n", args.out)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mixtura_jobs.contract import TrainerRun
+from mixtura_jobs.training.trainer_run import TrainerRun
 from mixtura_operator.store import open_store
 
 

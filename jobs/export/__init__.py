@@ -1,1 +1,0 @@
-"""Mixtures in the forms other trainers take (`mixtura export`)."""
