@@ -60,5 +60,7 @@ go_install helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" "-s -w \
   -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$helm_minor"
 ensure_debian etcd etcd-server
 ensure_debian prometheus prometheus
+# The report test screenshots the report page, as a person would see it.
+ensure_debian chromium chromium
 for tool in etcd prometheus promtool; do ln -sf "$(command -v "$tool")" "$bin/$tool"; done
 echo "$bin"
