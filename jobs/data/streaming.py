@@ -49,8 +49,13 @@ def split_heldout(name: str, n: int, fraction: float) -> tuple[np.ndarray, np.nd
     return order[k:], order[:k]
 
 
+def group_of(groups: Groups, key: str) -> str:
+    """The group of the sample `key` in a domain's `groups`."""
+    return groups if isinstance(groups, str) else groups[key]
+
+
 def _group_of(groups: Groups) -> Callable[[Sample], str]:
-    return (lambda _: groups) if isinstance(groups, str) else (lambda sample: groups[sample.key])
+    return lambda sample: group_of(groups, sample.key)
 
 
 class DomainStream:

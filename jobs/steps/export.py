@@ -14,8 +14,8 @@ from pathlib import Path
 from braceexpand import braceexpand
 
 from mixtura_jobs.data import mixture_exports
+from mixtura_jobs.data.streaming import group_of
 from mixtura_jobs.steps.context import StepContext
-from mixtura_jobs.training.trainer_run import cell_of
 from mixtura_operator import layout
 
 FORMATS = ("json", "samples", "hf", "megatron", "webdataset")
@@ -65,7 +65,7 @@ def _groups(ctx: StepContext, record: dict) -> dict:
         return {name: [name] * int(n) for name, n in zip(ctx.domain_names, ctx.domain_sizes(), strict=True)}
     keyed = ctx.cell_groups()
     return {
-        name: [cell_of(keyed[name], sample.key) for _, sample in ctx.domain_data(name).stream()]
+        name: [group_of(keyed[name], sample.key) for _, sample in ctx.domain_data(name).stream()]
         for name in ctx.domain_names
     }
 

@@ -21,7 +21,7 @@ from functools import cached_property
 import numpy as np
 
 from mixtura_jobs.data.sampling import MixtureSampler
-from mixtura_jobs.data.streaming import Groups, KeyedGroups
+from mixtura_jobs.data.streaming import Groups, KeyedGroups, group_of
 from mixtura_jobs.search.cell_weights import sample_cells
 from mixtura_operator import layout, trainer_contract
 from mixtura_operator.api.domainset import Domain, DomainSet
@@ -43,11 +43,6 @@ def cell_groups(domains: Sequence[Domain], assignments: ArtifactStore) -> dict[s
         else:
             groups[d.name] = no_image
     return groups
-
-
-def cell_of(groups: Groups, key: str) -> str:
-    """The cell of the sample `key` in a domain's `groups` (see `cell_groups`)."""
-    return groups if isinstance(groups, str) else groups[key]
 
 
 class ContractError(RuntimeError):
@@ -110,7 +105,7 @@ class TrainerRun:
         if "cells" not in self.mixture:
             return None
         by_key = cell_groups(self.domains, open_store(self.assignments_uri))
-        return {name: np.array([cell_of(by_key[name], key) for key in keys[name]]) for name in keys}
+        return {name: np.array([group_of(by_key[name], key) for key in keys[name]]) for name in keys}
 
     def sampler(
         self, keys: Mapping[str, Sequence[str]], heldout: Mapping[str, np.ndarray] | None = None
