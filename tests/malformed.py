@@ -147,6 +147,17 @@ MALFORMED: list[tuple[str, dict, str]] = [
     ("unknown tiny preset", search(models={"target": {"config": {"preset": "huge"}}}), "spec.models.target.config"),
     ("zero batch size", search(training={"batchSize": 0}), "spec.training.batchSize"),
     (
+        "a global batch the final processes cannot split",
+        search(training={"batchSize": 12}, finalTraining={"nodes": 2, "gpusPerNode": 4}),
+        "spec.training.batchSize",
+    ),
+    (
+        "a global batch the proxy's GPUs cannot split",
+        search(training={"batchSize": 9}, resources={"gpusPerJob": 2}, finalTraining={"gpusPerNode": 0}),
+        "spec.training.batchSize",
+    ),
+    ("an unknown strategy", search(finalTraining={"strategy": "deepspeed"}), "spec.finalTraining.strategy"),
+    (
         "mergemix with an hf model",
         search(
             models={"proxy": {"backend": "hf", "path": "s3://models/p"}},
@@ -353,6 +364,21 @@ WELL_FORMED: list[tuple[str, dict]] = [
         ),
     ),
     ("every baseline", search(finalTraining={"compareWith": ["uniform", "manual", "madmix"]})),
+    (
+        "two nodes of four GPUs, fsdp, checkpoints",
+        search(
+            training={"batchSize": 64},
+            finalTraining={
+                "nodes": 2,
+                "gpusPerNode": 4,
+                "strategy": "fsdp",
+                "gradientAccumulation": 2,
+                "checkpointEvery": 500,
+                "keepCheckpoints": 3,
+                "launcher": "jobset",
+            },
+        ),
+    ),
     (
         "own trainer, maximised weighted objective",
         search(

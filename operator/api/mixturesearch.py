@@ -419,6 +419,37 @@ class FinalTraining(ApiModel):
         description="Baseline mixtures the target model is also trained on (same steps, seed and settings), "
         "so the report and status can say how many steps the chosen mixture saves.",
     )
+    nodes: int = Field(default=1, ge=1, le=256, description="Nodes (pods) the final training runs on.")
+    gpus_per_node: int | None = Field(
+        default=None,
+        ge=0,
+        le=16,
+        description="GPUs per node, one process each under torchrun; default: resources.gpusPerJob. 0 runs one "
+        "CPU process per node.",
+    )
+    strategy: Literal["ddp", "fsdp"] = Field(
+        default="ddp", description="ddp replicates the model on every process; fsdp shards it (and its checkpoints)."
+    )
+    gradient_accumulation: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="Micro-batches per optimizer step. training.batchSize is the global batch: each process takes "
+        "batchSize / (nodes x processes per node x gradientAccumulation) samples per micro-batch.",
+    )
+    checkpoint_every: int = Field(
+        default=0,
+        ge=0,
+        le=10_000_000,
+        description="Steps between checkpoints to the store (torch.distributed.checkpoint); a restarted Job "
+        "resumes from the latest. 0: no checkpoints, a restarted Job starts again from step 0.",
+    )
+    keep_checkpoints: int = Field(default=2, ge=1, le=100, description="Checkpoints kept; older ones are deleted.")
+    launcher: Literal["job", "jobset"] = Field(
+        default="job",
+        description="job: an Indexed Job with a headless Service (several nodes); jobset: a JobSet, which needs "
+        "the JobSet CRD in the cluster.",
+    )
 
     rules = (
         Rule(
@@ -428,6 +459,26 @@ class FinalTraining(ApiModel):
             check=lambda f: f.compare_with is None or len(set(f.compare_with)) == len(f.compare_with),
         ),
     )
+
+
+def _cel_or(parent: str, field: str, default: int) -> str:
+    """An optional integer of the spec in CEL: the API server does not default nested objects that a manifest
+    leaves out, so absent means the pydantic default."""
+    return f"(has(self.{parent}) && has(self.{parent}.{field}) ? self.{parent}.{field} : {default})"
+
+
+def _cel_processes(gpus: str) -> str:
+    return f"({gpus} > 0 ? {gpus} : 1)"
+
+
+_BATCH = _cel_or("training", "batchSize", 16)
+_NODES = _cel_or("finalTraining", "nodes", 1)
+_ACCUMULATION = _cel_or("finalTraining", "gradientAccumulation", 1)
+_PROXY_PROCS = _cel_processes(_cel_or("resources", "gpusPerJob", 1))
+_FINAL_PROCS = (
+    f"(has(self.finalTraining) && has(self.finalTraining.gpusPerNode) ? "
+    f"{_cel_processes('self.finalTraining.gpusPerNode')} : {_PROXY_PROCS})"
+)
 
 
 class MixtureSearchSpec(ApiModel):
@@ -453,6 +504,17 @@ class MixtureSearchSpec(ApiModel):
         default_factory=Objective,
         description="What trials are judged by (default: held-out loss averaged over the domains, minimised).",
     )
+
+    def proxy_processes(self) -> int:
+        """Processes of a trial (one per GPU under torchrun, one on CPU)."""
+        return max(self.resources.gpus_per_job, 1)
+
+    def final_processes_per_node(self) -> int:
+        gpus = self.final_training.gpus_per_node
+        return self.proxy_processes() if gpus is None else max(gpus, 1)
+
+    def final_world_size(self) -> int:
+        return self.final_training.nodes * self.final_processes_per_node()
 
     rules = (
         Rule(
@@ -484,6 +546,15 @@ class MixtureSearchSpec(ApiModel):
                 s.training.augmentation.type != "mergemix"
                 or (s.models.proxy.backend == "tiny" and s.models.target.backend == "tiny")
             ),
+        ),
+        Rule(
+            cel=f"{_BATCH} % ({_NODES} * {_FINAL_PROCS} * {_ACCUMULATION}) == 0 && {_BATCH} % {_PROXY_PROCS} == 0",
+            message="must divide evenly among the processes: finalTraining.nodes x processes per node x "
+            "gradientAccumulation, and resources.gpusPerJob for the proxies",
+            field=".training.batchSize",
+            check=lambda s: s.training.batch_size % (s.final_world_size() * s.final_training.gradient_accumulation)
+            == 0
+            and s.training.batch_size % s.proxy_processes() == 0,
         ),
         Rule(
             cel="!has(self.search) || !has(self.search.warmStartFrom) || size(self.search.warmStartFrom) == 0"
