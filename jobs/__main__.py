@@ -1,4 +1,5 @@
-"""`python -m mixtura_jobs <step> --search-uri URI ...`: the entrypoint of every job container.
+"""`python -m mixtura_jobs <step> --search-uri URI ...`: the entrypoint of every job container; a distributed
+step runs as `python -m mixtura_jobs torchrun <torchrun arguments> -m mixtura_jobs <step> ...` (steps/torchrun.py).
 
 Also the jobs' side of the `mixtura` CLI (`demo-data`, `export`): the operator package knows the jobs only by these
 command lines, never by import.
@@ -36,6 +37,12 @@ STEPS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["torchrun"]:
+        # torchrun's own arguments, then the step's: argparse would take the step's options for its own.
+        from mixtura_jobs.steps import torchrun
+
+        return torchrun.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m mixtura_jobs")
     sub = parser.add_subparsers(dest="step", required=True)
     steps = {name: sub.add_parser(name) for name in STEPS}

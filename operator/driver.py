@@ -42,6 +42,9 @@ class Executor(Protocol):
     def cancel(self, search: MixtureSearch, step_key: str) -> None:
         """Stop the job and forget it; nothing when it does not exist."""
 
+    def launcher_problem(self, search: MixtureSearch) -> str | None:
+        """Why the final training cannot be launched as spec.finalTraining.launcher asks (None: it can)."""
+
 
 class Inputs(Protocol):
     """Where the resources a search names come from: the API server, or the manifest file."""
@@ -123,6 +126,8 @@ class SearchDriver:
         if observed.store_error is None and not observed.snapshot:
             domainset = self.inputs.domainset(search)
             observed = replace(observed, **self._check_data(search, domainset))
+        if observed.store_error is None:
+            observed = replace(observed, launcher_problem=self.executor.launcher_problem(search))
         decision = reconcile(search, domainset, observed, now)
         try:
             created = self._act(search, decision, store, observer, domainset)

@@ -79,6 +79,11 @@ def final_metrics(baseline: str | None = None) -> str:
     return FINAL_METRICS if baseline is None else f"final/{baseline}/metrics.json"
 
 
+def final_model(backend: str) -> str:
+    """Where the final training saves the target model (FINAL_DIR): hf's save_pretrained directory, tiny's file."""
+    return f"{FINAL_DIR}/model/" if backend == "hf" else f"{FINAL_DIR}/model.pt"
+
+
 def proposal(round_index: int) -> str:
     return f"proposals/round-{round_index}/proposal.json"
 
@@ -107,14 +112,14 @@ def embed_metrics(domain: str) -> str:
     return f"embeddings/{domain}/metrics.json"
 
 
-def job_name(search: str, step_key: str) -> str:
-    """Deterministic DNS-1123 name (<= 63 chars): a restarted operator finds, never duplicates, a job."""
+def job_name(search: str, step_key: str, limit: int = 63) -> str:
+    """Deterministic DNS-1123 name (<= `limit` chars): a restarted operator finds, never duplicates, a job."""
     slug = re.sub(r"[^a-z0-9-]+", "-", step_key.lower().replace("/", "-")).strip("-")
     name = f"{search}-{slug}"
-    if len(name) <= 63:
+    if len(name) <= limit:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return f"{name[: 63 - 9].rstrip('-')}-{digest}"
+    return f"{name[: limit - 9].rstrip('-')}-{digest}"
 
 
 def step_key_of_marker(key: str) -> str | None:

@@ -94,6 +94,9 @@ class Observed:
     warm_start: tuple[str, ...] = ()
     warm_start_waiting: str | None = None
     warm_start_problem: str | None = None
+    # Why the final training cannot be launched as spec.finalTraining.launcher asks (a JobSet without its CRD):
+    # it waits, nothing is created.
+    launcher_problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,14 @@ def input_problem(search: MixtureSearch, domainset: DomainSet, observed: Observe
     return None
 
 
+def _gpus(spec: MixtureSearchSpec, step_key: str) -> int:
+    """GPUs of each of a step's pods: the final training's `gpusPerNode` when set, else `resources.gpusPerJob`."""
+    step = step_key.partition("/")[0]
+    if step == "final" and spec.final_training.gpus_per_node is not None:
+        return spec.final_training.gpus_per_node
+    return spec.resources.gpus_per_job if step in GPU_STEPS else 0
+
+
 class _Builder:
     """Accumulates the decision while the stages are walked."""
 
@@ -211,8 +222,7 @@ class _Builder:
         """Create the step's job unless it is done, failed or already exists."""
         if step_key in self.observed.done or step_key in self.observed.jobs:
             return
-        gpus = self.search.spec.resources.gpus_per_job if step_key.split("/")[0] in GPU_STEPS else 0
-        self.actions.append(CreateJob(step_key, tuple(args), gpus))
+        self.actions.append(CreateJob(step_key, tuple(args), _gpus(self.search.spec, step_key)))
 
     def finish(self, phase: Phase, reason: str, message: str) -> Decision:
         self.status.phase = phase
@@ -366,6 +376,11 @@ def _advance(b: _Builder, domainset: DomainSet, failed: Mapping[str, str]) -> De
                     f"round {index}: {b.status.trials.progress} trials finished",
                 )
     finals = [key for key in final_steps(spec) if key not in done]
+    launcher_problem = b.observed.launcher_problem if finals else None
+    if launcher_problem or any(c.type == "LauncherUnavailable" for c in b.status.conditions):
+        b.condition("LauncherUnavailable", bool(launcher_problem), "LauncherUnavailable", launcher_problem or "")
+    if launcher_problem:
+        return b.finish(Phase.TRAINING, "LauncherUnavailable", launcher_problem)
     if finals:
         _ensure_within(b, finals, spec.budget.parallel_trials)
         what = "the chosen mixture" + "".join(f", {k.partition('/')[2]}" for k in final_steps(spec)[1:])
@@ -420,6 +435,13 @@ def _ensure_cells(b: _Builder) -> str:
     return f"concept cells (concepts of MixtureSearch {source!r})"
 
 
+def _final_model(spec: MixtureSearchSpec, observed: Observed) -> str | None:
+    """The target model the final training saved; a user's trainer keeps its model where it likes."""
+    if "final" not in observed.done or trainer_contract.trainer_for(spec, "final") is not None:
+        return None
+    return f"{observed.root_uri}/{layout.final_model(spec.models.target.backend)}"
+
+
 def _summarise(b: _Builder, failed: Mapping[str, str]) -> None:
     """Trial counts, best trial, MaD-Mix and final weights, unschedulable jobs: all from observations."""
     spec, observed, status = b.search.spec, b.observed, b.status
@@ -452,6 +474,7 @@ def _summarise(b: _Builder, failed: Mapping[str, str]) -> None:
     status.artifacts = ArtifactRefs(
         root=observed.root_uri or None,
         report=f"{observed.root_uri}/{layout.REPORT}" if "report" in observed.done else None,
+        model=_final_model(spec, observed),
     )
     status.comparison = list(observed.comparison)
     status.surrogate = observed.surrogate

@@ -42,6 +42,8 @@ def render(name: str, status: MixtureSearchStatus) -> str:
     table = weights_table(status)
     if table:
         lines.append(table)
+    if status.artifacts.model:
+        lines.append(f"final model: {status.artifacts.model.removeprefix('file://')}")
     if status.artifacts.report:
         lines.append(f"report: {status.artifacts.report.removeprefix('file://')}")
     return "\n".join(lines)

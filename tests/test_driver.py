@@ -36,6 +36,9 @@ class Jobs:
     def cancel(self, search, step_key) -> None:
         self.states.pop(step_key, None)
 
+    def launcher_problem(self, search) -> str | None:
+        return None
+
 
 class Inputs:
     def __init__(self, domain_set: DomainSet) -> None:

@@ -613,6 +613,11 @@ class SurrogateFit(ApiModel):
 class ArtifactRefs(ApiModel):
     root: str | None = None
     report: str | None = None
+    model: str | None = Field(
+        default=None,
+        description="The final model: the tiny backend's final/model.pt, or the hf backend's save_pretrained "
+        "directory final/model/ (none when a user's trainer ran the final training).",
+    )
 
 
 class MixtureSearchStatus(ApiModel):

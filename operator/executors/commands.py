@@ -3,6 +3,7 @@ preceded for the final training by the jobs' `final-pick`, which writes the mixt
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from mixtura_operator import trainer_contract
@@ -20,15 +21,20 @@ class Command:
     image: str | None = None
 
 
-def jobs_command(step: str, search_uri: str, *args: str) -> list[str]:
-    return ["python", "-m", "mixtura_jobs", step, "--search-uri", search_uri, *args]
+def jobs_command(step: str, search_uri: str, *args: str, launcher: Sequence[str] = ()) -> list[str]:
+    """`python -m mixtura_jobs <step> ...`, or under `launcher` (launch.torchrun) `<launcher> -m mixtura_jobs ...`."""
+    head = [*launcher, "-m"] if launcher else ["python", "-m"]
+    return [*head, "mixtura_jobs", step, "--search-uri", search_uri, *args]
 
 
-def step_commands(search: MixtureSearch, job: CreateJob, search_uri: str) -> list[Command]:
-    """The commands of a step, run one after the other; the step succeeds when the last one does."""
+def step_commands(
+    search: MixtureSearch, job: CreateJob, search_uri: str, launcher: Sequence[str] = ()
+) -> list[Command]:
+    """The commands of a step, run one after the other; the step succeeds when the last one does. `launcher`
+    starts the built-in training's processes (torchrun); a user's trainer runs as written, its own launcher."""
     trainer = trainer_contract.trainer_for(search.spec, job.step_key)
     if trainer is None:
-        return [Command(job.step, jobs_command(job.step, search_uri, *job.args))]
+        return [Command(job.step, jobs_command(job.step, search_uri, *job.args, launcher=launcher))]
     # The contract's variables win over the user's: they say which run this is.
     env = {**trainer.env, **trainer_contract.trainer_env(search.spec, job.step_key, search_uri)}
     run = Command("trainer", [*trainer.command, *trainer.args], env, trainer.image)

@@ -1,5 +1,6 @@
 """Runs job steps as batch/v1 Jobs: deterministic names, owner references, GPUs, credentials by secretKeyRef,
-pods that pass the PodSecurity `restricted` profile."""
+pods that pass the PodSecurity `restricted` profile. A final training on several nodes is an Indexed Job with a
+headless Service (or a JobSet, `finalTraining.launcher: jobset`) whose pods meet at a c10d rendezvous on node 0."""
 
 from __future__ import annotations
 
@@ -11,9 +12,14 @@ from kubernetes import client
 from mixtura_operator import layout, metrics
 from mixtura_operator.api.mixturesearch import MixtureSearch
 from mixtura_operator.executors.commands import Command, step_commands
+from mixtura_operator.executors.launch import Launch, launch_of, torchrun
 from mixtura_operator.reconcile import CreateJob, JobState
 
 STEP_KEY = "mixtura.dev/step-key"
+JOBSET_GROUP, JOBSET_VERSION, JOBSETS = "jobset.x-k8s.io", "v1alpha2", "jobsets"
+# A JobSet of one replicated Job: its pods are `<jobset>-node-0-<index>`, in the subdomain `<jobset>`.
+REPLICATED_JOB = "node"
+JOBSET_NAME_LABEL = "jobset.sigs.k8s.io/jobset-name"
 DEFAULT_JOBS_IMAGE = "ghcr.io/mixtura/jobs:0.1.0"
 # Read by the jobs (mixtura_jobs.training.device), which the operator knows only by their command line.
 CPU_REQUEST_ENV = "MIXTURA_CPU_REQUEST"
@@ -71,8 +77,56 @@ def pod_failure_policy(container: str) -> dict[str, Any]:
     }
 
 
-def job_manifest(search: MixtureSearch, job: CreateJob, search_uri: str) -> dict[str, Any]:
-    spec, meta = search.spec, search.metadata
+def object_name(search: str, step_key: str, launch: Launch) -> str:
+    """The Job's or JobSet's name, short enough that its pods' hostnames (`<job>-<index>`, a JobSet's
+    `<jobset>-node-0-<index>`) stay DNS labels."""
+    if launch.launcher == "jobset":
+        suffix = f"-{REPLICATED_JOB}-0-{launch.nodes - 1}"
+    else:
+        suffix = f"-{launch.nodes - 1}" if launch.nodes > 1 else ""
+    return layout.job_name(search, step_key, 63 - len(suffix))
+
+
+def service_name(job: str) -> str:
+    """The headless Service of an Indexed Job: the Job's name, or one that starts with a letter (a Service's
+    name is a DNS-1035 label; a Job's may start with a digit)."""
+    return job if job[0].isalpha() else layout.job_name("svc", job)
+
+
+def _rendezvous(search: MixtureSearch, step_key: str, launch: Launch) -> tuple[str, str]:
+    """Node 0's stable DNS name (its hostname in the subdomain of the headless Service) and the rendezvous id."""
+    name = object_name(search.metadata.name, step_key, launch)
+    if launch.launcher == "jobset":
+        return f"{name}-{REPLICATED_JOB}-0-0.{name}", name
+    return f"{name}-0.{service_name(name)}", name
+
+
+def _metadata(search: MixtureSearch, job: CreateJob, name: str) -> dict[str, Any]:
+    meta = search.metadata
+    object_labels = labels(search, job)
+    if search.spec.resources.queue_name:
+        object_labels["kueue.x-k8s.io/queue-name"] = search.spec.resources.queue_name
+    return {
+        "name": name,
+        "namespace": meta.namespace,
+        "labels": object_labels,
+        "annotations": {STEP_KEY: job.step_key},
+        "ownerReferences": [
+            {
+                "apiVersion": search.api_version,
+                "kind": search.kind,
+                "name": meta.name,
+                "uid": meta.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
+    }
+
+
+def _job_spec(search: MixtureSearch, job: CreateJob, search_uri: str, launch: Launch) -> dict[str, Any]:
+    """The batch/v1 JobSpec of a step (a JobSet's replicated Job's too): one pod per node."""
+    spec = search.spec
     resources = spec.resources
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in WRITABLE_ENV.items()]
     endpoint = spec.artifacts.endpoint_url or os.environ.get("MIXTURA_S3_ENDPOINT")
@@ -104,7 +158,8 @@ def job_manifest(search: MixtureSearch, job: CreateJob, search_uri: str) -> dict
             "volumeMounts": [{"name": "tmp", "mountPath": TMP}, {"name": "cache", "mountPath": CACHE}],
         }
 
-    *init, main = step_commands(search, job, search_uri)
+    launcher = torchrun(launch, *_rendezvous(search, job.step_key, launch)) if launch.distributed else []
+    *init, main = step_commands(search, job, search_uri, launcher)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -116,45 +171,103 @@ def job_manifest(search: MixtureSearch, job: CreateJob, search_uri: str) -> dict
     }
     if init:
         pod_spec["initContainers"] = [container(command, 0) for command in init]
-    job_labels = labels(search, job)
-    if resources.queue_name:
-        job_labels["kueue.x-k8s.io/queue-name"] = resources.queue_name
     job_spec: dict[str, Any] = {
         "backoffLimit": resources.backoff_limit,
         "podFailurePolicy": pod_failure_policy(main.name),
         "template": {"metadata": {"labels": labels(search, job)}, "spec": pod_spec},
     }
+    if launch.nodes > 1:
+        # Pod <job>-<index> of each index; the hostnames resolve in the headless Service's subdomain.
+        job_spec.update(completionMode="Indexed", completions=launch.nodes, parallelism=launch.nodes)
+    return job_spec
+
+
+def _lifecycle(search: MixtureSearch) -> dict[str, Any]:
+    """Kueue's suspension, the deadline and the TTL, the same on a Job and a JobSet."""
+    resources = search.spec.resources
+    out: dict[str, Any] = {}
     if resources.queue_name:
-        job_spec["suspend"] = True
+        out["suspend"] = True
     if resources.active_deadline_seconds:
-        job_spec["activeDeadlineSeconds"] = resources.active_deadline_seconds
+        out["activeDeadlineSeconds"] = resources.active_deadline_seconds
     ttl = resources.ttl_seconds_after_finished
-    job_spec["ttlSecondsAfterFinished"] = DEFAULT_TTL_SECONDS if ttl is None else ttl
+    out["ttlSecondsAfterFinished"] = DEFAULT_TTL_SECONDS if ttl is None else ttl
+    return out
+
+
+def job_manifest(search: MixtureSearch, job: CreateJob, search_uri: str) -> dict[str, Any]:
+    """The step's batch/v1 Job; an Indexed Job in the subdomain of its headless Service on several nodes."""
+    launch = launch_of(search.spec, job.step_key)
+    name = object_name(search.metadata.name, job.step_key, launch)
+    job_spec = {**_job_spec(search, job, search_uri, launch), **_lifecycle(search)}
+    if launch.nodes > 1:
+        job_spec["template"]["spec"]["subdomain"] = service_name(name)
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": _metadata(search, job, name), "spec": job_spec}
+
+
+def service_manifest(search: MixtureSearch, job: CreateJob) -> dict[str, Any]:
+    """The headless Service that gives an Indexed Job's pods their DNS names (`<job>-0.<service>`: node 0,
+    where the rendezvous is)."""
+    launch = launch_of(search.spec, job.step_key)
+    name = object_name(search.metadata.name, job.step_key, launch)
+    metadata = _metadata(search, job, service_name(name))
     return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": layout.job_name(meta.name, job.step_key),
-            "namespace": meta.namespace,
-            "labels": job_labels,
-            "annotations": {STEP_KEY: job.step_key},
-            "ownerReferences": [
-                {
-                    "apiVersion": search.api_version,
-                    "kind": search.kind,
-                    "name": meta.name,
-                    "uid": meta.uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata,
+        "spec": {
+            "clusterIP": "None",
+            "selector": {"batch.kubernetes.io/job-name": name},
+            # The rendezvous happens before any pod is ready.
+            "publishNotReadyAddresses": True,
         },
-        "spec": job_spec,
     }
 
 
+def jobset_manifest(search: MixtureSearch, job: CreateJob, search_uri: str) -> dict[str, Any]:
+    """A JobSet of one replicated Job of `nodes` pods (its controller makes the headless Service). A failed
+    Job restarts the whole set up to backoffLimit times, but for bad input (the Job's podFailurePolicy)."""
+    launch = launch_of(search.spec, job.step_key)
+    name = object_name(search.metadata.name, job.step_key, launch)
+    job_spec = {**_job_spec(search, job, search_uri, launch), "backoffLimit": 0}
+    job_spec.update(completionMode="Indexed", completions=launch.nodes, parallelism=launch.nodes)
+    lifecycle = _lifecycle(search)
+    # The deadline is each Job's; the JobSet has none of its own.
+    if "activeDeadlineSeconds" in lifecycle:
+        job_spec["activeDeadlineSeconds"] = lifecycle.pop("activeDeadlineSeconds")
+    return {
+        "apiVersion": f"{JOBSET_GROUP}/{JOBSET_VERSION}",
+        "kind": "JobSet",
+        "metadata": _metadata(search, job, name),
+        "spec": {
+            "network": {"enableDNSHostnames": True, "subdomain": name},
+            "failurePolicy": {
+                "maxRestarts": search.spec.resources.backoff_limit,
+                "rules": [{"name": "bad-input", "action": "FailJobSet", "onJobFailureReasons": ["PodFailurePolicy"]}],
+            },
+            "replicatedJobs": [
+                {
+                    "name": REPLICATED_JOB,
+                    "replicas": 1,
+                    "template": {"metadata": {"labels": labels(search, job)}, "spec": job_spec},
+                }
+            ],
+            **lifecycle,
+        },
+    }
+
+
+def _unschedulable(pods: list[client.V1Pod]) -> JobState | None:
+    for pod in pods:
+        for condition in pod.status.conditions or []:
+            if condition.type == "PodScheduled" and condition.status == "False" and condition.reason == "Unschedulable":
+                return JobState("Pending", condition.message or "Unschedulable", unschedulable=True)
+    return None
+
+
 def job_state(job: client.V1Job, pods: list[client.V1Pod]) -> JobState:
-    """A Job's state for the state machine; a pending pod the scheduler refused is flagged unschedulable."""
+    """A Job's state for the state machine; a pending pod the scheduler refused is flagged unschedulable. An
+    Indexed Job is Complete once every index has succeeded."""
     status = job.status
     for condition in status.conditions or []:
         if condition.status != "True":
@@ -163,38 +276,112 @@ def job_state(job: client.V1Job, pods: list[client.V1Pod]) -> JobState:
             return JobState("Succeeded")
         if condition.type == "Failed":
             return JobState("Failed", f"{condition.reason}: {condition.message}".strip(": "))
-    for pod in pods:
-        for condition in pod.status.conditions or []:
-            if condition.type == "PodScheduled" and condition.status == "False" and condition.reason == "Unschedulable":
-                return JobState("Pending", condition.message or "Unschedulable", unschedulable=True)
-    return JobState("Running" if (status.ready or 0) > 0 else "Pending")
+    return _unschedulable(pods) or JobState("Running" if (status.ready or 0) > 0 else "Pending")
+
+
+def jobset_state(jobset: dict[str, Any], pods: list[client.V1Pod]) -> JobState:
+    """A JobSet's state, from its conditions (Completed, Failed) and its replicated Jobs' ready pods."""
+    status = jobset.get("status") or {}
+    for condition in status.get("conditions") or []:
+        if condition.get("status") != "True":
+            continue
+        if condition.get("type") == "Completed":
+            return JobState("Succeeded")
+        if condition.get("type") == "Failed":
+            return JobState("Failed", f"{condition.get('reason', '')}: {condition.get('message', '')}".strip(": "))
+    ready = sum(r.get("ready", 0) for r in status.get("replicatedJobsStatus") or [])
+    return _unschedulable(pods) or JobState("Running" if ready > 0 else "Pending")
+
+
+def jobset_missing_message() -> str:
+    return (
+        f"spec.finalTraining.launcher: jobset needs the JobSet CRD ({JOBSETS}.{JOBSET_GROUP}, {JOBSET_VERSION}), "
+        "which this cluster does not have; install JobSet, or use launcher: job"
+    )
+
+
+def _ignore_missing(call, *args: Any, **kwargs: Any) -> None:
+    try:
+        call(*args, **kwargs)
+    except client.ApiException as error:
+        if error.status != 404:
+            raise
+
+
+def _create(call, *args: Any) -> bool:
+    """False when the object already exists (a restarted operator never duplicates one)."""
+    try:
+        call(*args)
+    except client.ApiException as error:
+        if error.status == 409:
+            return False
+        raise
+    return True
 
 
 class KubernetesExecutor:
-    """Observes, creates and deletes searches' Jobs; records each finished Job's duration and GPU-hours once."""
+    """Observes, creates and deletes searches' Jobs (and the Services and JobSets of distributed final
+    trainings); records each finished Job's duration and GPU-hours once."""
 
     def __init__(self, api: client.ApiClient) -> None:
         self.batch = client.BatchV1Api(api)
         self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.apis = client.ApisApi(api)
         self._timed_jobs: set[str] = set()
 
     def observe(self, search: MixtureSearch) -> dict[str, JobState]:
         selector = f"mixtura.dev/search={search.metadata.name},app.kubernetes.io/managed-by=mixtura"
-        jobs = self.batch.list_namespaced_job(search.metadata.namespace, label_selector=selector).items
-        owned = [j for j in jobs if any(o.uid == search.metadata.uid for o in j.metadata.owner_references or [])]
+        namespace = search.metadata.namespace
+        jobs = self.batch.list_namespaced_job(namespace, label_selector=selector).items
+        owned = [j for j in jobs if _owned(search, [o.uid for o in j.metadata.owner_references or []])]
+        jobsets = [
+            j
+            for j in self._jobsets(search, selector)
+            if _owned(search, [o["uid"] for o in j["metadata"].get("ownerReferences") or []])
+        ]
         waiting = [j for j in owned if not (j.status.ready or j.status.succeeded or j.status.failed)]
-        pods_by_job: dict[str, list[client.V1Pod]] = {}
-        if waiting:
-            for pod in self.core.list_namespaced_pod(search.metadata.namespace, label_selector=selector).items:
-                pods_by_job.setdefault((pod.metadata.labels or {}).get("job-name", ""), []).append(pod)
+        pods_by_owner: dict[str, list[client.V1Pod]] = {}
+        if waiting or jobsets:
+            for pod in self.core.list_namespaced_pod(namespace, label_selector=selector).items:
+                pod_labels = pod.metadata.labels or {}
+                owner = pod_labels.get(JOBSET_NAME_LABEL) or pod_labels.get("job-name", "")
+                pods_by_owner.setdefault(owner, []).append(pod)
         states = {}
         for job in owned:
             key = (job.metadata.annotations or {}).get(STEP_KEY)
             if key:
-                states[key] = job_state(job, pods_by_job.get(job.metadata.name, []))
+                states[key] = job_state(job, pods_by_owner.get(job.metadata.name, []))
                 if states[key].phase in ("Succeeded", "Failed"):
                     self._time(search, job)
+        for jobset in jobsets:
+            key = (jobset["metadata"].get("annotations") or {}).get(STEP_KEY)
+            if key:
+                states[key] = jobset_state(jobset, pods_by_owner.get(jobset["metadata"]["name"], []))
         return states
+
+    def _jobsets(self, search: MixtureSearch, selector: str) -> list[dict[str, Any]]:
+        if search.spec.final_training.launcher != "jobset":
+            return []
+        try:
+            listed = self.custom.list_namespaced_custom_object(
+                JOBSET_GROUP, JOBSET_VERSION, search.metadata.namespace, JOBSETS, label_selector=selector
+            )
+        except client.ApiException as error:
+            if error.status == 404:
+                return []
+            raise
+        return listed["items"]
+
+    def launcher_problem(self, search: MixtureSearch) -> str | None:
+        """Why the final training cannot be launched as spec.finalTraining.launcher asks: a JobSet without the
+        JobSet CRD (API discovery, which every authenticated user may read)."""
+        final = search.spec.final_training
+        if not final.enabled or final.launcher != "jobset":
+            return None
+        groups = self.apis.get_api_versions().groups or []
+        served = {v.version for g in groups if g.name == JOBSET_GROUP for v in g.versions or []}
+        return None if JOBSET_VERSION in served else jobset_missing_message()
 
     def _time(self, search: MixtureSearch, job: client.V1Job) -> None:
         if job.metadata.uid in self._timed_jobs:
@@ -209,23 +396,43 @@ class KubernetesExecutor:
         step = (job.metadata.labels or {}).get("mixtura.dev/step", "unknown")
         metrics.JOB_DURATION.labels(step).observe(seconds)
         limits = job.spec.template.spec.containers[0].resources.limits or {}
-        gpus = int(limits.get("nvidia.com/gpu", 0))
+        gpus = int(limits.get("nvidia.com/gpu", 0)) * (job.spec.parallelism or 1)
         metrics.GPU_HOURS.labels(search.metadata.namespace, search.metadata.name).inc(gpus * seconds / 3600)
 
     def cancel(self, search: MixtureSearch, step_key: str) -> None:
-        name = layout.job_name(search.metadata.name, step_key)
-        try:
-            self.batch.delete_namespaced_job(name, search.metadata.namespace, propagation_policy="Background")
-        except client.ApiException as error:
-            if error.status != 404:
-                raise
+        namespace = search.metadata.namespace
+        launch = launch_of(search.spec, step_key)
+        name = object_name(search.metadata.name, step_key, launch)
+        if launch.launcher == "jobset":
+            _ignore_missing(
+                self.custom.delete_namespaced_custom_object,
+                JOBSET_GROUP,
+                JOBSET_VERSION,
+                namespace,
+                JOBSETS,
+                name,
+                propagation_policy="Background",
+            )
+            return
+        _ignore_missing(self.batch.delete_namespaced_job, name, namespace, propagation_policy="Background")
+        if launch.nodes > 1:
+            _ignore_missing(self.core.delete_namespaced_service, service_name(name), namespace)
 
     def create(self, search: MixtureSearch, job: CreateJob, search_uri: str) -> bool:
-        """Creates the Job; False when it already exists (a restarted operator never duplicates one)."""
-        try:
-            self.batch.create_namespaced_job(search.metadata.namespace, job_manifest(search, job, search_uri))
-        except client.ApiException as error:
-            if error.status == 409:
-                return False
-            raise
-        return True
+        """Creates the step's objects; False when its Job or JobSet already exists."""
+        namespace = search.metadata.namespace
+        launch = launch_of(search.spec, job.step_key)
+        if launch.launcher == "jobset":
+            body = jobset_manifest(search, job, search_uri)
+            return _create(
+                self.custom.create_namespaced_custom_object, JOBSET_GROUP, JOBSET_VERSION, namespace, JOBSETS, body
+            )
+        if launch.nodes > 1:
+            # Before the Job, so that node 0's name resolves when its pods start.
+            _create(self.core.create_namespaced_service, namespace, service_manifest(search, job))
+        return _create(self.batch.create_namespaced_job, namespace, job_manifest(search, job, search_uri))
+
+
+def _owned(search: MixtureSearch, owner_uids: list[str]) -> bool:
+    """Owned by this search (its uid): a search deleted and made again under the same name owns none of these."""
+    return search.metadata.uid in owner_uids

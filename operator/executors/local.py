@@ -13,6 +13,7 @@ from pathlib import Path
 from mixtura_operator import layout
 from mixtura_operator.api.mixturesearch import MixtureSearch
 from mixtura_operator.executors.commands import Command, step_commands
+from mixtura_operator.executors.launch import Launch, launch_of, torchrun
 from mixtura_operator.reconcile import CreateJob, JobState
 
 
@@ -45,7 +46,7 @@ class LocalExecutor:
             return False
         if any(run.job.step_key == job.step_key for run in self.queue):
             return False
-        self.queue.append(_Run(job, step_commands(search, job, search_uri)))
+        self.queue.append(_Run(job, step_commands(search, job, search_uri, _launcher(search, job.step_key))))
         return True
 
     def cancel(self, search: MixtureSearch, step_key: str) -> None:
@@ -55,6 +56,10 @@ class LocalExecutor:
             run.process.terminate()
             run.process.wait()
         self.finished.pop(step_key, None)
+
+    def launcher_problem(self, search: MixtureSearch) -> str | None:
+        """None: every launcher runs here as torchrun on this machine."""
+        return None
 
     def observe(self, search: MixtureSearch) -> dict[str, JobState]:
         self._poll()
@@ -123,6 +128,13 @@ class LocalExecutor:
                 )
                 return
         self.running[run.job.step_key] = run
+
+
+def _launcher(search: MixtureSearch, step_key: str) -> list[str]:
+    """torchrun on this machine for a step of several processes: all the nodes' processes (CPU, gloo, unless
+    the machine has GPUs), so that a local run trains as the cluster would."""
+    launch = launch_of(search.spec, step_key)
+    return torchrun(Launch(processes=launch.world_size)) if launch.distributed else []
 
 
 def _failure_message(code: int, log: Path | None) -> str:
