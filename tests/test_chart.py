@@ -52,6 +52,8 @@ RULES = (
     | {("mixtura.dev", "mixturesearches/finalizers", "update")}
     | {("batch", "jobs", v) for v in ("list", "watch", "create", "delete")}
     | {("", "pods", "list"), ("", "events", "create")}
+    | {("", "services", v) for v in ("create", "delete")}
+    | {("jobset.x-k8s.io", "jobsets", v) for v in ("list", "create", "delete")}
 )
 LEASE_RULES = {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}
 
