@@ -201,4 +201,3 @@ def test_status_names_the_final_model(target, trainer, model):
     world.observed = replace(world.observed, done=frozenset({"final"}), jobs={"final": JobState("Succeeded")})
     status = reconcile(s, ds, world.observed, NOW).status
     assert status.artifacts.model == (None if model is None else f"file:///x/{model}")
-

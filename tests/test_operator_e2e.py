@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -200,11 +201,15 @@ def search_events(plane, name: str) -> list[tuple[str, str]]:
     return [(e["reason"], e["message"]) for e in json.loads(out)["items"]]
 
 
-def proxy_jobs(plane, name: str) -> list[dict]:
+def step_jobs(plane, name: str, step: str) -> list[dict]:
     out = plane.kubectl(
-        "get", "jobs", "-n", NS, "-l", f"mixtura.dev/search={name},mixtura.dev/step=proxy-train", "-o", "json"
+        "get", "jobs", "-n", NS, "-l", f"mixtura.dev/search={name},mixtura.dev/step={step}", "-o", "json"
     ).stdout
     return json.loads(out)["items"]
+
+
+def proxy_jobs(plane, name: str) -> list[dict]:
+    return step_jobs(plane, name, "proxy-train")
 
 
 def wait_phase(plane, operator, name, phases, timeout=420, each=None) -> dict:
@@ -565,16 +570,45 @@ def test_an_s3_outage_mid_search_degrades_then_clears_and_loses_no_trial(control
     assert trials == ["000", "001", "002", "003"]
 
 
-def running_trial_pod(plane, name: str, trial: str, operator, timeout: float = 420) -> str:
+def pods_of(plane, selector: str) -> list[dict]:
+    return json.loads(plane.kubectl("get", "pods", "-n", NS, "-l", selector, "-o", "json").stdout)["items"]
+
+
+def running_pod(plane, selector: str, operator, timeout: float = 420) -> str:
     deadline = time.monotonic() + timeout
-    selector = f"mixtura.dev/search={name},mixtura.dev/trial={trial}"
     while time.monotonic() < deadline:
-        pods = json.loads(plane.kubectl("get", "pods", "-n", NS, "-l", selector, "-o", "json").stdout)["items"]
-        running = [p for p in pods if p["status"].get("phase") == "Running"]
+        running = [p for p in pods_of(plane, selector) if p["status"].get("phase") == "Running"]
         if running:
             return running[0]["metadata"]["name"]
         time.sleep(0.5)
-    raise AssertionError(f"no running pod of trial {trial}\n{operator.tail()}")
+    raise AssertionError(f"no running pod of {selector}\n{operator.tail()}")
+
+
+def running_trial_pod(plane, name: str, trial: str, operator, timeout: float = 420) -> str:
+    return running_pod(plane, f"mixtura.dev/search={name},mixtura.dev/trial={trial}", operator, timeout)
+
+
+def preempt(plane, pod: str) -> None:
+    """What a kubelet reports of a preempted pod: a DisruptionTarget condition, then the pod Failed (137)."""
+    # With its transition time: the disruption controller resets a DisruptionTarget older than 2 minutes.
+    disruption = {
+        "type": "DisruptionTarget",
+        "status": "True",
+        "reason": "PreemptionByScheduler",
+        "message": "preempted by the test",
+        "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    plane.kubectl(
+        "patch",
+        "pod",
+        pod,
+        "-n",
+        NS,
+        "--subresource=status",
+        "-p",
+        json.dumps({"status": {"conditions": [disruption]}}),
+    )
+    plane.kubectl("annotate", "pod", pod, "-n", NS, "--overwrite", "testbed.mixtura.dev/exit-code=137")
 
 
 def apply_two_trials(plane, installed, name: str, max_failed: int, **spec) -> None:
@@ -597,26 +631,7 @@ def test_a_preempted_trial_pod_is_rerun_and_not_counted(control_plane, installed
     podFailurePolicy ignores it (backoffLimit 0 would fail the Job otherwise), a new pod runs the trial."""
     plane, operator = control_plane, installed["operator"]
     apply_two_trials(plane, installed, "preempted", max_failed=0)
-    pod = running_trial_pod(plane, "preempted", "000", operator)
-    # With its transition time: the disruption controller resets a DisruptionTarget older than 2 minutes.
-    disruption = {
-        "type": "DisruptionTarget",
-        "status": "True",
-        "reason": "PreemptionByScheduler",
-        "message": "preempted by the test",
-        "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    plane.kubectl(
-        "patch",
-        "pod",
-        pod,
-        "-n",
-        NS,
-        "--subresource=status",
-        "-p",
-        json.dumps({"status": {"conditions": [disruption]}}),
-    )
-    plane.kubectl("annotate", "pod", pod, "-n", NS, "--overwrite", "testbed.mixtura.dev/exit-code=137")
+    preempt(plane, running_trial_pod(plane, "preempted", "000", operator))
     body = wait_phase(plane, operator, "preempted", {"Succeeded", "Failed"})
     assert body["status"]["phase"] == "Succeeded", body["status"]
     assert body["status"]["trials"]["failed"] == 0 and body["status"]["trials"]["succeeded"] == 2
@@ -624,6 +639,127 @@ def test_a_preempted_trial_pod_is_rerun_and_not_counted(control_plane, installed
     assert job["status"].get("failed", 0) == 0 and job["status"]["succeeded"] == 1
     pods = plane.kubectl("get", "pods", "-n", NS, "-l", f"job-name={job['metadata']['name']}", "-o", "name").stdout
     assert len(pods.split()) == 2, pods
+
+
+def test_a_preempted_final_training_pod_is_rerun_and_not_counted(control_plane, installed):
+    """Issue 14 acceptance 4: the final training's pod (torchrun, two processes) preempted and deleted: the
+    podFailurePolicy ignores it (backoffLimit 0 would fail the Job otherwise), a new pod trains, the search
+    succeeds."""
+    plane, operator = control_plane, installed["operator"]
+    final = {"enabled": True, "steps": 10, "gpusPerNode": 2}
+    text = manifests(
+        "final-preempted", installed["bucket"], installed["endpoint"], method="uniform", finalTraining=final
+    )
+    plane.kubectl("apply", "-n", NS, "-f", "-", input=text)
+    pod = running_pod(plane, "mixtura.dev/search=final-preempted,mixtura.dev/step=final-train", operator)
+    preempt(plane, pod)
+    deadline = time.monotonic() + 60
+    while json.loads(plane.kubectl("get", "pod", pod, "-n", NS, "-o", "json").stdout)["status"]["phase"] != "Failed":
+        assert time.monotonic() < deadline, f"pod {pod} never ended Failed"
+        time.sleep(0.5)
+    plane.kubectl("delete", "pod", pod, "-n", NS, "--wait=true")
+    body = wait_phase(plane, operator, "final-preempted", {"Succeeded", "Failed"})
+    assert body["status"]["phase"] == "Succeeded", body["status"]
+    (job,) = step_jobs(plane, "final-preempted", "final-train")
+    assert job["spec"]["backoffLimit"] == 0
+    assert job["status"].get("failed", 0) == 0 and job["status"]["succeeded"] == 1, job["status"]
+    rerun = pods_of(plane, f"job-name={job['metadata']['name']}")
+    assert [p["status"]["phase"] for p in rerun] == ["Succeeded"] and rerun[0]["metadata"]["name"] != pod
+
+
+def test_a_final_training_on_two_nodes_is_an_indexed_job_whose_pods_rendezvous(control_plane, installed, pod_runner):
+    """Issue 14 acceptance 2: finalTraining.nodes 2 (one CPU process per node) runs as an Indexed Job of two
+    pods in the subdomain of its headless Service. The pod runner runs both as torchrun agents that meet at the
+    c10d rendezvous on loopback (the test bed's address override for `<job>-0.<service>`); each sees a world
+    of 2. The search succeeds and names its final model."""
+    plane, operator = control_plane, installed["operator"]
+    final = {"enabled": True, "steps": 4, "nodes": 2, "gpusPerNode": 0}
+    text = manifests("two-nodes", installed["bucket"], installed["endpoint"], method="uniform", finalTraining=final)
+    plane.kubectl("apply", "-n", NS, "-f", "-", input=text)
+    body = wait_phase(plane, operator, "two-nodes", {"Succeeded", "Failed"})
+    assert body["status"]["phase"] == "Succeeded", body["status"]
+    (job,) = step_jobs(plane, "two-nodes", "final-train")
+    spec, name = job["spec"], job["metadata"]["name"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 2, 2)
+    assert job["status"]["succeeded"] == 2
+    service = json.loads(plane.kubectl("get", "service", name, "-n", NS, "-o", "json").stdout)
+    assert spec["template"]["spec"]["subdomain"] == name and service["spec"]["clusterIP"] == "None"
+    assert service["metadata"]["ownerReferences"][0]["uid"] == body["metadata"]["uid"]
+    command = spec["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("--rdzv-endpoint") + 1] == f"{name}-0.{name}:29400"
+    pods = pods_of(plane, f"job-name={name}")
+    indexes = sorted(p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] for p in pods)
+    assert indexes == ["0", "1"] and {p["status"]["phase"] for p in pods} == {"Succeeded"}
+    logs = [(pod_runner.log_dir / f"{NS}_{p['metadata']['name']}.log").read_text() for p in pods]
+    assert all("global_world_sizes=[2]" in log for log in logs), logs[0][-3000:]
+    assert sorted(re.search(r"group_rank=(\d+)", log).group(1) for log in logs) == ["0", "1"]
+    model = body["status"]["artifacts"]["model"]
+    assert model == f"{body['status']['artifacts']['root']}/final/model.pt"
+    prefix = f"s3://{installed['bucket']}/"
+    assert installed["store"].list(model.removeprefix(prefix)) == [model.removeprefix(prefix)]
+
+
+# Enough of JobSet's CRD for the API server to serve the kind; no JobSet controller runs on the test bed.
+JOBSET_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "jobsets.jobset.x-k8s.io"},
+    "spec": {
+        "group": "jobset.x-k8s.io",
+        "scope": "Namespaced",
+        "names": {"kind": "JobSet", "listKind": "JobSetList", "plural": "jobsets", "singular": "jobset"},
+        "versions": [
+            {
+                "name": "v1alpha2",
+                "served": True,
+                "storage": True,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                "subresources": {"status": {}},
+            }
+        ],
+    },
+}
+
+
+def wait_condition(plane, operator, name: str, type_: str, status: str, timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        conditions = get(plane, name).get("status", {}).get("conditions", [])
+        found = next((c for c in conditions if c["type"] == type_ and c["status"] == status), None)
+        if found:
+            return found
+        time.sleep(1)
+    raise AssertionError(f"{name}: no condition {type_}={status}: {conditions}\n{operator.tail()}")
+
+
+def test_a_jobset_launcher_waits_for_the_jobset_crd_then_creates_a_jobset(control_plane, installed):
+    """Issue 14: `launcher: jobset` without JobSet's CRD is a LauncherUnavailable condition naming the field and
+    the CRD, and nothing is created; once the CRD is installed the operator creates the JobSet (one replicated
+    Job of a pod per node)."""
+    plane, operator = control_plane, installed["operator"]
+    final = {"enabled": True, "steps": 4, "nodes": 2, "gpusPerNode": 0, "launcher": "jobset"}
+    text = manifests("jobset", installed["bucket"], installed["endpoint"], method="uniform", finalTraining=final)
+    plane.kubectl("apply", "-n", NS, "-f", "-", input=text)
+    try:
+        condition = wait_condition(plane, operator, "jobset", "LauncherUnavailable", "True")
+        assert "spec.finalTraining.launcher" in condition["message"], condition
+        assert "jobsets.jobset.x-k8s.io" in condition["message"], condition
+        assert get(plane, "jobset")["status"]["phase"] == "Training"
+        assert step_jobs(plane, "jobset", "final-train") == []
+        plane.kubectl("apply", "-f", "-", input=yaml.safe_dump(JOBSET_CRD))
+        plane.kubectl("wait", "--for=condition=Established", "crd/jobsets.jobset.x-k8s.io", "--timeout=60s")
+        wait_condition(plane, operator, "jobset", "LauncherUnavailable", "False", timeout=60)
+        jobset = json.loads(
+            plane.kubectl("get", "jobsets.jobset.x-k8s.io", "jobset-final", "-n", NS, "-o", "json").stdout
+        )
+        (replicated,) = jobset["spec"]["replicatedJobs"]
+        assert replicated["replicas"] == 1 and replicated["template"]["spec"]["parallelism"] == 2
+        assert jobset["metadata"]["ownerReferences"][0]["uid"] == get(plane, "jobset")["metadata"]["uid"]
+        command = replicated["template"]["spec"]["template"]["spec"]["containers"][0]["command"]
+        assert command[command.index("--rdzv-endpoint") + 1] == "jobset-final-node-0-0.jobset-final:29400"
+    finally:
+        plane.kubectl("delete", "mixturesearch", "jobset", "-n", NS, "--wait=true", "--timeout=60s", check=False)
+        plane.kubectl("delete", "crd", "jobsets.jobset.x-k8s.io", "--wait=true", "--timeout=60s", check=False)
 
 
 def test_a_failed_trial_job_deleted_before_the_operator_saw_it_counts_once(control_plane, installed):

@@ -2,12 +2,18 @@
 Job pod on a KWOK node as local processes with the pod's environment (the first failure ends the pod), then
 records the exit code on the pod, where a KWOK Stage turns it into Succeeded or Failed, so that Jobs progress
 through the real job controller. A pod's emptyDir volumes become folders of its own, and environment values
-under their mount paths point there (a process here cannot mount them)."""
+under their mount paths point there (a process here cannot mount them).
+
+The test bed's address override: a pod in a subdomain (an Indexed Job's pods with their headless Service) names
+its siblings `<hostname>.<subdomain>`, which no DNS here resolves. In its command and environment such a name
+becomes 127.0.0.1, and its port one free port of this machine per subdomain and port, so that the pods of
+one Job meet on loopback and two Jobs (or two test beds on one machine) never share a port."""
 
 from __future__ import annotations
 
 import base64
 import math
+import re
 import subprocess
 import sys
 import threading
@@ -15,9 +21,13 @@ from pathlib import Path
 
 from kubernetes import client
 
+from testbed.procs import free_port
+
 EXIT_CODE = "testbed.mixtura.dev/exit-code"
 OUTPUT = "testbed.mixtura.dev/output"
 TESTBED_ENV = "MIXTURA_TESTBED"
+# A pod's terminationGracePeriodSeconds by default.
+GRACE_SECONDS = 30
 
 
 def _resource(container, ref) -> str:
@@ -49,11 +59,24 @@ def _field(pod, path: str) -> str:
     raise ValueError(f"fieldRef {path} is not supported by the test pod runner")
 
 
+def stop_container(process: subprocess.Popen) -> None:
+    """As a kubelet stops a container: SIGTERM (torchrun's agent then stops its workers, which run in sessions
+    of their own), SIGKILL after the grace period."""
+    process.terminate()
+    try:
+        process.wait(GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
 class PodRunner:
     def __init__(self, api: client.CoreV1Api, log_dir: Path, cwd: Path, extra_env: dict[str, str]) -> None:
         self.api, self.log_dir, self.cwd, self.extra_env = api, log_dir, cwd, extra_env
         self.started: dict[str, subprocess.Popen | None] = {}
         self.exit_codes: dict[str, int] = {}
+        self._ports: dict[tuple[str, str, str], int] = {}
+        self._ports_lock = threading.Lock()
+        self._stopping: set[str] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pod-runner", daemon=True)
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -67,7 +90,7 @@ class PodRunner:
         self._thread.join(10)
         for process in list(self.started.values()):
             if process and process.poll() is None:
-                process.kill()
+                stop_container(process)
 
     def _env(self, pod, container) -> dict[str, str]:
         env = {**self.extra_env, TESTBED_ENV: "1"}
@@ -93,6 +116,24 @@ class PodRunner:
                 env[var.name] = _resource(container, var.value_from.resource_field_ref)
         return self._mount_empty_dirs(pod, container, env)
 
+    def _loopback(self, pod, text: str) -> str:
+        """`text` with the DNS names of the pod's subdomain (`<host>.<subdomain>[.<ns>.svc[.cluster.local]]`,
+        with an optional port) pointing at loopback."""
+        subdomain, namespace = pod.spec.subdomain, pod.metadata.namespace
+        if not subdomain:
+            return text
+        name = rf"[a-z0-9-]+\.{re.escape(subdomain)}(?:\.{re.escape(namespace)}\.svc(?:\.cluster\.local)?)?"
+
+        def local(match: re.Match) -> str:
+            port = match.group(1)
+            if port is None:
+                return "127.0.0.1"
+            with self._ports_lock:
+                mapped = self._ports.setdefault((namespace, subdomain, port), free_port())
+            return f"127.0.0.1:{mapped}"
+
+        return re.sub(rf"(?<![\w.-]){name}(?::(\d+))?(?![\w.-])", local, text)
+
     def _mount_empty_dirs(self, pod, container, env: dict[str, str]) -> dict[str, str]:
         empty = {v.name for v in pod.spec.volumes or [] if v.empty_dir is not None}
         for mount in container.volume_mounts or []:
@@ -107,10 +148,13 @@ class PodRunner:
 
     def execute(self, pod, container, log: Path) -> int:
         """Run the container's command as a local process; its exit code."""
-        argv = [*(container.command or []), *(container.args or [])]
+        argv = [self._loopback(pod, arg) for arg in [*(container.command or []), *(container.args or [])]]
         if argv and argv[0] in ("python", "python3"):
             argv[0] = sys.executable
-        env = self._env(pod, container)
+        env = {name: self._loopback(pod, value) for name, value in self._env(pod, container).items()}
+        if pod.spec.hostname:
+            # What a container's runtime sets: an Indexed Job's pod is `<job>-<index>`.
+            env["HOSTNAME"] = pod.spec.hostname
         with log.open("ab") as out:
             process = subprocess.Popen(
                 argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=container.working_dir or self.cwd
@@ -162,5 +206,7 @@ class PodRunner:
                     self.started[uid] = None
                     threading.Thread(target=self._run, args=(pod,), daemon=True).start()
             for uid, process in list(self.started.items()):
-                if uid not in running and process and process.poll() is None and uid not in self.exit_codes:
-                    process.kill()
+                ended = uid not in running and process and process.poll() is None and uid not in self.exit_codes
+                if ended and uid not in self._stopping:
+                    self._stopping.add(uid)
+                    threading.Thread(target=stop_container, args=(process,), daemon=True).start()
