@@ -337,6 +337,22 @@ def test_uniform_without_final_training_runs_only_the_report(small, tmp_path):
     assert elapsed < 60, f"one report step took {elapsed:.0f}s"
 
 
+def test_a_final_training_of_two_processes_runs_locally_under_torchrun(small, tmp_path):
+    """Issue 14: `mixtura run` trains a world of 2 (two nodes of one CPU process) as torchrun --standalone with
+    2 processes on this machine; the summary and status name the final model."""
+    final = {"enabled": True, "steps": 4, "nodes": 2, "gpusPerNode": 0}
+    spec = mixture_search(tmp_path / "artifacts", method="uniform", finalTraining=final)
+    manifest = write_manifest(tmp_path / "search.yaml", small, spec)
+    run = mixtura("run", str(manifest), logs=tmp_path / "logs")
+    assert run.returncode == 0, run.stdout + run.stderr
+    root = search_root(tmp_path / "artifacts")
+    (log,) = (tmp_path / "logs").rglob("final.log")
+    assert "torchrun --standalone --nproc-per-node 2 -m mixtura_jobs final-train" in log.read_text()
+    model = status(root)["artifacts"]["model"]
+    assert model == (root / "final/model.pt").as_uri() and (root / "final/model.pt").is_file()
+    assert f"final model: {root / 'final/model.pt'}" in run.stdout
+
+
 def test_a_mixture_that_the_objective_favours_reaches_uniforms_loss_in_fewer_steps(small, tmp_path):
     """The objective (mean held-out loss over digits, text, video) is known to favour the captioning domains
     over text: 60 steps barely move text's prose (2.92 -> 2.81 with 80 % of the data on text, measured with
