@@ -111,6 +111,18 @@ def test_pod_hostnames_and_service_names_stay_valid_for_any_search_name():
     service = service_manifest(digit, FINAL)["metadata"]["name"]
     assert service[0].isalpha() and len(service) <= 63
     assert job_manifest(digit, FINAL, URI)["spec"]["template"]["spec"]["subdomain"] == service
+    digit.spec.final_training.launcher = "jobset"
+    jobset = jobset_manifest(digit, FINAL, URI)
+    (container,) = jobset["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]["containers"]
+    subdomain = jobset["spec"]["network"]["subdomain"]
+    assert subdomain[0].isalpha() and f"7up-final-node-0-0.{subdomain}:{RDZV_PORT}" in container["command"]
+
+
+def test_kueue_admits_the_job_not_its_service():
+    s = make_search(finalTraining={"nodes": 2, "gpusPerNode": 0}, resources={"queueName": "team"})
+    job = job_manifest(s, FINAL, URI)
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team" and job["spec"]["suspend"] is True
+    assert "kueue.x-k8s.io/queue-name" not in service_manifest(s, FINAL)["metadata"]["labels"]
 
 
 def test_a_baseline_trains_on_as_many_nodes_under_its_own_names():

@@ -96,15 +96,15 @@ def service_name(job: str) -> str:
 def _rendezvous(search: MixtureSearch, step_key: str, launch: Launch) -> tuple[str, str]:
     """Node 0's stable DNS name (its hostname in the subdomain of the headless Service) and the rendezvous id."""
     name = object_name(search.metadata.name, step_key, launch)
-    if launch.launcher == "jobset":
-        return f"{name}-{REPLICATED_JOB}-0-0.{name}", name
-    return f"{name}-0.{service_name(name)}", name
+    node0 = f"{name}-{REPLICATED_JOB}-0-0" if launch.launcher == "jobset" else f"{name}-0"
+    return f"{node0}.{service_name(name)}", name
 
 
-def _metadata(search: MixtureSearch, job: CreateJob, name: str) -> dict[str, Any]:
+def _metadata(search: MixtureSearch, job: CreateJob, name: str, queued: bool = False) -> dict[str, Any]:
+    """An object's metadata, owned by the search; `queued`: the Job or JobSet that Kueue admits."""
     meta = search.metadata
     object_labels = labels(search, job)
-    if search.spec.resources.queue_name:
+    if queued and search.spec.resources.queue_name:
         object_labels["kueue.x-k8s.io/queue-name"] = search.spec.resources.queue_name
     return {
         "name": name,
@@ -202,7 +202,8 @@ def job_manifest(search: MixtureSearch, job: CreateJob, search_uri: str) -> dict
     job_spec = {**_job_spec(search, job, search_uri, launch), **_lifecycle(search)}
     if launch.nodes > 1:
         job_spec["template"]["spec"]["subdomain"] = service_name(name)
-    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": _metadata(search, job, name), "spec": job_spec}
+    metadata = _metadata(search, job, name, queued=True)
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
 
 
 def service_manifest(search: MixtureSearch, job: CreateJob) -> dict[str, Any]:
@@ -238,9 +239,9 @@ def jobset_manifest(search: MixtureSearch, job: CreateJob, search_uri: str) -> d
     return {
         "apiVersion": f"{JOBSET_GROUP}/{JOBSET_VERSION}",
         "kind": "JobSet",
-        "metadata": _metadata(search, job, name),
+        "metadata": _metadata(search, job, name, queued=True),
         "spec": {
-            "network": {"enableDNSHostnames": True, "subdomain": name},
+            "network": {"enableDNSHostnames": True, "subdomain": service_name(name)},
             "failurePolicy": {
                 "maxRestarts": search.spec.resources.backoff_limit,
                 "rules": [{"name": "bad-input", "action": "FailJobSet", "onJobFailureReasons": ["PodFailurePolicy"]}],
