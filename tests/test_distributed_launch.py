@@ -180,8 +180,9 @@ def test_torchrun_keeps_the_bad_input_exit_code(tmp_path):
     assert subprocess.run(argv, capture_output=True, timeout=120, check=False).returncode == 3
 
 
-def test_a_missing_jobset_crd_is_a_condition_and_nothing_is_created():
+def test_a_missing_jobset_crd_is_a_condition_and_nothing_is_created_until_it_is_installed():
     s, ds = make(method="uniform")
+    s.spec.final_training.gpus_per_node = 4
     world = World()
     world.observed = replace(world.observed, launcher_problem=jobset_missing_message())
     for _ in range(10):
@@ -196,7 +197,8 @@ def test_a_missing_jobset_crd_is_a_condition_and_nothing_is_created():
     assert "jobsets.jobset.x-k8s.io" in condition.message
     world.observed = replace(world.observed, launcher_problem=None)
     decision = reconcile(s, ds, world.observed, datetime(2026, 1, 2, tzinfo=UTC))
-    assert any(isinstance(a, CreateJob) and a.step_key == "final" for a in decision.actions)
+    (final,) = [a for a in decision.actions if isinstance(a, CreateJob) and a.step_key == "final"]
+    assert final.gpus == 4, "each node's pod requests gpusPerNode GPUs"
     assert next(c for c in decision.status.conditions if c.type == "LauncherUnavailable").status == "False"
 
 

@@ -17,6 +17,8 @@ import yaml
 from corpora import upload_real_corpora
 
 from malformed import CLUSTER, DUPLICATE, MALFORMED, RAW, WELL_FORMED
+from mixtura_operator.controller import parse_search
+from mixtura_operator.executors.kubernetes import KubernetesExecutor
 from testbed.cluster import REPO, kubeconfig
 from testbed.procs import free_port, http_status, operator_argv
 from testbed.prom import start_prometheus
@@ -667,11 +669,13 @@ def test_a_preempted_final_training_pod_is_rerun_and_not_counted(control_plane, 
     assert [p["status"]["phase"] for p in rerun] == ["Succeeded"] and rerun[0]["metadata"]["name"] != pod
 
 
-def test_a_final_training_on_two_nodes_is_an_indexed_job_whose_pods_rendezvous(control_plane, installed, pod_runner):
+def test_a_final_training_on_two_nodes_is_an_indexed_job_whose_pods_rendezvous(
+    control_plane, installed, pod_runner, kube
+):
     """Issue 14 acceptance 2: finalTraining.nodes 2 (one CPU process per node) runs as an Indexed Job of two
     pods in the subdomain of its headless Service. The pod runner runs both as torchrun agents that meet at the
     c10d rendezvous on loopback (the test bed's address override for `<job>-0.<service>`); each sees a world
-    of 2. The search succeeds and names its final model."""
+    of 2. The search succeeds and names its final model; cancelling the step deletes the Job and its Service."""
     plane, operator = control_plane, installed["operator"]
     final = {"enabled": True, "steps": 4, "nodes": 2, "gpusPerNode": 0}
     text = manifests("two-nodes", installed["bucket"], installed["endpoint"], method="uniform", finalTraining=final)
@@ -697,6 +701,11 @@ def test_a_final_training_on_two_nodes_is_an_indexed_job_whose_pods_rendezvous(c
     assert model == f"{body['status']['artifacts']['root']}/final/model.pt"
     prefix = f"s3://{installed['bucket']}/"
     assert installed["store"].list(model.removeprefix(prefix)) == [model.removeprefix(prefix)]
+    KubernetesExecutor(kube).cancel(parse_search(body), "final")
+    deadline = time.monotonic() + 60
+    while any(plane.kubectl("get", kind, name, "-n", NS, check=False).returncode == 0 for kind in ("job", "service")):
+        assert time.monotonic() < deadline, "the cancelled step's Job or Service remained"
+        time.sleep(1)
 
 
 # Enough of JobSet's CRD for the API server to serve the kind; no JobSet controller runs on the test bed.
