@@ -85,6 +85,23 @@ def test_failing_job_fails_with_its_exit_code(control_plane, pod_runner, namespa
 
 
 @pytest.mark.controlplane
+def test_indexed_job_pods_know_their_index_and_reach_node_0_on_loopback(control_plane, pod_runner, namespace):
+    """Issue 14: the pods of an Indexed Job in a subdomain get their index and hostname, and `<job>-0.<subdomain>`
+    with its port becomes 127.0.0.1 and one free port, the same for both (the test bed's address override)."""
+    show = "import os, sys; print(os.environ['JOB_COMPLETION_INDEX'], os.environ['HOSTNAME'], sys.argv[1])"
+    manifest = yaml.safe_load(job("peer", ["python", "-c", show, "peer-0.peers:29400"], gpus=0))
+    manifest["spec"].update(completionMode="Indexed", completions=2, parallelism=2)
+    manifest["spec"]["template"]["spec"]["subdomain"] = "peers"
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(manifest))
+    wait_condition(control_plane, "job/peer", namespace, "Complete")
+    pods = pods_of(control_plane, "peer", namespace)
+    outputs = sorted(pod["metadata"]["annotations"][OUTPUT].split() for pod in pods)
+    assert [output[:2] for output in outputs] == [["0", "peer-0"], ["1", "peer-1"]]
+    (address,) = {output[2] for output in outputs}
+    assert address.startswith("127.0.0.1:") and address != "127.0.0.1:29400"
+
+
+@pytest.mark.controlplane
 def test_pod_asking_for_too_many_gpus_is_unschedulable(control_plane, namespace):
     pod = {
         "apiVersion": "v1",
