@@ -185,8 +185,10 @@ def test_a_missing_jobset_crd_is_a_condition_and_nothing_is_created_until_it_is_
     s.spec.final_training.gpus_per_node = 4
     world = World()
     world.observed = replace(world.observed, launcher_problem=jobset_missing_message())
+    warnings = []
     for _ in range(10):
         decision = reconcile(s, ds, world.observed, NOW)
+        warnings += [e for e in decision.events if e.reason == "LauncherUnavailable"]
         world.apply(decision.actions)
         s = s.model_copy(update={"status": decision.status})
         for key in world.running():
@@ -195,6 +197,7 @@ def test_a_missing_jobset_crd_is_a_condition_and_nothing_is_created_until_it_is_
     condition = next(c for c in s.status.conditions if c.type == "LauncherUnavailable")
     assert condition.status == "True" and "spec.finalTraining.launcher" in condition.message
     assert "jobsets.jobset.x-k8s.io" in condition.message
+    assert len(warnings) == 1 and "spec.finalTraining.launcher" in warnings[0].message, "one event, on entering"
     world.observed = replace(world.observed, launcher_problem=None)
     decision = reconcile(s, ds, world.observed, datetime(2026, 1, 2, tzinfo=UTC))
     (final,) = [a for a in decision.actions if isinstance(a, CreateJob) and a.step_key == "final"]
