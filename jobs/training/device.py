@@ -49,14 +49,15 @@ class Placement:
         }
 
 
-def select_placement() -> Placement:
-    """CUDA device 0 with bf16 autocast where supported, else the CPU in fp32. On a machine without CUDA
-    nothing beyond `torch.cuda.is_available()` touches CUDA."""
+def select_placement(env: Mapping[str, str] = os.environ) -> Placement:
+    """The CUDA device of this process (torchrun's `LOCAL_RANK`, else 0) with bf16 autocast where supported,
+    else the CPU in fp32. On a machine without CUDA nothing beyond `torch.cuda.is_available()` touches CUDA."""
     if not torch.cuda.is_available():
         return Placement(torch.device("cpu"))
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    return Placement(torch.device("cuda", 0), torch.bfloat16 if torch.cuda.is_bf16_supported() else None)
+    device = torch.device("cuda", int(env.get("LOCAL_RANK", 0)))
+    return Placement(device, torch.bfloat16 if torch.cuda.is_bf16_supported() else None)
 
 
 def thread_count(env: Mapping[str, str] = os.environ) -> int:
@@ -73,6 +74,6 @@ def thread_count(env: Mapping[str, str] = os.environ) -> int:
 def configure_process(env: Mapping[str, str] = os.environ) -> Placement:
     """Set torch's thread count, choose the placement and print both: every step calls this first."""
     torch.set_num_threads(thread_count(env))
-    placement = select_placement()
+    placement = select_placement(env)
     print(f"device={placement.device} precision={placement.precision} threads={torch.get_num_threads()}", flush=True)
     return placement

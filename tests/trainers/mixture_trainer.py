@@ -1,0 +1,27 @@
+"""The built-in trainer on a demo corpus, alone or as one rank under torchrun: the distributed tests' worker.
+Arguments: the corpus folder, the JSON file rank 0 writes the metrics to, the trainer's config as JSON.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+from mixtura_jobs.data.npz_shards import read_domain
+from mixtura_jobs.training import distributed
+from mixtura_jobs.training.device import configure_process
+from mixtura_jobs.training.trainer import train_on_mixture
+
+NAMES = ("digits", "shapes", "text", "video")
+
+
+def main(corpus: str, out: str, config: str) -> None:
+    world = distributed.start(configure_process())
+    domains = {name: read_domain(Path(corpus) / name) for name in NAMES}
+    metrics = train_on_mixture(domains, dict.fromkeys(NAMES, 1.0), json.loads(config), seed=0)
+    if world.is_main:
+        Path(out).write_text(json.dumps(metrics))
+    distributed.stop()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
