@@ -29,7 +29,12 @@ import numpy as np
 import torch
 import torch.distributed.checkpoint as dcp
 from torch import nn
-from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
 
 from mixtura_jobs.training.distributed import World
 from mixtura_operator import layout
@@ -92,7 +97,9 @@ class Checkpoints:
         shutil.rmtree(local, ignore_errors=True)
         local.mkdir(parents=True)
         model_state, optimizer_state = get_state_dict(module, optimizer)
-        dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=local)
+        dcp.save(
+            {"model": model_state, "optimizer": optimizer_state}, checkpoint_id=local, no_dist=self.world.size == 1
+        )
         torch.save(rng_states(), local / _rng_file(self.world.rank))
         if self.world.is_main:
             record = {"step": step, "world_size": self.world.size, "settings": self.settings, "trainer": state}
@@ -130,9 +137,18 @@ class Checkpoints:
                 f"({_differences(record['settings'], self.settings)}); delete {self.store.uri} to start again"
             )
         model_state, optimizer_state = get_state_dict(module, optimizer)
+        # `get_state_dict` gives a fresh optimizer state for every parameter; one that had no gradient before the
+        # checkpoint had none, and must have none again (AdamW's step count starts when its first gradient does).
+        saved = dcp.FileSystemReader(local).read_metadata().state_dict_metadata
+        optimizer_state["state"] = {
+            name: value
+            for name, value in optimizer_state["state"].items()
+            if any(f"optimizer.state.{name}.{key}" in saved for key in value)
+        }
         loaded = {"model": model_state, "optimizer": optimizer_state}
-        dcp.load(loaded, checkpoint_id=local)
-        set_state_dict(module, optimizer, model_state_dict=loaded["model"], optim_state_dict=loaded["optimizer"])
+        dcp.load(loaded, checkpoint_id=local, no_dist=self.world.size == 1)
+        set_model_state_dict(module, loaded["model"])
+        set_optimizer_state_dict(module, optimizer, loaded["optimizer"], options=StateDictOptions(strict=False))
         rng = local / _rng_file(self.world.rank)
         # Another world size: the data position is global and restored, only this rank's own RNGs start afresh.
         if rng.exists():

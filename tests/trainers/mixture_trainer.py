@@ -1,5 +1,6 @@
 """The built-in trainer on a demo corpus, alone or as one rank under torchrun: the distributed tests' worker.
-Arguments: the corpus folder, the JSON file rank 0 writes the metrics to, the trainer's config as JSON.
+Arguments: the corpus folder, the JSON file rank 0 writes the metrics to, the trainer's config as JSON and
+optionally the checkpoint store's URI.
 """
 
 import json
@@ -10,14 +11,16 @@ from mixtura_jobs.data.npz_shards import read_domain
 from mixtura_jobs.training import distributed
 from mixtura_jobs.training.device import configure_process
 from mixtura_jobs.training.trainer import train_on_mixture
+from mixtura_operator.store import open_store
 
 NAMES = ("digits", "shapes", "text", "video")
 
 
-def main(corpus: str, out: str, config: str) -> None:
+def main(corpus: str, out: str, config: str, checkpoints: str | None = None) -> None:
     world = distributed.start(configure_process())
     domains = {name: read_domain(Path(corpus) / name) for name in NAMES}
-    metrics = train_on_mixture(domains, dict.fromkeys(NAMES, 1.0), json.loads(config), seed=0)
+    store = None if checkpoints is None else open_store(checkpoints)
+    metrics = train_on_mixture(domains, dict.fromkeys(NAMES, 1.0), json.loads(config), seed=0, checkpoint_store=store)
     if world.is_main:
         Path(out).write_text(json.dumps(metrics))
     distributed.stop()
