@@ -31,14 +31,14 @@ class S3Store(ArtifactStore):
         prefix: str = "",
         endpoint_url: str | None = None,
         client=None,
-        transfer: TransferConfig = TRANSFER,
+        transfer: TransferConfig | None = None,
     ) -> None:
-        """`transfer`: when objects go multipart and in what parts (boto3's transfer manager)."""
+        """`transfer`: when objects go multipart and in what parts (boto3's transfer manager; default TRANSFER)."""
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.endpoint_url = endpoint_url
         self.client = client or boto3.client("s3", endpoint_url=endpoint_url, config=RETRIES)
-        self.transfer = transfer
+        self.transfer = transfer or TRANSFER
         self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
 
     def _key(self, key: str) -> str:
