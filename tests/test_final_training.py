@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from boto3.s3.transfer import TransferConfig
+from hf_checkpoints import save_llava
 
 from mixtura_jobs.data.demo import make_demo_corpus
 from mixtura_jobs.training.checkpointing import Checkpoints
@@ -63,6 +64,38 @@ def test_two_processes_follow_the_loss_curve_of_one_with_the_same_global_batch(t
     assert np.allclose(two["train_loss"], one["train_loss"], rtol=0, atol=LOSS_TOLERANCE)
     assert two["objective"] == pytest.approx(one["objective"], abs=LOSS_TOLERANCE)
     assert one["train_loss"][-1] < one["train_loss"][0]
+
+
+@pytest.mark.slow
+def test_an_hf_model_sharded_over_two_processes_trains_and_saves_as_one_process_does(tmp_path, corpus):
+    """FSDP with the hf backend (a tiny random LLaVA): the loss curve of one process, and a save_pretrained
+    model gathered from the shards that loads with transformers and equals one process's."""
+    from transformers import AutoModelForImageTextToText
+
+    llava = save_llava(tmp_path / "llava")
+    config = {"steps": 4, "batch_size": 4, "log_every": 1, "model": {"backend": "hf", "path": str(llava)}}
+    one = train(tmp_path, corpus[0], {**config, "save": str(tmp_path / "one")}, 1, "one")
+    two = train(tmp_path, corpus[0], {**config, "save": str(tmp_path / "two"), "strategy": "fsdp"}, 2, "two")
+    assert np.allclose(two["train_loss"], one["train_loss"], rtol=0, atol=LOSS_TOLERANCE)
+    saved = [
+        AutoModelForImageTextToText.from_pretrained(path)
+        for path in (llava, *(tmp_path / r / "model" for r in ("one", "two")))
+    ]
+    initial, alone, sharded = (model.state_dict() for model in saved)
+    assert alone.keys() == sharded.keys()
+    # A weight no step used (the vision tower's last norm: LLaVA takes the features before it) has no gradient in
+    # one process; under FSDP a zero one, so AdamW's weight decay moves it.
+    unused = {k for k in alone if torch.equal(alone[k], initial[k])}
+    assert (
+        {"model.vision_tower.post_layernorm.weight"}
+        <= unused
+        <= {
+            "model.vision_tower.post_layernorm.weight",
+            "model.vision_tower.post_layernorm.bias",
+        }
+    )
+    assert all(torch.allclose(alone[k], sharded[k], atol=1e-5) for k in alone if k not in unused)
+    assert (tmp_path / "two" / "model" / "model.safetensors").exists()
 
 
 def search_store(tmp_path: Path, corpus: list[dict], name: str, checkpoint_every: int):
