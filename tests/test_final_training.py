@@ -40,6 +40,23 @@ def environment(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "MIXTURA_THREADS": "1", "MIXTURA_CHECKPOINT_DIR": str(tmp_path / "local")}
 
 
+def test_the_checkpoint_and_model_keys_of_the_final_training():
+    assert layout.final_checkpoints() == "final/checkpoints"
+    assert layout.final_checkpoints("uniform") == "final/uniform/checkpoints"
+    assert layout.checkpoint_step(100) == "step-000100" and layout.checkpoint_step(12345678) == "step-12345678"
+    assert [layout.checkpoint_step_number(f) for f in ("step-000100", "step-12345678", "latest", "step-1")] == [
+        100,
+        12345678,
+        None,
+        None,
+    ]
+    assert layout.final_model("hf") == "final/model" and layout.final_model("tiny") == "final/model.pt"
+    # A final step run again (a new pick) must not resume the old run's checkpoints.
+    assert "final/checkpoints/latest" in layout.reset_keys("final")
+    assert "final/madmix/checkpoints/latest" in layout.reset_keys("final/madmix")
+    assert not any("checkpoints" in key for key in layout.reset_keys("trial/001"))
+
+
 def train(tmp_path: Path, corpus: Path, config: dict, processes: int, name: str) -> dict:
     """The worker alone, or `processes` ranks of it under torchrun; rank 0's metrics."""
     out = tmp_path / f"{name}.json"

@@ -22,6 +22,7 @@ import os
 import random
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,8 @@ from mixtura_jobs.training.distributed import World
 from mixtura_operator import layout
 from mixtura_operator.store import ArtifactStore
 
+# DCP warns at every save and load of one process (no process group) that it assumes one process: it is right.
+warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
 TRAINER_STATE = "trainer.json"
 # Local folders of checkpoints on their way to or from the store (default: the system's temporary folder).
 LOCAL_DIR_ENV = "MIXTURA_CHECKPOINT_DIR"
@@ -97,9 +100,7 @@ class Checkpoints:
         shutil.rmtree(local, ignore_errors=True)
         local.mkdir(parents=True)
         model_state, optimizer_state = get_state_dict(module, optimizer)
-        dcp.save(
-            {"model": model_state, "optimizer": optimizer_state}, checkpoint_id=local, no_dist=self.world.size == 1
-        )
+        dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=local)
         torch.save(rng_states(), local / _rng_file(self.world.rank))
         if self.world.is_main:
             record = {"step": step, "world_size": self.world.size, "settings": self.settings, "trainer": state}
@@ -146,7 +147,7 @@ class Checkpoints:
             if any(f"optimizer.state.{name}.{key}" in saved for key in value)
         }
         loaded = {"model": model_state, "optimizer": optimizer_state}
-        dcp.load(loaded, checkpoint_id=local, no_dist=self.world.size == 1)
+        dcp.load(loaded, checkpoint_id=local)
         set_model_state_dict(module, loaded["model"])
         set_optimizer_state_dict(module, optimizer, loaded["optimizer"], options=StateDictOptions(strict=False))
         rng = local / _rng_file(self.world.rank)
