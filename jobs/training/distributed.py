@@ -125,11 +125,14 @@ def gradient_sync(module: nn.Module, sync: bool) -> None:
         module.set_requires_gradient_sync(sync)
 
 
-def full_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
-    """`module`'s whole weights on the CPU, gathered from the shards under FSDP (every rank must call it)."""
+def full_state_dict(module: nn.Module, world: World) -> dict[str, torch.Tensor]:
+    """`module`'s whole weights on the CPU on rank 0 (empty elsewhere), gathered from the shards under FSDP one
+    tensor at a time: every rank must call it, no rank but 0 holds more than one tensor of it."""
     from torch.distributed.tensor import DTensor
 
-    return {
-        key: (value.full_tensor() if isinstance(value, DTensor) else value).detach().cpu()
-        for key, value in module.state_dict().items()
-    }
+    weights = {}
+    for key, value in module.state_dict().items():
+        whole = value.full_tensor() if isinstance(value, DTensor) else value
+        if world.is_main:
+            weights[key] = whole.detach().cpu()
+    return weights

@@ -289,7 +289,7 @@ def train_on_mixture(
     heldout_loss = evaluate(backend, forward, heldout, cfg["eval_batch_size"], placement, world)
     objective = _objective(heldout_loss)
     if on_trained is not None:
-        whole = full_state_dict(backend.model) if world.size > 1 else None
+        whole = full_state_dict(backend.model, world) if world.size > 1 else None
         if world.is_main:
             on_trained(backend, whole)
     metrics = {
