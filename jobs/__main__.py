@@ -86,23 +86,26 @@ def _command(args: argparse.Namespace) -> int:
         return _index(args)
 
     from mixtura_jobs.steps.context import StepContext
+    from mixtura_jobs.training import distributed
     from mixtura_jobs.training.device import configure_process
 
     # Threads from the Job's CPU request (one when none is set: local steps run side by side and repeat bit
-    # for bit), the GPU when the pod has one; printed at step start.
-    configure_process()
+    # for bit), the GPU when the pod has one; printed at step start. Under torchrun: this rank's GPU, and the
+    # process group of the training's ranks.
+    world = distributed.start(configure_process())
 
     # Only the step's own module: importing them all (open_clip among them) costs seconds on every job.
     module, function = STEPS[args.step]
     run = getattr(importlib.import_module(f"mixtura_jobs.steps.{module}"), function)
     ctx = StepContext.open(args.search_uri)
     try:
-        if args.step == "proxy-train":
+        if args.step == "proxy-train" and world.is_main:
             # Pod logs vanish with the pod: a trial's output is kept in the store, failed or not.
             with ctx.tee_output(layout.trial_log(args.trial)):
                 run(ctx, args)
         else:
             run(ctx, args)
+        distributed.stop()
     except (Exception, SystemExit) as error:
         if isinstance(error, SystemExit) and error.code in (0, None):
             raise

@@ -19,6 +19,9 @@ FINAL_MIXTURE = "final/mixture.json"
 FINAL_METRICS = "final/metrics.json"
 # The target model's checkpoint, as its backend saves it: tiny `final/model.pt`, hf `final/model/`.
 FINAL_DIR = "final"
+# Under a final training's checkpoint folder: one `step-NNNNNN/` per checkpoint, and `latest` (written last)
+# holding the newest complete one's folder name.
+CHECKPOINT_LATEST = "latest"
 ASSIGNMENTS = "cells/assignments"
 REPORT = "report/index.html"
 # What the report found that status carries: baseline comparisons and the surrogate's leave-one-out fit.
@@ -80,8 +83,24 @@ def final_metrics(baseline: str | None = None) -> str:
 
 
 def final_model(backend: str) -> str:
-    """Where the final training saves the target model (FINAL_DIR): hf's save_pretrained directory, tiny's file."""
-    return f"{FINAL_DIR}/model/" if backend == "hf" else f"{FINAL_DIR}/model.pt"
+    """The final model as its backend saved it: hf a save_pretrained directory, tiny one file."""
+    return f"{FINAL_DIR}/model" if backend == "hf" else f"{FINAL_DIR}/model.pt"
+
+
+def final_checkpoints(baseline: str | None = None) -> str:
+    """The training checkpoints of the final model (`final/checkpoints`) or of a baseline's."""
+    return f"{FINAL_DIR}/checkpoints" if baseline is None else f"{FINAL_DIR}/{baseline}/checkpoints"
+
+
+def checkpoint_step(step: int) -> str:
+    """A checkpoint's folder under `final_checkpoints`: the optimizer steps done, e.g. `step-000100`."""
+    return f"step-{step:06d}"
+
+
+def checkpoint_step_number(folder: str) -> int | None:
+    """Inverse of `checkpoint_step`; None for anything else."""
+    match = re.fullmatch(r"step-(\d{6,})", folder)
+    return int(match.group(1)) if match else None
 
 
 def proposal(round_index: int) -> str:
@@ -136,6 +155,11 @@ def step_key_of_marker(key: str) -> str | None:
 
 def reset_keys(step_key: str) -> list[str]:
     """What a step that runs again must not find: its markers and, for the final training, the mixture picked
-    before (the pick reuses a written one, so that a user's trainer and the built-in one agree)."""
+    before (the pick reuses a written one, so that a user's trainer and the built-in one agree) and the
+    checkpoint pointer (a new run must not resume the old one; it prunes the old folders as it goes)."""
     keys = [success_marker(step_key), failure_marker(step_key), started_marker(step_key)]
-    return [*keys, FINAL_MIXTURE] if step_key == "final" else keys
+    step, _, baseline = step_key.partition("/")
+    if step != "final":
+        return keys
+    latest = f"{final_checkpoints(baseline or None)}/{CHECKPOINT_LATEST}"
+    return [*keys, latest] if baseline else [*keys, FINAL_MIXTURE, latest]

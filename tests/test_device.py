@@ -43,7 +43,7 @@ def test_without_cuda_everything_stays_on_the_cpu_in_fp32(no_cuda, tmp_path, cap
         {"steps": 2, "batch_size": 4, "log_every": 1},
         seed=0,
         placement=placement,
-        on_trained=lambda backend: seen.extend(p.device for p in backend.model.parameters()),
+        on_trained=lambda backend, _: seen.extend(p.device for p in backend.model.parameters()),
     )
     assert set(seen) == {torch.device("cpu")}
     assert metrics["device"] == "cpu" and metrics["precision"] == "fp32" and metrics["backend"] == "tiny"
@@ -67,6 +67,7 @@ def test_step_start_prints_device_precision_and_threads(no_cuda, capsys) -> None
         ({device.CPU_REQUEST_ENV: "1.5"}, 2),
         ({device.CPU_REQUEST_ENV: "500m"}, 1),
         ({device.CPU_REQUEST_ENV: "8", device.THREADS_ENV: "3"}, 3),
+        ({device.CPU_REQUEST_ENV: "8", "LOCAL_WORLD_SIZE": "4"}, 2),  # torchrun's processes share the pod's
     ],
 )
 def test_thread_count(env: dict, threads: int) -> None:

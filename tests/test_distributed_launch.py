@@ -207,7 +207,7 @@ def test_a_missing_jobset_crd_is_a_condition_and_nothing_is_created_until_it_is_
 
 @pytest.mark.parametrize(
     ("target", "trainer", "model"),
-    [("tiny", None, "final/model.pt"), ("hf", None, "final/model/"), ("tiny", "user", None)],
+    [("tiny", None, "final/model.pt"), ("hf", None, "final/model"), ("tiny", "user", None)],
 )
 def test_status_names_the_final_model(target, trainer, model):
     s, ds = make(method="uniform")

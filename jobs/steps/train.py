@@ -16,6 +16,7 @@ from mixtura_jobs.steps.models import Role, model_ref
 from mixtura_jobs.steps.propose import load_space, observations
 from mixtura_jobs.training.backends import VLMBackend
 from mixtura_jobs.training.device import select_placement
+from mixtura_jobs.training.distributed import current_world
 from mixtura_jobs.training.trainer import DEFAULT_CONFIG, train_on_mixture
 from mixtura_operator import layout
 from mixtura_operator.api.plan import final_baselines
@@ -23,10 +24,10 @@ from mixtura_operator.objective import label, objective_value, score
 from mixtura_operator.trainer_contract import trial_seed
 
 
-def upload_checkpoint(ctx: StepContext, backend: VLMBackend) -> None:
-    """The trained model under `final/`: tiny's `model.pt`, hf's save_pretrained directory `model/`."""
+def upload_model(ctx: StepContext, backend: VLMBackend, weights: dict | None) -> None:
+    """The trained model at `layout.final_model`: tiny's `final/model.pt`, hf's save_pretrained `final/model/`."""
     with tempfile.TemporaryDirectory() as directory:
-        backend.save(Path(directory))
+        backend.save(Path(directory), weights)
         ctx.store.upload_dir(Path(directory), layout.FINAL_DIR)
 
 
@@ -36,11 +37,14 @@ def _train(
     role: Role,
     steps: int,
     seed: int,
-    on_trained: Callable[[VLMBackend], None] | None = None,
+    on_trained: Callable[[VLMBackend, dict | None], None] | None = None,
     eval_every: int = 0,
+    checkpoints: str | None = None,
 ) -> dict:
     """Train on a mixture record: by its cell weights when it has them, else by its domain weights;
-    `eval_every` > 0 records the held-out objective every that many steps."""
+    `eval_every` > 0 records the held-out objective every that many steps. The final training (`checkpoints`:
+    its checkpoint prefix) runs by spec.finalTraining's strategy, accumulation and checkpoints; a trial in one
+    micro-batch per step, without checkpoints."""
     spec = ctx.search.spec
     model = model_ref(ctx, role)
     # Every domain is read, weighted or not: held-out loss is measured on all of them.
@@ -52,6 +56,14 @@ def _train(
         settings = spec.training.augmentation.mergemix
         augment = make_mergemix_augment(MergeMixConfig(enabled=True, **settings.model_dump()))
     config = {**spec.training.trainer_config(), "steps": steps, "eval_every": eval_every}
+    final = spec.final_training
+    if checkpoints is not None:
+        config |= {
+            "strategy": final.strategy,
+            "gradient_accumulation": final.gradient_accumulation,
+            "checkpoint_every": final.checkpoint_every,
+            "keep_checkpoints": final.keep_checkpoints,
+        }
     by_cells = "cells" in mixture
     metrics = train_on_mixture(
         domains,
@@ -63,6 +75,7 @@ def _train(
         on_trained=on_trained,
         model=model,
         placement=select_placement(),
+        checkpoint_store=None if checkpoints is None else ctx.store.child(checkpoints),
     )
     metrics["augmentation"] = spec.training.augmentation.type
     return metrics
@@ -77,9 +90,10 @@ def run_proxy(ctx: StepContext, args: argparse.Namespace) -> None:
         raise SystemExit(f"trial {args.trial}: failure injected by models.proxy.config.failTrials")
     mixture = ctx.store.get_json(layout.trial_mixture(args.trial))
     metrics = _train(ctx, mixture, "proxy", spec.budget.proxy_steps, trial_seed(ctx.seed, args.trial))
-    ctx.store.put_json(layout.trial_metrics(args.trial), metrics)
-    print(f"trial={args.trial} {_objective_line(ctx, metrics)}", flush=True)
-    ctx.mark_done(step_key)
+    if current_world().is_main:
+        ctx.store.put_json(layout.trial_metrics(args.trial), metrics)
+        print(f"trial={args.trial} {_objective_line(ctx, metrics)}", flush=True)
+        ctx.mark_done(step_key)
 
 
 def baseline_mixture(ctx: StepContext, baseline: str) -> dict:
@@ -144,16 +158,22 @@ def run_final(ctx: StepContext, args: argparse.Namespace) -> None:
     if ctx.is_done(step_key):
         return
     spec = ctx.search.spec
-    if baseline is None:
-        mixture = pick_final(ctx)
-    else:
-        mixture = baseline_mixture(ctx, baseline)
-        ctx.store.put_json(layout.final_mixture(baseline), mixture)
+    world = current_world()
+    # Rank 0 picks (and writes) the mixture, the other ranks train on what it picked.
+    mixture = world.from_main(lambda: pick_final(ctx) if baseline is None else _write_baseline(ctx, baseline))
     # Only the chosen mixture's model is kept; curves are recorded when there are baselines to compare with.
-    keep = (lambda backend: upload_checkpoint(ctx, backend)) if baseline is None else None
+    keep = (lambda backend, weights: upload_model(ctx, backend, weights)) if baseline is None else None
     eval_every = DEFAULT_CONFIG["log_every"] if final_baselines(spec) else 0
     steps = spec.final_training.steps
-    metrics = _train(ctx, mixture, "target", steps, ctx.seed, on_trained=keep, eval_every=eval_every)
-    ctx.store.put_json(layout.final_metrics(baseline), metrics)
-    print(f"{step_key} {_objective_line(ctx, metrics)}", flush=True)
-    ctx.mark_done(step_key)
+    checkpoints = layout.final_checkpoints(baseline)
+    metrics = _train(ctx, mixture, "target", steps, ctx.seed, keep, eval_every, checkpoints)
+    if world.is_main:
+        ctx.store.put_json(layout.final_metrics(baseline), metrics)
+        print(f"{step_key} {_objective_line(ctx, metrics)}", flush=True)
+        ctx.mark_done(step_key)
+
+
+def _write_baseline(ctx: StepContext, baseline: str) -> dict:
+    mixture = baseline_mixture(ctx, baseline)
+    ctx.store.put_json(layout.final_mixture(baseline), mixture)
+    return mixture

@@ -49,30 +49,32 @@ class Placement:
         }
 
 
-def select_placement() -> Placement:
-    """CUDA device 0 with bf16 autocast where supported, else the CPU in fp32. On a machine without CUDA
-    nothing beyond `torch.cuda.is_available()` touches CUDA."""
+def select_placement(env: Mapping[str, str] = os.environ) -> Placement:
+    """The CUDA device of this process (torchrun's `LOCAL_RANK`, else 0) with bf16 autocast where supported,
+    else the CPU in fp32. On a machine without CUDA nothing beyond `torch.cuda.is_available()` touches CUDA."""
     if not torch.cuda.is_available():
         return Placement(torch.device("cpu"))
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    return Placement(torch.device("cuda", 0), torch.bfloat16 if torch.cuda.is_bf16_supported() else None)
+    device = torch.device("cuda", int(env.get("LOCAL_RANK", 0)))
+    return Placement(device, torch.bfloat16 if torch.cuda.is_bf16_supported() else None)
 
 
 def thread_count(env: Mapping[str, str] = os.environ) -> int:
-    """`MIXTURA_THREADS`, else the Job's CPU request (`2`, `1.5` or `500m`, rounded up), else 1."""
+    """`MIXTURA_THREADS`, else the Job's CPU request (`2`, `1.5` or `500m`) shared by the pod's processes
+    (torchrun's `LOCAL_WORLD_SIZE`) and rounded up, else 1."""
     if env.get(THREADS_ENV):
         return int(env[THREADS_ENV])
     request = env.get(CPU_REQUEST_ENV, "")
     if not request:
         return 1
     cores = float(request[:-1]) / 1000 if request.endswith("m") else float(request)
-    return max(1, math.ceil(cores))
+    return max(1, math.ceil(cores / int(env.get("LOCAL_WORLD_SIZE", "1"))))
 
 
 def configure_process(env: Mapping[str, str] = os.environ) -> Placement:
     """Set torch's thread count, choose the placement and print both: every step calls this first."""
     torch.set_num_threads(thread_count(env))
-    placement = select_placement()
+    placement = select_placement(env)
     print(f"device={placement.device} precision={placement.precision} threads={torch.get_num_threads()}", flush=True)
     return placement

@@ -2,15 +2,21 @@
 data per domain.
 
 One loop in the nanoGPT manner; the caller owns the process settings (torch threads, the device: see
-`device.configure_process`).
+`device.configure_process`; the process group: see `distributed.start`). Under torchrun every rank draws the
+same global batch of `batch_size` samples and trains on its own rows of it, in `gradient_accumulation`
+micro-batches; the loss is normalised by the global batch's answer tokens, so any number of processes and
+micro-batches compute the gradient one process computes on the whole batch. With a checkpoint store the
+training saves every `checkpoint_every` steps and resumes from the newest checkpoint there.
 """
 
 import math
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from mixtura_jobs.data.domain import DomainData, in_memory
 from mixtura_jobs.data.npz_shards import DomainSamples
@@ -18,12 +24,15 @@ from mixtura_jobs.data.samples import Sample
 from mixtura_jobs.data.sampling import sample_batch_indices
 from mixtura_jobs.data.streaming import Groups, mixture_data
 from mixtura_jobs.training.backends import ModelRef, VLMBackend, build_vlm_backend
+from mixtura_jobs.training.checkpointing import Checkpoints
 from mixtura_jobs.training.device import Placement
-from mixtura_jobs.training.tiny_vlm import sft_loss
+from mixtura_jobs.training.distributed import World, current_world, full_state_dict, gradient_sync, wrap
+from mixtura_jobs.training.tiny_vlm import IGNORE
+from mixtura_operator.store import ArtifactStore
 
 DEFAULT_CONFIG: dict = {
     "steps": 60,
-    "batch_size": 16,
+    "batch_size": 16,  # the global batch of one optimizer step, over all processes and micro-batches
     "lr": 3e-3,
     "min_lr_ratio": 0.1,  # cosine decay ends at lr * min_lr_ratio
     "warmup_steps": 5,
@@ -35,11 +44,51 @@ DEFAULT_CONFIG: dict = {
     "eval_batch_size": 64,
     "log_every": 10,
     "eval_every": 0,  # > 0: held-out objective every this many steps, as `heldout_curve`
+    "strategy": "ddp",  # several processes: ddp replicates the model, fsdp shards it
+    "gradient_accumulation": 1,  # micro-batches per optimizer step
+    "checkpoint_every": 0,  # > 0 (and a checkpoint store): save every this many steps, resume from the newest
+    "keep_checkpoints": 2,
 }
+# What a checkpoint must agree on to be resumed (the process layout may change).
+RESUME_SETTINGS = (
+    "steps",
+    "batch_size",
+    "lr",
+    "min_lr_ratio",
+    "warmup_steps",
+    "weight_decay",
+    "grad_clip",
+    "heldout_fraction",
+    "max_heldout_samples",
+    "shuffle_buffer",
+    "log_every",
+    "eval_every",
+)
 
 # augment(model, batch, step, rng, winner=(sum_logp, n_tokens)) -> (extra_loss, logs); `winner` is the clean
 # batch's answer_logprobs, already computed for the SFT loss, so the hook need not run that forward again.
 Augment = Callable[..., tuple[torch.Tensor, dict]]
+# on_trained(backend, weights): the trained model; `weights` is its whole state dict when it is sharded or
+# replicated over processes (None: the backend's own model holds it). Called on rank 0 only.
+OnTrained = Callable[[VLMBackend, dict | None], None]
+
+
+class _Forward(nn.Module):
+    """The backend's scoring, and the augmentation's term, as one module's forward: what DDP and FSDP wrap (their
+    hooks run around `forward` only)."""
+
+    def __init__(self, backend: VLMBackend, augment: Augment | None) -> None:
+        super().__init__()
+        self.model = backend.model
+        self.backend, self.augment = backend, augment
+
+    def forward(self, batch: Any, step: int | None = None, rng: np.random.Generator | None = None) -> tuple:
+        """(sum_logp, n_tokens) of `batch`; in training (`step` given) also the augmentation's (extra, logs)."""
+        sum_logp, n_tokens = self.backend.answer_logprobs(batch)
+        if step is None or self.augment is None:
+            return sum_logp, n_tokens, 0.0, {}
+        extra, logs = self.augment(self.model, batch, step, rng, winner=(sum_logp, n_tokens))
+        return sum_logp, n_tokens, extra, logs
 
 
 def picked_samples(picks: list[tuple[str, Sample]]) -> list[Sample]:
@@ -50,23 +99,39 @@ def picked_samples(picks: list[tuple[str, Sample]]) -> list[Sample]:
     return [sample for samples in by_domain.values() for sample in samples]
 
 
+def answer_tokens(batch: Any) -> int:
+    """The answer tokens `answer_logprobs` counts in `batch` (every backend's batch has `labels`)."""
+    return int((batch.labels[:, 1:] != IGNORE).sum())
+
+
 def evaluate(
-    backend: VLMBackend, heldout: dict[str, list[Sample]], batch_size: int, placement: Placement
+    backend: VLMBackend,
+    forward: nn.Module,
+    heldout: dict[str, list[Sample]],
+    batch_size: int,
+    placement: Placement,
+    world: World,
 ) -> dict[str, float]:
-    """Mean loss per answer token on each domain's held-out samples."""
-    backend.model.eval()
-    losses = {}
+    """Mean loss per answer token on each domain's held-out samples, each rank scoring every `world.size`-th.
+
+    Every rank runs as many forwards as the rank with the most samples (FSDP gathers weights in each); one
+    with fewer scores the domain's first sample again and drops the result."""
+    forward.eval()
+    sums: list[float] = []
     with torch.no_grad(), placement.autocast():
-        for name, samples in heldout.items():
+        for samples in heldout.values():
+            mine = samples[world.rank :: world.size]
             nll, tokens = 0.0, 0
-            for start in range(0, len(samples), batch_size):
-                chunk = samples[start : start + batch_size]
-                sum_logp, n_tokens = backend.answer_logprobs(backend.collate(chunk))
-                nll -= float(sum_logp.sum())
-                tokens += int(n_tokens.sum())
-            losses[name] = nll / max(tokens, 1)
-    backend.model.train()
-    return losses
+            for start in range(0, math.ceil(len(samples) / world.size), batch_size):
+                chunk = mine[start : start + batch_size]
+                sum_logp, n_tokens, _, _ = forward(backend.collate(chunk or samples[:1]))
+                if chunk:
+                    nll -= float(sum_logp.sum())
+                    tokens += int(n_tokens.sum())
+            sums += [nll, tokens]
+    forward.train()
+    totals = world.sum(sums, placement.device)
+    return {name: totals[2 * k] / max(totals[2 * k + 1], 1) for k, name in enumerate(heldout)}
 
 
 def _objective(heldout_loss: dict[str, float]) -> float:
@@ -83,6 +148,18 @@ def lr_at(step: int, cfg: dict) -> float:
     return floor + 0.5 * (cfg["lr"] - floor) * (1 + math.cos(math.pi * progress))
 
 
+def micro_batches(picks: list, world: World, accumulation: int) -> list[list]:
+    """This rank's rows of a global batch, cut into `accumulation` micro-batches."""
+    if len(picks) % (world.size * accumulation):
+        raise ValueError(
+            f"training.batchSize: {len(picks)} does not divide among {world.size} processes x {accumulation} "
+            "micro-batches (finalTraining.gradientAccumulation)"
+        )
+    mine = world.rows(picks)
+    size = len(mine) // accumulation
+    return [mine[k * size : (k + 1) * size] for k in range(accumulation)]
+
+
 def train_on_mixture(
     domains: Mapping[str, DomainData | DomainSamples],
     weights: dict[str, float],
@@ -91,93 +168,141 @@ def train_on_mixture(
     on_log: Callable[[dict], None] | None = None,
     augment: Augment | None = None,
     groups: Mapping[str, Groups] | None = None,
-    on_trained: Callable[[VLMBackend], None] | None = None,
+    on_trained: OnTrained | None = None,
     model: ModelRef | None = None,
     placement: Placement | None = None,
+    checkpoint_store: ArtifactStore | None = None,
 ) -> dict:
     """Train on `weights` over the train split of `domains`; return held-out losses and throughput.
 
     `weights` are per domain, or per group when `groups` gives each domain's samples a group (their
     concept x task cell, by sample key). Domains larger than `shuffle_buffer` samples stream (see
     `data.streaming`). `augment` (see `Augment`) adds a term to the SFT loss, e.g. MergeMix; it gets the
-    backend's torch model and its logs join each log line's dict. `on_trained` gets the trained backend (e.g. to
-    save a checkpoint). `model` names the model (default: the tiny `proxy` preset), `placement` where it runs
-    (default: the CPU in fp32). The objective is the mean held-out loss over all domains, weighted or not;
-    lower is better.
+    backend's torch model and its logs join each log line's dict. `on_trained` gets the trained model (e.g. to
+    save it). `model` names the model (default: the tiny `proxy` preset), `placement` where it runs (default:
+    the CPU in fp32). `checkpoint_store` (rooted at the training's checkpoint prefix) holds its checkpoints when
+    `checkpoint_every` > 0. The objective is the mean held-out loss over all domains, weighted or not; lower is
+    better. Every rank returns the same metrics; progress is printed and `on_log` called on rank 0.
     """
     model = model or ModelRef()
     placement = placement or Placement(torch.device("cpu"))
     cfg = {**DEFAULT_CONFIG, **config}
+    world = current_world()
     data = {name: in_memory(name, d) if isinstance(d, DomainSamples) else d for name, d in domains.items()}
     mixture = mixture_data(
         data, groups, cfg["heldout_fraction"], cfg["max_heldout_samples"], cfg["shuffle_buffer"], seed
     )
     heldout, members = mixture.heldout, mixture.pools
 
+    if augment is not None and cfg["strategy"] == "fsdp" and world.size > 1:
+        # The augmentation's extra forwards depend on the rank's rows: FSDP's weight gathers would not match.
+        raise ValueError("spec.training.augmentation: mergemix trains under finalTraining.strategy ddp, not fsdp")
     backend = build_vlm_backend(model, seed, placement)
-    parameters = [p for p in backend.model.parameters() if p.requires_grad]
+    forward = wrap(_Forward(backend, augment), cfg["strategy"], world)
+    parameters = [p for p in forward.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     data_rng = np.random.default_rng(seed)
     # A separate stream, so an augmentation never changes which samples are drawn.
     augment_rng = np.random.default_rng([seed, 1])
+    accumulation = cfg["gradient_accumulation"]
 
-    start = time.perf_counter()
     train_loss: list[float] = []
     curve: list[list[float]] = []
+    window: list[float] = []
+    checkpoints = None
+    first = 0
+    if checkpoint_store is not None and cfg["checkpoint_every"] > 0:
+        settings = {k: cfg[k] for k in RESUME_SETTINGS}
+        settings |= {"weights": weights, "seed": seed, "model": [model.backend, model.path, model.config]}
+        checkpoints = Checkpoints(checkpoint_store, cfg["checkpoint_every"], cfg["keep_checkpoints"], settings, world)
+        resumed = checkpoints.restore(forward, optimizer)
+        if resumed is not None:
+            first = resumed.step
+            train_loss, curve, window = resumed.state["train_loss"], resumed.state["curve"], resumed.state["window"]
+            augment_rng.bit_generator.state = resumed.state["augment_rng"]
+            # The data position: the draws of the steps done, replayed, leave every stream where it was.
+            for _ in range(first):
+                sample_batch_indices(weights, members, cfg["batch_size"], data_rng)
+            if data_rng.bit_generator.state != resumed.state["data_rng"]:
+                raise RuntimeError(f"{checkpoint_store.uri}: the replayed data position differs from the saved one")
+            if world.is_main:
+                print(f"resumed at step {first}", flush=True)
+
+    start = time.perf_counter()
     # The curve's evaluations are left out of the training throughput.
     eval_seconds = 0.0
 
     def record_curve(step: int) -> None:
         nonlocal eval_seconds
         tick = time.perf_counter()
-        curve.append([step, _objective(evaluate(backend, heldout, cfg["eval_batch_size"], placement))])
+        losses = evaluate(backend, forward, heldout, cfg["eval_batch_size"], placement, world)
+        curve.append([step, _objective(losses)])
         eval_seconds += time.perf_counter() - tick
 
-    if cfg["eval_every"]:
+    if cfg["eval_every"] and first == 0:
         record_curve(0)
-    window: list[float] = []
-    for step in range(cfg["steps"]):
+    for step in range(first, cfg["steps"]):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
         picks = sample_batch_indices(weights, members, cfg["batch_size"], data_rng)
-        batch = backend.collate(picked_samples(picks))
-        with placement.autocast():
-            sum_logp, n_tokens = backend.answer_logprobs(batch)
-            loss, _ = sft_loss(sum_logp, n_tokens)
-            logs: dict = {}
-            if augment is not None:
-                extra, logs = augment(backend.model, batch, step, augment_rng, winner=(sum_logp, n_tokens))
-                loss = loss + extra
+        batches = [backend.collate(picked_samples(rows)) for rows in micro_batches(picks, world, accumulation)]
+        # The gradient of the mean over the global batch's answer tokens: each micro-batch's sum over all of them.
+        tokens = max(world.sum([sum(answer_tokens(b) for b in batches)], placement.device)[0], 1)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        step_loss = 0.0
+        for k, batch in enumerate(batches):
+            gradient_sync(forward, k + 1 == accumulation)
+            with placement.autocast():
+                sum_logp, _, extra, logs = forward(batch, step, augment_rng)
+                sft = -sum_logp.sum() / tokens
+                # DDP and FSDP average the ranks' gradients: the SFT sum is scaled back up, the augmentation's
+                # term (a mean over its own batch) averaged over the micro-batches too.
+                loss = sft * world.size + extra / accumulation
+            loss.backward()
+            step_loss += (sft + extra / (accumulation * world.size)).item()
         torch.nn.utils.clip_grad_norm_(parameters, cfg["grad_clip"])
         optimizer.step()
 
-        window.append(loss.item())
+        window.append(world.sum([step_loss], placement.device)[0])
         if (step + 1) % cfg["log_every"] == 0 or step + 1 == cfg["steps"]:
             mean_loss = sum(window) / len(window)
             window.clear()
             train_loss.append(mean_loss)
-            rate = (step + 1) * cfg["batch_size"] / (time.perf_counter() - start - eval_seconds)
-            print(f"step={step + 1} loss={mean_loss:.4f} samples_per_s={rate:.1f}", flush=True)
-            if on_log is not None:
-                on_log({"step": step + 1, "loss": mean_loss, "samples_per_s": rate, **logs})
+            rate = (step + 1 - first) * cfg["batch_size"] / (time.perf_counter() - start - eval_seconds)
+            if world.is_main:
+                print(f"step={step + 1} loss={mean_loss:.4f} samples_per_s={rate:.1f}", flush=True)
+                if on_log is not None:
+                    on_log({"step": step + 1, "loss": mean_loss, "samples_per_s": rate, **logs})
         if cfg["eval_every"] and (step + 1) % cfg["eval_every"] == 0 and step + 1 < cfg["steps"]:
             record_curve(step + 1)
+        if checkpoints is not None and checkpoints.due(step + 1, cfg["steps"]):
+            state = {
+                "train_loss": train_loss,
+                "curve": curve,
+                "window": window,
+                "data_rng": data_rng.bit_generator.state,
+                "augment_rng": augment_rng.bit_generator.state,
+            }
+            checkpoints.save(step + 1, forward, optimizer, state)
     train_seconds = time.perf_counter() - start - eval_seconds
 
-    heldout_loss = evaluate(backend, heldout, cfg["eval_batch_size"], placement)
+    heldout_loss = evaluate(backend, forward, heldout, cfg["eval_batch_size"], placement, world)
     objective = _objective(heldout_loss)
     if on_trained is not None:
-        on_trained(backend)
+        whole = full_state_dict(backend.model, world) if world.size > 1 else None
+        if world.is_main:
+            on_trained(backend, whole)
     metrics = {
         "heldout_loss": heldout_loss,
         "objective": objective,
         "train_loss": train_loss,
         "steps": cfg["steps"],
         "seconds": time.perf_counter() - start,
-        "samples_per_second": cfg["steps"] * cfg["batch_size"] / train_seconds,
+        "samples_per_second": (cfg["steps"] - first) * cfg["batch_size"] / train_seconds,
         "backend": backend.name,
+        "processes": world.size,
         **placement.record(),
     }
+    if first:
+        metrics["resumed_at_step"] = first
     return {**metrics, "heldout_curve": [*curve, [cfg["steps"], objective]]} if cfg["eval_every"] else metrics

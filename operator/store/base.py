@@ -73,18 +73,24 @@ class ArtifactStore(ABC):
             self.delete(key)
         return len(keys)
 
+    def upload_file(self, path: Path, key: str) -> None:
+        """A local file to `key`; stores that can stream it (s3: multipart) override this."""
+        self.put_bytes(key, path.read_bytes())
+
+    def download_file(self, key: str, path: Path) -> None:
+        path.write_bytes(self.get_bytes(key))
+
     def upload_dir(self, local: Path, prefix: str) -> None:
         for path in sorted(p for p in local.rglob("*") if p.is_file()):
-            self.put_bytes(f"{prefix}/{path.relative_to(local).as_posix()}", path.read_bytes())
+            self.upload_file(path, f"{prefix}/{path.relative_to(local).as_posix()}")
 
     def download_dir(self, prefix: str, local: Path) -> Path:
-        """Copy every key under `prefix` into `local`; keys already there with the same size are kept."""
+        """Copy every key under `prefix` into `local`; keys already there are kept."""
         for key in self.list(prefix):
             target = local / key[len(prefix) :].lstrip("/")
-            data = None if target.exists() else self.get_bytes(key)
-            if data is not None:
+            if not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
+                self.download_file(key, target)
         return local
 
 

@@ -7,6 +7,7 @@ objects move as multipart transfers; deletes go 1,000 keys a request.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import BinaryIO
 
 import boto3
@@ -30,23 +31,38 @@ class S3Store(ArtifactStore):
         prefix: str = "",
         endpoint_url: str | None = None,
         client=None,
+        transfer: TransferConfig | None = None,
     ) -> None:
+        """`transfer`: when objects go multipart and in what parts (boto3's transfer manager; default TRANSFER)."""
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.endpoint_url = endpoint_url
         self.client = client or boto3.client("s3", endpoint_url=endpoint_url, config=RETRIES)
+        self.transfer = transfer or TRANSFER
         self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        self.client.upload_fileobj(io.BytesIO(data), self.bucket, self._key(key), Config=TRANSFER)
+        self.client.upload_fileobj(io.BytesIO(data), self.bucket, self._key(key), Config=self.transfer)
+
+    def upload_file(self, path: Path, key: str) -> None:
+        # Streamed from disk in parts (a checkpoint shard never sits in memory whole), multipart above the threshold.
+        self.client.upload_file(str(path), self.bucket, self._key(key), Config=self.transfer)
+
+    def download_file(self, key: str, path: Path) -> None:
+        try:
+            self.client.download_file(self.bucket, self._key(key), str(path), Config=self.transfer)
+        except ClientError as error:
+            if error.response["Error"]["Code"] in ABSENT:
+                raise ArtifactNotFound(key) from error
+            raise
 
     def get_bytes(self, key: str) -> bytes:
         buffer = io.BytesIO()
         try:
-            self.client.download_fileobj(self.bucket, self._key(key), buffer, Config=TRANSFER)
+            self.client.download_fileobj(self.bucket, self._key(key), buffer, Config=self.transfer)
         except ClientError as error:
             if error.response["Error"]["Code"] in ABSENT:
                 raise ArtifactNotFound(key) from error
@@ -110,4 +126,4 @@ class S3Store(ArtifactStore):
         return len(keys)
 
     def child(self, prefix: str) -> S3Store:
-        return S3Store(self.bucket, self._key(prefix.strip("/")), self.endpoint_url, self.client)
+        return S3Store(self.bucket, self._key(prefix.strip("/")), self.endpoint_url, self.client, self.transfer)

@@ -49,8 +49,9 @@ class VLMBackend(Protocol):
     def answer_logprobs(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Per sample: the summed log-likelihood of its answer tokens (B,) and how many there are (B,)."""
 
-    def save(self, directory: Path) -> None:
-        """Write a checkpoint into `directory` (a `ModelRef` path to it, or to the file in it, loads it)."""
+    def save(self, directory: Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """Write a checkpoint into `directory` (a `ModelRef` path to it, or to the file in it, loads it): the
+        model's weights, or `state_dict` (the whole weights gathered from a sharded model)."""
 
 
 class Embedder(Protocol):

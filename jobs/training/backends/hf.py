@@ -143,9 +143,9 @@ class HFBackend:
                     parts[modality].append((states * weights).sum(1) / weights.sum(1).clamp(min=1))
         return {m: F.normalize(torch.cat(p), dim=-1).cpu().numpy().astype(np.float32) for m, p in parts.items()}
 
-    def save(self, directory: Path) -> None:
-        """A `save_pretrained` directory `model/`: weights, config, processor and chat template."""
-        self.model.save_pretrained(directory / "model")
+    def save(self, directory: Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """A `save_pretrained` directory `model/`: weights (safetensors), config, processor and chat template."""
+        self.model.save_pretrained(directory / "model", state_dict=state_dict)
         self.processor.save_pretrained(directory / "model")
 
 

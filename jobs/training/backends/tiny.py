@@ -36,9 +36,9 @@ class TinyBackend:
     def answer_logprobs(self, batch: VLMBatch) -> tuple[torch.Tensor, torch.Tensor]:
         return self.model.answer_logprobs(batch)
 
-    def save(self, directory: Path) -> None:
+    def save(self, directory: Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
         """`model.pt`: the model config (for `build_vlm`) and the weights."""
-        state = {k: v.cpu() for k, v in self.model.state_dict().items()}
+        state = {k: v.cpu() for k, v in (state_dict or self.model.state_dict()).items()}
         torch.save({"config": self.config, "state_dict": state}, directory / CHECKPOINT)
 
 
