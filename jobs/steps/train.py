@@ -17,6 +17,7 @@ from mixtura_jobs.steps.propose import load_space, observations
 from mixtura_jobs.training.backends import VLMBackend
 from mixtura_jobs.training.device import select_placement
 from mixtura_jobs.training.trainer import DEFAULT_CONFIG, train_on_mixture
+from mixtura_jobs.training.trainer_run import ProgressLog
 from mixtura_operator import layout
 from mixtura_operator.api.plan import final_baselines
 from mixtura_operator.objective import label, objective_value, score
@@ -38,6 +39,7 @@ def _train(
     seed: int,
     on_trained: Callable[[VLMBackend], None] | None = None,
     eval_every: int = 0,
+    on_eval: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict:
     """Train on a mixture record: by its cell weights when it has them, else by its domain weights;
     `eval_every` > 0 records the held-out objective every that many steps."""
@@ -63,6 +65,7 @@ def _train(
         on_trained=on_trained,
         model=model,
         placement=select_placement(),
+        on_eval=on_eval,
     )
     metrics["augmentation"] = spec.training.augmentation.type
     return metrics
@@ -76,10 +79,30 @@ def run_proxy(ctx: StepContext, args: argparse.Namespace) -> None:
     if spec.models.proxy.config.get("failTrials") and args.trial in spec.models.proxy.config["failTrials"]:
         raise SystemExit(f"trial {args.trial}: failure injected by models.proxy.config.failTrials")
     mixture = ctx.store.get_json(layout.trial_mixture(args.trial))
-    metrics = _train(ctx, mixture, "proxy", spec.budget.proxy_steps, trial_seed(ctx.seed, args.trial))
+    seed, steps = trial_seed(ctx.seed, args.trial), spec.budget.proxy_steps
+    stopping = spec.search.early_stopping
+    if stopping is None:
+        metrics = _train(ctx, mixture, "proxy", steps, seed)
+    else:
+        report = _progress_reporter(ctx, args.trial)
+        every = stopping.evaluation_interval(steps)
+        metrics = _train(ctx, mixture, "proxy", steps, seed, eval_every=every, on_eval=report)
     ctx.store.put_json(layout.trial_metrics(args.trial), metrics)
     print(f"trial={args.trial} {_objective_line(ctx, metrics)}", flush=True)
     ctx.mark_done(step_key)
+
+
+def _progress_reporter(ctx: StepContext, tid: str) -> Callable[[int, dict[str, float]], None]:
+    """Writes the objective at each checkpoint to the trial's progress.json, for early stopping (not step 0,
+    before any training)."""
+    log = ProgressLog(ctx.store, layout.trial_progress(tid))
+    objective = ctx.search.spec.objective
+
+    def report(step: int, heldout_loss: dict[str, float]) -> None:
+        if step > 0:
+            log.report(step, objective_value({"heldout_loss": heldout_loss}, objective))
+
+    return report
 
 
 def baseline_mixture(ctx: StepContext, baseline: str) -> dict:

@@ -94,6 +94,7 @@ def train_on_mixture(
     on_trained: Callable[[VLMBackend], None] | None = None,
     model: ModelRef | None = None,
     placement: Placement | None = None,
+    on_eval: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict:
     """Train on `weights` over the train split of `domains`; return held-out losses and throughput.
 
@@ -102,8 +103,9 @@ def train_on_mixture(
     `data.streaming`). `augment` (see `Augment`) adds a term to the SFT loss, e.g. MergeMix; it gets the
     backend's torch model and its logs join each log line's dict. `on_trained` gets the trained backend (e.g. to
     save a checkpoint). `model` names the model (default: the tiny `proxy` preset), `placement` where it runs
-    (default: the CPU in fp32). The objective is the mean held-out loss over all domains, weighted or not;
-    lower is better.
+    (default: the CPU in fp32). `on_eval` gets each `eval_every` evaluation (step, held-out loss per domain) as
+    it is made, e.g. to report progress for early stopping. The objective is the mean held-out loss over all
+    domains, weighted or not; lower is better.
     """
     model = model or ModelRef()
     placement = placement or Placement(torch.device("cpu"))
@@ -130,8 +132,11 @@ def train_on_mixture(
     def record_curve(step: int) -> None:
         nonlocal eval_seconds
         tick = time.perf_counter()
-        curve.append([step, _objective(evaluate(backend, heldout, cfg["eval_batch_size"], placement))])
+        losses = evaluate(backend, heldout, cfg["eval_batch_size"], placement)
+        curve.append([step, _objective(losses)])
         eval_seconds += time.perf_counter() - tick
+        if on_eval is not None:
+            on_eval(step, losses)
 
     if cfg["eval_every"]:
         record_curve(0)

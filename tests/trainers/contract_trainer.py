@@ -45,7 +45,7 @@ def main(argv: list[str]) -> int:
     drawn: Counter[str] = Counter()
     for step in range(run.steps):
         drawn.update(name for name, _ in sampler.draw(8))
-        run.write_progress({"step": step + 1})
+        run.report_progress(step + 1, {"heldout_loss": {name: 1.0 - w for name, w in run.mixture["weights"].items()}})
     weights = run.mixture["weights"]
     run.write_metrics(
         {
