@@ -84,9 +84,12 @@ def prior_runs_problem(prior: PriorRuns, domains: list[str], endpoint_url: str |
     except Exception as error:
         return f"cannot read {prior.uri}: {type(error).__name__}: {error}"
     header = next(csv.reader(io.StringIO(text, newline="")), [])
-    missing = [c for c in [*columns, prior.target] if c not in header]
+    found = f"its columns: {', '.join(header) or 'none'}"
+    missing = [c for c in columns if c not in header]
     if missing:
-        return f"{prior.uri} has no column {', '.join(missing)} (its columns: {', '.join(header) or 'none'})"
+        return f"{prior.uri} has no weight column for the domains {', '.join(missing)} ({found})"
+    if prior.target not in header:
+        return f"{prior.uri} has no target column {prior.target} ({found})"
     return None
 
 

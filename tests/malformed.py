@@ -134,6 +134,26 @@ MALFORMED: list[tuple[str, dict, str]] = [
         "spec.search.conceptCentroidsFrom",
     ),
     (
+        "median stopping with asha's settings",
+        search(search={"earlyStopping": {"type": "median", "reductionFactor": 2}}),
+        "spec.search.earlyStopping.minResource",
+    ),
+    (
+        "asha's first rung at the full budget",
+        search(budget={"proxySteps": 20}, search={"earlyStopping": {"type": "asha", "minResource": 20}}),
+        "spec.search.earlyStopping.minResource",
+    ),
+    (
+        "early stopping without a search",
+        search(method="uniform", search={"earlyStopping": {"type": "median"}}),
+        "spec.search.earlyStopping",
+    ),
+    (
+        "prior runs whose target is a weight column",
+        search(search={"priorRuns": {"uri": "s3://swarms/runs.csv", "weightColumns": ["digits", "y"], "target": "y"}}),
+        "spec.search.priorRuns.target",
+    ),
+    (
         "unknown model config key",
         search(models={"proxy": {"config": {"presett": "proxy"}}}),
         "spec.models.proxy.config",
