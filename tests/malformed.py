@@ -503,6 +503,12 @@ CLUSTER: list[tuple[str, dict, str, bool]] = [
         True,
     ),
     (
+        "a recorded swarm from file://",
+        search(search={"priorRuns": {"uri": "file:///etc/passwd", "target": "loss"}}),
+        "spec.search.priorRuns.uri",
+        True,
+    ),
+    (
         "an image outside the allowed patterns",
         resources(image="evil.example/miner:latest"),
         "spec.resources.image",
