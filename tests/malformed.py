@@ -154,6 +154,11 @@ MALFORMED: list[tuple[str, dict, str]] = [
         "spec.search.priorRuns.target",
     ),
     (
+        "prior runs naming a weight column twice",
+        search(search={"priorRuns": {"uri": "s3://swarms/runs.csv", "weightColumns": ["a", "a"], "target": "y"}}),
+        "spec.search.priorRuns.weightColumns",
+    ),
+    (
         "unknown model config key",
         search(models={"proxy": {"config": {"presett": "proxy"}}}),
         "spec.models.proxy.config",

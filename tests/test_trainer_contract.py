@@ -189,3 +189,5 @@ def test_a_trial_behind_the_median_is_stopped_and_recorded_as_stopped_not_failed
         assert not (root / f"trials/{tid}/_SUCCESS").exists() and not (root / f"trials/{tid}/_FAILED").exists()
         assert f"[Normal] TrialStopped: trial/{tid}: at step" in output
     assert "stopped=2" in output and "2 stopped early" in output
+    page = (root / "report/index.html").read_text()
+    assert "2 stopped early of 4" in page and page.count(" stopped</td>") == 2

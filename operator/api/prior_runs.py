@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Annotated
 
-from mixtura_operator.api.base import DATA_URI_PATTERN, URI_MAX, ApiModel, Rule, no_traversal
+from pydantic import AfterValidator, Field
+
+from mixtura_operator.api.base import DATA_URI_PATTERN, URI_MAX, ApiModel, Rule, distinct, no_traversal
 
 
 class PriorRuns(ApiModel):
@@ -13,9 +15,10 @@ class PriorRuns(ApiModel):
     uri: str = Field(
         pattern=DATA_URI_PATTERN, max_length=URI_MAX, description="The CSV file: s3:// or (mixtura run) file://."
     )
-    weight_columns: list[str] | None = Field(
+    weight_columns: Annotated[list[Annotated[str, Field(max_length=256)]], AfterValidator(distinct)] | None = Field(
         default=None,
         max_length=256,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
         description="The columns holding a run's domain weights, named as the DomainSet's domains (in cell "
         "spaces too: each run's domain weights are split over the cells by their samples); default: a column "
         "per domain.",
@@ -28,12 +31,6 @@ class PriorRuns(ApiModel):
 
     rules = (
         no_traversal("uri"),
-        Rule(
-            cel="!has(self.weightColumns) || self.weightColumns.all(c, self.weightColumns.exists_one(d, d == c))",
-            message="must not repeat a column",
-            field=".weightColumns",
-            check=lambda p: p.weight_columns is None or len(set(p.weight_columns)) == len(p.weight_columns),
-        ),
         Rule(
             cel="!has(self.weightColumns) || !(self.target in self.weightColumns)",
             message="the target column cannot also be a weight column",
