@@ -490,6 +490,22 @@ _FINAL_PROCS = (
 )
 
 
+def _below_proxy_steps(name: str, attr: str, why: str) -> Rule:
+    """A step setting of spec.search.earlyStopping, when given, must come before the proxy trials end."""
+
+    def check(spec: MixtureSearchSpec) -> bool:
+        value = None if spec.search.early_stopping is None else getattr(spec.search.early_stopping, attr)
+        return value is None or value < spec.budget.proxy_steps
+
+    return Rule(
+        cel=f"!has(self.search) || !has(self.search.earlyStopping) || !has(self.search.earlyStopping.{name})"
+        f" || self.search.earlyStopping.{name} < {_STEPS}",
+        message=f"must be below budget.proxySteps: {why}",
+        field=f".search.earlyStopping.{name}",
+        check=check,
+    )
+
+
 class MixtureSearchSpec(ApiModel):
     suspend: bool = Field(
         default=False,
@@ -585,29 +601,8 @@ class MixtureSearchSpec(ApiModel):
                 ("priorRuns", "prior_runs", "imported runs"),
             )
         ),
-        Rule(
-            cel="!has(self.search) || !has(self.search.earlyStopping) || self.search.earlyStopping.type != 'asha'"
-            f" || !has(self.search.earlyStopping.minResource) || self.search.earlyStopping.minResource < {_STEPS}",
-            message="must be below budget.proxySteps: a trial at the full budget has no rung left to pass",
-            field=".search.earlyStopping.minResource",
-            check=lambda s: (
-                s.search.early_stopping is None
-                or s.search.early_stopping.type != "asha"
-                or s.search.early_stopping.min_resource is None
-                or s.search.early_stopping.min_resource < s.budget.proxy_steps
-            ),
-        ),
-        Rule(
-            cel="!has(self.search) || !has(self.search.earlyStopping) || !has(self.search.earlyStopping.evalEvery)"
-            f" || self.search.earlyStopping.evalEvery < {_STEPS}",
-            message="must be below budget.proxySteps, or no curve is reported before the trial ends",
-            field=".search.earlyStopping.evalEvery",
-            check=lambda s: (
-                s.search.early_stopping is None
-                or s.search.early_stopping.eval_every is None
-                or s.search.early_stopping.eval_every < s.budget.proxy_steps
-            ),
-        ),
+        _below_proxy_steps("minResource", "min_resource", "a trial at the full budget has no rung left to pass"),
+        _below_proxy_steps("evalEvery", "eval_every", "no curve is reported before the trial ends"),
     )
 
 
