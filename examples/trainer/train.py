@@ -126,6 +126,7 @@ def main() -> None:
             run.report_progress(step, heldout_metrics(model, domains, heldout))
 
     metrics = heldout_metrics(model, domains, heldout)
+    run.report_progress(run.steps, metrics)
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     run.output.put_bytes("model.pt", buffer.getvalue())
