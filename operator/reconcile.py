@@ -303,6 +303,7 @@ def reconcile(search: MixtureSearch, domainset: DomainSet | None, observed: Obse
         )
     if search.spec.suspend:
         return _suspend(b)
+    # A stopped trial has ended its part in the round, as a failed one has.
     return _advance(b, domainset, {**failed, **stopped})
 
 
