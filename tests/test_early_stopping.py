@@ -162,3 +162,18 @@ def test_a_stopped_trial_is_an_observation_at_its_last_reported_objective(tmp_pa
     assert ids == ["000", "001"] and list(y) == [-1.0, -2.5] and x[1].tolist() == [0.8, 0.2]
     propose.run(ctx, argparse.Namespace(round=1, trials="002,003", warm_start=""))
     assert store.get_json(layout.proposal(1))["stopped"] == ["001"]
+
+
+def test_the_operator_stops_all_but_the_top_third_at_an_asha_rung():
+    early = {"space": "domains", "earlyStopping": {"type": "asha", "minResource": 10, "reductionFactor": 3}}
+    s, ds = make(method="random", max_trials=3, parallel=3, final=False, settings=early)
+    observed = Observed(
+        snapshot=True,
+        done=frozenset({"propose/0"}),
+        proposed={0: ("000", "001", "002")},
+        jobs={f"trial/{t}": JobState("Running") for t in ("000", "001", "002")},
+        progress={"000": ((10, 2.0),), "001": ((10, 1.5),), "002": ((10, 1.8),)},
+    )
+    decision = reconcile(s, ds, observed, NOW)
+    assert sorted(a.step_key for a in decision.actions if isinstance(a, StopTrial)) == ["trial/000", "trial/002"]
+    assert decision.status.trials.stopped_ids == ["000", "002"] and decision.status.trials.running == 1
