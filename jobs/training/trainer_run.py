@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -27,7 +28,7 @@ from mixtura_jobs.search.cell_weights import sample_cells
 from mixtura_operator import layout, trainer_contract
 from mixtura_operator.api.domainset import Domain, DomainSet
 from mixtura_operator.api.mixturesearch import MixtureSearch, Objective
-from mixtura_operator.objective import objective_value
+from mixtura_operator.objective import ObjectiveError, objective_value
 from mixtura_operator.store import ArtifactStore, open_store
 
 
@@ -152,8 +153,14 @@ class TrainerRun:
     def report_progress(self, step: int, metrics: Mapping) -> None:
         """Held-out metrics at `step`, named as in `metrics.json`: their value of spec.objective is added to
         `progress.json`, which spec.search.earlyStopping reads (optional; a run that never reports is never
-        stopped)."""
-        self._progress.report(step, objective_value(metrics, self._objective))
+        stopped). Metrics that do not give the objective (it may be measured only at the end) are not reported:
+        a warning says why, and the run goes on."""
+        try:
+            value = objective_value(metrics, self._objective)
+        except ObjectiveError as error:
+            print(f"progress at step {step} not reported: {error}", file=sys.stderr, flush=True)
+            return
+        self._progress.report(step, value)
 
     def write_metrics(self, metrics: Mapping) -> None:
         """The run's metrics; the search's objective (spec.objective.metric) must be among them."""

@@ -48,15 +48,15 @@ def main(argv: list[str]) -> int:
     sampler = run.sampler(domain_keys(run))
     drawn: Counter[str] = Counter()
     pause = float(argv[argv.index("--step-seconds") + 1]) if "--step-seconds" in argv else 0.0
+    weights = run.mixture["weights"]
+    heldout = {"heldout_loss": {name: 1.0 - w for name, w in weights.items()}, "accuracy": weights.get("text", 0.0)}
     for step in range(run.steps):
         drawn.update(name for name, _ in sampler.draw(8))
-        run.report_progress(step + 1, {"heldout_loss": {name: 1.0 - w for name, w in run.mixture["weights"].items()}})
+        run.report_progress(step + 1, heldout)
         time.sleep(pause)
-    weights = run.mixture["weights"]
     run.write_metrics(
         {
-            "heldout_loss": {name: 1.0 - w for name, w in weights.items()},
-            "accuracy": weights.get("text", 0.0),
+            **heldout,
             "received": {
                 "seed": run.seed,
                 "steps": run.steps,
