@@ -138,7 +138,7 @@ def test_settings_of_the_other_rule_are_refused(early, field):
 
 
 def test_a_stopped_trial_is_an_observation_at_its_last_reported_objective(tmp_path, one_torch_thread):
-    from mixtura_jobs.steps import propose
+    from mixtura_jobs.steps import propose, train
     from mixtura_jobs.steps.context import StepContext
 
     domains = [
@@ -160,6 +160,11 @@ def test_a_stopped_trial_is_an_observation_at_its_last_reported_objective(tmp_pa
     ctx = StepContext(store)
     ids, x, y = propose.observations(ctx, propose.load_space(ctx))
     assert ids == ["000", "001"] and list(y) == [-1.0, -2.5] and x[1].tolist() == [0.8, 0.2]
+    # The built-in trainer's reports (the step before training left out) are what the operator reads.
+    report = train._progress_reporter(ctx, "002")
+    for step, loss in ((0, 5.0), (6, 3.0), (12, 2.0)):
+        report(step, {"a": loss, "b": loss + 1})
+    assert progress_curve(store.get_json(layout.trial_progress("002"))) == ((6, 3.5), (12, 2.5))
     propose.run(ctx, argparse.Namespace(round=1, trials="002,003", warm_start=""))
     assert store.get_json(layout.proposal(1))["stopped"] == ["001"]
 
@@ -177,3 +182,16 @@ def test_the_operator_stops_all_but_the_top_third_at_an_asha_rung():
     decision = reconcile(s, ds, observed, NOW)
     assert sorted(a.step_key for a in decision.actions if isinstance(a, StopTrial)) == ["trial/000", "trial/002"]
     assert decision.status.trials.stopped_ids == ["000", "002"] and decision.status.trials.running == 1
+
+
+def test_a_progress_log_writes_the_objective_and_skips_metrics_without_it(tmp_path, capsys):
+    from mixtura_jobs.training.trainer_run import ProgressLog
+    from mixtura_operator.api.mixturesearch import Objective
+
+    store = open_store(tmp_path.as_uri())
+    log = ProgressLog(store, "progress.json", Objective(domain_weights={"a": 1.0}))
+    log.report(10, {"heldout_loss": {"a": 2.0, "b": 4.0}})
+    log.report(20, {"accuracy": 0.5})
+    log.report(30, {"heldout_loss": {"a": 1.5, "b": 4.0}})
+    assert store.get_json("progress.json") == [{"step": 10, "objective": 2.0}, {"step": 30, "objective": 1.5}]
+    assert "progress at step 20 not reported: no 'heldout_loss'" in capsys.readouterr().err

@@ -95,12 +95,11 @@ def run_proxy(ctx: StepContext, args: argparse.Namespace) -> None:
 def _progress_reporter(ctx: StepContext, tid: str) -> Callable[[int, dict[str, float]], None]:
     """Writes the objective at each checkpoint to the trial's progress.json, for early stopping (not step 0,
     before any training)."""
-    log = ProgressLog(ctx.store, layout.trial_progress(tid))
-    objective = ctx.search.spec.objective
+    log = ProgressLog(ctx.store, layout.trial_progress(tid), ctx.search.spec.objective)
 
     def report(step: int, heldout_loss: dict[str, float]) -> None:
         if step > 0:
-            log.report(step, objective_value({"heldout_loss": heldout_loss}, objective))
+            log.report(step, {"heldout_loss": heldout_loss})
 
     return report
 

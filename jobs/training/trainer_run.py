@@ -53,12 +53,19 @@ class ProgressLog:
     """A run's `progress.json`: the objective at each checkpoint so far, a list of {step, objective} rewritten
     whole at each report (a store has no append), which early stopping reads while the run goes on."""
 
-    def __init__(self, store: ArtifactStore, key: str) -> None:
-        self.store, self.key = store, key
+    def __init__(self, store: ArtifactStore, key: str, objective: Objective) -> None:
+        self.store, self.key, self.objective = store, key, objective
         self.reports: list[dict] = []
 
-    def report(self, step: int, objective: float) -> None:
-        self.reports.append({"step": int(step), "objective": float(objective)})
+    def report(self, step: int, metrics: Mapping) -> None:
+        """Held-out metrics at `step`, named as in `metrics.json`; those that do not give the objective (it may
+        be measured only at the end) are not reported: a warning says why, and the run goes on."""
+        try:
+            value = objective_value(metrics, self.objective)
+        except ObjectiveError as error:
+            print(f"progress at step {step} not reported: {error}", file=sys.stderr, flush=True)
+            return
+        self.reports.append({"step": int(step), "objective": value})
         self.store.put_json(self.key, self.reports)
 
 
@@ -144,23 +151,14 @@ class TrainerRun:
 
     @cached_property
     def _progress(self) -> ProgressLog:
-        return ProgressLog(self.output, trainer_contract.PROGRESS)
-
-    @cached_property
-    def _objective(self) -> Objective:
-        return MixtureSearch.model_validate(self._snapshot["search"]).spec.objective
+        objective = MixtureSearch.model_validate(self._snapshot["search"]).spec.objective
+        return ProgressLog(self.output, trainer_contract.PROGRESS, objective)
 
     def report_progress(self, step: int, metrics: Mapping) -> None:
         """Held-out metrics at `step`, named as in `metrics.json`: their value of spec.objective is added to
         `progress.json`, which spec.search.earlyStopping reads (optional; a run that never reports is never
-        stopped). Metrics that do not give the objective (it may be measured only at the end) are not reported:
-        a warning says why, and the run goes on."""
-        try:
-            value = objective_value(metrics, self._objective)
-        except ObjectiveError as error:
-            print(f"progress at step {step} not reported: {error}", file=sys.stderr, flush=True)
-            return
-        self._progress.report(step, value)
+        stopped). See `ProgressLog.report`."""
+        self._progress.report(step, metrics)
 
     def write_metrics(self, metrics: Mapping) -> None:
         """The run's metrics; the search's objective (spec.objective.metric) must be among them."""
