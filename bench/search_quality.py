@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from linear_operator.utils.warnings import NumericalWarning
-from recorded_runs import Layout, Pool, join_pools, load_pool
 
+from mixtura_jobs.data.recorded_runs import Layout, Pool, join_pools, load_pool
 from pool_search import gp_ucb_pool_batch, regression_pool_batch
 
 DATA = Path(__file__).resolve().parent / "data" / "regmix"

@@ -28,7 +28,11 @@ def _progress(decision) -> None:
         status.best_trial
         and f" best {status.objective}={status.best_trial.objective:.4f} (trial {status.best_trial.id})"
     )
-    line = f"  {status.phase.value:<10} trials {status.trials.progress:>7} running={status.trials.running}{best or ''}"
+    stopped = f" stopped={status.trials.stopped}" if status.trials.stopped else ""
+    line = (
+        f"  {status.phase.value:<10} trials {status.trials.progress:>7} running={status.trials.running}{stopped}"
+        f"{best or ''}"
+    )
     if line != getattr(_progress, "last", None):
         print(line, flush=True)
         _progress.last = line

@@ -15,7 +15,13 @@ from mixtura_operator import layout
 from mixtura_operator.api.cross_object import local_uri_problems
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import MixtureSearch
-from mixtura_operator.observe import StoreObserver, check_domain_data, concept_source, warm_start_sources
+from mixtura_operator.observe import (
+    StoreObserver,
+    check_domain_data,
+    concept_source,
+    prior_runs_problem,
+    warm_start_sources,
+)
 from mixtura_operator.reconcile import (
     CancelJob,
     CreateJob,
@@ -24,6 +30,7 @@ from mixtura_operator.reconcile import (
     Observed,
     RecordFailure,
     ResetStep,
+    StopTrial,
     WriteSnapshot,
     reconcile,
 )
@@ -107,7 +114,8 @@ class SearchDriver:
             # Fail before the store is opened: it would be the operator's own filesystem.
             return Step(reconcile(search, self.inputs.domainset(search), Observed(refused=refused), now), ())
         store = search_store(search)
-        observer = self._observers.setdefault(uid, StoreObserver(store, search.spec.objective))
+        early_stopping = search.spec.search.early_stopping is not None
+        observer = self._observers.setdefault(uid, StoreObserver(store, search.spec.objective, early_stopping))
         jobs = self.executor.observe(search)
         domainset = None
         try:
@@ -167,24 +175,39 @@ class SearchDriver:
                 with _writing(store, layout.SNAPSHOT):
                     store.put_json(layout.SNAPSHOT, snapshot(search, domainset))
                 observer.snapshot = True
+            elif isinstance(action, StopTrial):
+                # The marker first: a job that ends while it is cancelled is then no failure.
+                with _writing(store, layout.stopped_marker(key)):
+                    store.put_bytes(layout.stopped_marker(key), action.message.encode())
+                observer.note_stopped(key, action.message)
+                self.executor.cancel(search, key)
             elif isinstance(action, RecordFailure):
                 with _writing(store, layout.failure_marker(key)):
                     store.put_bytes(layout.failure_marker(key), action.message.encode())
                 observer.note_failed(key, action.message)
         return tuple(created)
 
-    def _check_data(self, search: MixtureSearch, domainset: DomainSet | None) -> dict[str, dict[str, str]]:
+    def _check_data(self, search: MixtureSearch, domainset: DomainSet | None) -> dict:
         """Before the snapshot: the live DomainSet's data. Data found absent stays absent for the search;
         unreadable data is read again at the next step."""
         uid = search.metadata.uid
         if domainset is None:
             return {}
+        prior = self._prior_runs_check(search, domainset)
         if uid in self._absent:
-            return {"domain_problems": self._absent[uid]}
+            return {"domain_problems": self._absent[uid], **prior}
         absent, unreadable = check_domain_data(domainset, search.spec.artifacts.endpoint_url, self.allow_local_uris)
         if not unreadable:
             self._absent[uid] = absent
-        return {"domain_problems": absent, "data_unreadable": unreadable}
+        return {"domain_problems": absent, "data_unreadable": unreadable, **prior}
+
+    def _prior_runs_check(self, search: MixtureSearch, domainset: DomainSet) -> dict[str, str]:
+        prior = search.spec.search.prior_runs
+        if prior is None:
+            return {}
+        names = [d.name for d in domainset.spec.domains]
+        problem = prior_runs_problem(prior, names, search.spec.artifacts.endpoint_url)
+        return {"prior_runs_problem": problem} if problem else {}
 
     def _concept_source(self, search: MixtureSearch) -> tuple[str | None, str | None]:
         name = search.spec.search.concept_centroids_from

@@ -2,8 +2,9 @@
 
 A *step key* names one unit of work: `embed/<domain>`, `score`, `cells`, `propose/<round>`, `trial/<id>`,
 `final`, `report`. Each writes its outputs under its folder and `_SUCCESS` last; a failure (written by the
-step itself, or by the operator when a job ended without a marker) is `_FAILED` there, and `_STARTED` says a job
-was created for it, so the store alone says what happened.
+step itself, or by the operator when a job ended without a marker) is `_FAILED` there, a trial stopped early
+has `_STOPPED` (why, and its last report), and `_STARTED` says a job was created for it, so the store alone says
+what happened.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ ASSIGNMENTS = "cells/assignments"
 REPORT = "report/index.html"
 # What the report found that status carries: baseline comparisons and the surrogate's leave-one-out fit.
 REPORT_SUMMARY = "report/summary.json"
-MARKERS = ("_SUCCESS", "_FAILED", "_STARTED")
+MARKERS = ("_SUCCESS", "_FAILED", "_STARTED", "_STOPPED")
 # A step's exit code for bad input (data or spec): the Job's podFailurePolicy fails it at once, no retries.
 EXIT_BAD_INPUT = 65
 
@@ -57,6 +58,10 @@ def started_marker(step_key: str) -> str:
     return f"{step_folder(step_key)}/_STARTED"
 
 
+def stopped_marker(step_key: str) -> str:
+    return f"{step_folder(step_key)}/_STOPPED"
+
+
 def trial_id(index: int) -> str:
     return f"{index:03d}"
 
@@ -67,6 +72,11 @@ def trial_mixture(tid: str) -> str:
 
 def trial_metrics(tid: str) -> str:
     return f"trials/{tid}/metrics.json"
+
+
+def trial_progress(tid: str) -> str:
+    """The held-out objective at the trial's checkpoints so far: a list of {step, objective}."""
+    return f"trials/{tid}/progress.json"
 
 
 def trial_log(tid: str) -> str:
@@ -157,7 +167,7 @@ def reset_keys(step_key: str) -> list[str]:
     """What a step that runs again must not find: its markers and, for the final training, the mixture picked
     before (the pick reuses a written one, so that a user's trainer and the built-in one agree) and the
     checkpoint pointer (a new run must not resume the old one; it prunes the old folders as it goes)."""
-    keys = [success_marker(step_key), failure_marker(step_key), started_marker(step_key)]
+    keys = [success_marker(step_key), failure_marker(step_key), started_marker(step_key), stopped_marker(step_key)]
     step, _, baseline = step_key.partition("/")
     if step != "final":
         return keys

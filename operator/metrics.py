@@ -43,7 +43,7 @@ RECONCILE = Histogram(
 RECONCILE_ERRORS = Counter("mixtura_reconcile_errors_total", "Reconciles that raised")
 STORE_ERRORS = Counter("mixtura_artifact_store_errors_total", "Artifact-store operations that failed")
 
-TRIAL_STATES = ("succeeded", "failed", "running", "pending")
+TRIAL_STATES = ("succeeded", "failed", "stopped", "running", "pending")
 
 
 def record_status(namespace: str, search: str, status: MixtureSearchStatus) -> None:

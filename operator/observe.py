@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 from collections.abc import Mapping
 
-from mixtura_operator import layout
+from mixtura_operator import layout, trainer_contract
 from mixtura_operator.api.cross_object import LOCAL_REFUSED, LOCAL_SCHEME
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import BaselineComparison, Objective, SurrogateFit
+from mixtura_operator.api.prior_runs import PriorRuns
 from mixtura_operator.domain_index import DomainLocation
 from mixtura_operator.objective import objective_value
 from mixtura_operator.reconcile import ACTIVE, JobState, Observed, TrialResult
@@ -65,6 +68,31 @@ def warm_start_sources(
     return tuple(roots), None, None
 
 
+def prior_runs_problem(prior: PriorRuns, domains: list[str], endpoint_url: str | None = None) -> str | None:
+    """Why spec.search.priorRuns cannot be imported, or None: its weight columns must be exactly the domains
+    (missing ones named) and, with the target, columns of the CSV."""
+    columns = prior.columns_for(domains)
+    lacking = [name for name in domains if name not in columns]
+    if lacking:
+        return f"weightColumns has no column for the domains {', '.join(lacking)}"
+    strangers = [name for name in columns if name not in domains]
+    if strangers:
+        return f"weightColumns {', '.join(strangers)} name no domain of the DomainSet"
+    folder, _, name = prior.uri.rpartition("/")
+    try:
+        text = open_store(folder, endpoint_url).get_bytes(name).decode()
+    except Exception as error:
+        return f"cannot read {prior.uri}: {type(error).__name__}: {error}"
+    header = next(csv.reader(io.StringIO(text, newline="")), [])
+    found = f"its columns: {', '.join(header) or 'none'}"
+    missing = [c for c in columns if c not in header]
+    if missing:
+        return f"{prior.uri} has no weight column for the domains {', '.join(missing)} ({found})"
+    if prior.target not in header:
+        return f"{prior.uri} has no target column {prior.target} ({found})"
+    return None
+
+
 def read_result(store: ArtifactStore, metrics_key: str, mixture_key: str, objective: Objective) -> TrialResult | str:
     """A finished run's objective value and weights, or why its metrics do not give the objective."""
     if not store.exists(metrics_key):
@@ -81,11 +109,16 @@ class StoreObserver:
     after that one HEAD of the snapshot, and only the steps whose job ended or vanished are looked up; the driver
     notes what it writes.
     Finished results never change, so each is read once; a run that wrote `_SUCCESS` without a usable objective
-    counts as failed."""
+    counts as failed. With `progress` (spec.search.earlyStopping) it also reads the running trials'
+    progress.json at every observation, and each ended trial's once."""
 
-    def __init__(self, store: ArtifactStore, objective: Objective) -> None:
+    def __init__(self, store: ArtifactStore, objective: Objective, progress: bool = False) -> None:
         self.store = store
         self.objective = objective
+        self.read_progress = progress
+        self.stopped: dict[str, str] = {}
+        self._curves: dict[str, tuple[tuple[int, float], ...]] = {}
+        self._final_curves: set[str] = set()
         self._listed = False
         self.snapshot = False
         self.done: set[str] = set()
@@ -107,11 +140,15 @@ class StoreObserver:
     def note_failed(self, step_key: str, message: str) -> None:
         self.failed[step_key] = message
 
+    def note_stopped(self, step_key: str, message: str) -> None:
+        self.stopped[step_key] = message
+
     def forget_step(self, step_key: str) -> None:
         """The step's markers were deleted: it runs again."""
         self.done.discard(step_key)
         self.failed.pop(step_key, None)
         self.started.discard(step_key)
+        self.stopped.pop(step_key, None)
         self._judged.discard(step_key)
         if step_key == "final":
             self._final = None
@@ -135,6 +172,8 @@ class StoreObserver:
                 self.done.add(step_key)
             elif marker == "_STARTED":
                 self.started.add(step_key)
+            elif marker == "_STOPPED":
+                self.stopped[step_key] = self.store.get_bytes(key).decode(errors="replace")
             else:
                 self.failed[step_key] = self.store.get_bytes(key).decode(errors="replace")
         self._listed = True
@@ -171,6 +210,8 @@ class StoreObserver:
             self._judge(step_key)
         for step_key in sorted(self.done):
             self._read_result(step_key)
+        if self.read_progress:
+            self._read_curves(jobs)
         summary = self._summary or {}
         return Observed(
             root_uri=self.store.uri,
@@ -190,9 +231,26 @@ class StoreObserver:
             warm_start=warm_start[0],
             warm_start_waiting=warm_start[1],
             warm_start_problem=warm_start[2],
+            stopped=dict(self.stopped),
+            progress=dict(self._curves),
             comparison=tuple(BaselineComparison.model_validate(c) for c in summary.get("comparison", [])),
             surrogate=None if summary.get("surrogate") is None else SurrogateFit.model_validate(summary["surrogate"]),
         )
+
+    def _read_curves(self, jobs: Mapping[str, JobState]) -> None:
+        """The reports of the running trials (again each time) and of the ended ones (once: they are final)."""
+        ended = {k for k in self.done | set(self.stopped) if k.startswith("trial/")}
+        running = {k for k, j in jobs.items() if k.startswith("trial/") and j.phase == "Running"} - ended
+        for step_key in sorted(running | (ended - self._final_curves)):
+            tid = step_key.removeprefix("trial/")
+            if step_key in ended:
+                self._final_curves.add(step_key)
+            try:
+                curve = trainer_contract.progress_curve(self.store.get_json(layout.trial_progress(tid)))
+            except (ArtifactNotFound, ValueError):  # none yet, or caught half-written: the next look sees it
+                continue
+            if curve:
+                self._curves[tid] = curve
 
     def _read_result(self, step_key: str) -> None:
         step, _, arg = step_key.partition("/")

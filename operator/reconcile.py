@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from mixtura_operator import layout, objective, trainer_contract
+from mixtura_operator import layout, objective, stopping_rules, trainer_contract
 from mixtura_operator.api.base import Condition, set_condition
 from mixtura_operator.api.cross_object import manual_weight_problem
 from mixtura_operator.api.domainset import DomainSet
@@ -97,6 +97,11 @@ class Observed:
     # Why the final training cannot be launched as spec.finalTraining.launcher asks (a JobSet without its CRD):
     # it waits, nothing is created.
     launcher_problem: str | None = None
+    # Early stopping: trials stopped (step key → why), and the (step, objective) reports of the trials so far.
+    stopped: Mapping[str, str] = field(default_factory=dict)
+    progress: Mapping[str, tuple[tuple[int, float], ...]] = field(default_factory=dict)
+    # spec.search.priorRuns: why its CSV cannot be imported (names missing, unreadable).
+    prior_runs_problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -139,13 +144,21 @@ class RecordFailure:
 
 
 @dataclass(frozen=True)
+class StopTrial:
+    """Stop a trial early (spec.search.earlyStopping): cancel its job and record it as stopped, not failed."""
+
+    step_key: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Event:
     type: Literal["Normal", "Warning"]
     reason: str
     message: str
 
 
-Action = WriteSnapshot | CreateJob | CancelJob | ResetStep | RecordFailure
+Action = WriteSnapshot | CreateJob | CancelJob | ResetStep | RecordFailure | StopTrial
 
 
 @dataclass(frozen=True)
@@ -186,6 +199,8 @@ def input_problem(search: MixtureSearch, domainset: DomainSet, observed: Observe
         return f"spec.search.conceptCentroidsFrom: {observed.concept_source_problem}"
     if observed.warm_start_problem:
         return f"spec.search.warmStartFrom: {observed.warm_start_problem}"
+    if observed.prior_runs_problem:
+        return f"spec.search.priorRuns: {observed.prior_runs_problem}"
     return None
 
 
@@ -282,7 +297,8 @@ def reconcile(search: MixtureSearch, domainset: DomainSet | None, observed: Obse
         b.actions.append(WriteSnapshot())
 
     failed = _failures(b)
-    _summarise(b, failed)
+    stopped = _stops(b, failed)
+    _summarise(b, failed, stopped)
 
     step_failures = {k: m for k, m in failed.items() if not k.startswith("trial/")}
     if step_failures:
@@ -297,7 +313,8 @@ def reconcile(search: MixtureSearch, domainset: DomainSet | None, observed: Obse
         )
     if search.spec.suspend:
         return _suspend(b)
-    return _advance(b, domainset, failed)
+    # A stopped trial has ended its part in the round, as a failed one has.
+    return _advance(b, domainset, {**failed, **stopped})
 
 
 def _no_marker_message(search: MixtureSearch, step_key: str) -> str:
@@ -310,7 +327,9 @@ def _failures(b: _Builder) -> dict[str, str]:
     started job that vanished (deleted, or removed by its TTL) without leaving a marker."""
     observed = b.observed
     active = {k for k, j in observed.jobs.items() if j.phase in ACTIVE}
-    failed = {k: m for k, m in observed.failed.items() if k not in observed.done and k not in active}
+    # A stopped trial's job was cancelled: its end (or disappearance) is no failure.
+    settled = observed.done | set(observed.stopped)
+    failed = {k: m for k, m in observed.failed.items() if k not in settled and k not in active}
     verdicts = {
         key: job.message or _no_marker_message(b.search, key)
         for key, job in observed.jobs.items()
@@ -319,7 +338,7 @@ def _failures(b: _Builder) -> dict[str, str]:
     vanished = "its job vanished (deleted, or removed by its TTL) before the step wrote a result"
     verdicts.update({key: vanished for key in observed.started if key not in observed.jobs})
     for key, message in sorted(verdicts.items()):
-        if key in observed.done or key in failed:
+        if key in settled or key in failed:
             continue
         failed[key] = message
         b.actions.append(RecordFailure(key, message))
@@ -330,6 +349,30 @@ def _failures(b: _Builder) -> dict[str, str]:
             reason = "TrialFailed" if key.startswith("trial/") else "StepFailed"
             b.events.append(Event("Warning", reason, f"{key}: {message}"))
     return failed
+
+
+def _stops(b: _Builder, failed: Mapping[str, str]) -> dict[str, str]:
+    """The stopped trials (step key → why): those stopped before, and the running trials that the search's
+    early-stopping rule stops now (their jobs are cancelled and each gets an event)."""
+    spec, observed = b.search.spec, b.observed
+    stopped = {k: m for k, m in observed.stopped.items() if k not in observed.done}
+    settings = spec.search.early_stopping
+    if settings is None or spec.suspend:
+        return stopped
+    running = [
+        key.removeprefix("trial/")
+        for key, job in observed.jobs.items()
+        if key.startswith("trial/") and job.phase == "Running" and key not in observed.done | set(stopped) | set(failed)
+    ]
+    verdicts = stopping_rules.trials_to_stop(
+        settings, spec.budget.proxy_steps, observed.progress, running, maximize=spec.objective.goal == "maximize"
+    )
+    for tid, message in sorted(verdicts.items()):
+        key = f"trial/{tid}"
+        b.actions.append(StopTrial(key, message))
+        b.events.append(Event("Normal", "TrialStopped", f"{key}: {message}"))
+        stopped[key] = message
+    return stopped
 
 
 def _suspend(b: _Builder) -> Decision:
@@ -442,10 +485,11 @@ def _final_model(spec: MixtureSearchSpec, observed: Observed) -> str | None:
     return f"{observed.root_uri}/{layout.final_model(spec.models.target.backend)}"
 
 
-def _summarise(b: _Builder, failed: Mapping[str, str]) -> None:
+def _summarise(b: _Builder, failed: Mapping[str, str], stopped: Mapping[str, str]) -> None:
     """Trial counts, best trial, MaD-Mix and final weights, unschedulable jobs: all from observations."""
     spec, observed, status = b.search.spec, b.observed, b.status
-    trial_jobs = {k: j for k, j in observed.jobs.items() if k.startswith("trial/")}
+    ended = observed.done | set(stopped)
+    trial_jobs = {k: j for k, j in observed.jobs.items() if k.startswith("trial/") and k not in ended}
     n_failed = sum(k.startswith("trial/") for k in failed)
     n_done = len(observed.trials)
     total = spec.budget.max_trials if searches(spec) else 0
@@ -453,10 +497,12 @@ def _summarise(b: _Builder, failed: Mapping[str, str]) -> None:
         total=total,
         succeeded=n_done,
         failed=n_failed,
-        running=sum(j.phase == "Running" for k, j in trial_jobs.items() if k not in observed.done),
-        pending=sum(j.phase == "Pending" for k, j in trial_jobs.items() if k not in observed.done),
-        progress=f"{n_done + n_failed}/{total}",
+        stopped=len(stopped),
+        running=sum(j.phase == "Running" for j in trial_jobs.values()),
+        pending=sum(j.phase == "Pending" for j in trial_jobs.values()),
+        progress=f"{n_done + n_failed + len(stopped)}/{total}",
         failed_ids=sorted(k.removeprefix("trial/") for k in failed if k.startswith("trial/")),
+        stopped_ids=sorted(k.removeprefix("trial/") for k in stopped),
     )
     status.objective = objective.label(spec.objective)
     if observed.trials:

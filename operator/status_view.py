@@ -25,7 +25,8 @@ def render(name: str, status: MixtureSearchStatus) -> str:
     t = status.trials
     lines = [
         f"MixtureSearch {name}: {status.phase.value}  {status.message}",
-        f"trials: {t.progress} finished ({t.succeeded} succeeded, {t.failed} failed, {t.running} running, "
+        f"trials: {t.progress} finished ({t.succeeded} succeeded, {t.failed} failed, "
+        f"{f'{t.stopped} stopped early, ' if t.stopped else ''}{t.running} running, "
         f"{t.pending} pending), round {status.round}",
     ]
     if status.best_trial:

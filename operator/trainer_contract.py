@@ -1,13 +1,15 @@
 """The trainer contract (docs/trainer-contract.md): what Mixtura hands a user's trainer and what it reads back.
 
 A trainer gets its run in environment variables and writes, under `MIXTURA_OUTPUT_URI`, `metrics.json` (the
-objective's metric among them), optionally `progress.json` while it runs, then `_SUCCESS`. Both executors
+objective's metric among them), optionally `progress.json` while it runs (the objective at its checkpoints,
+read by early stopping), then `_SUCCESS`. Both executors
 build a trainer's environment here, and the built-in trainer uses the same seeds.
 """
 
 from __future__ import annotations
 
 import json
+import math
 
 from mixtura_operator import layout
 from mixtura_operator.api.mixturesearch import MixtureSearchSpec, Trainer
@@ -25,6 +27,21 @@ METRICS = "metrics.json"
 PROGRESS = "progress.json"
 SUCCESS = "_SUCCESS"
 FINAL = "final"
+
+
+def progress_curve(data: object) -> tuple[tuple[int, float], ...]:
+    """The (step, objective) reports of a `progress.json` (a list of {step, objective}), in step order; entries
+    that are not such pairs are left out, so a trainer's other progress never stops a trial."""
+    if not isinstance(data, list):
+        return ()
+    reports = {}
+    for entry in data:
+        step = entry.get("step") if isinstance(entry, dict) else None
+        value = entry.get("objective") if isinstance(entry, dict) else None
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (step, value))
+        if numbers and math.isfinite(value) and step >= 0:
+            reports[int(step)] = float(value)
+    return tuple(sorted(reports.items()))
 
 
 def trial_seed(search_seed: int, tid: str) -> int:

@@ -134,6 +134,31 @@ MALFORMED: list[tuple[str, dict, str]] = [
         "spec.search.conceptCentroidsFrom",
     ),
     (
+        "median stopping with asha's settings",
+        search(search={"earlyStopping": {"type": "median", "reductionFactor": 2}}),
+        "spec.search.earlyStopping.minResource",
+    ),
+    (
+        "asha's first rung at the full budget",
+        search(budget={"proxySteps": 20}, search={"earlyStopping": {"type": "asha", "minResource": 20}}),
+        "spec.search.earlyStopping.minResource",
+    ),
+    (
+        "early stopping without a search",
+        search(method="uniform", search={"earlyStopping": {"type": "median"}}),
+        "spec.search.earlyStopping",
+    ),
+    (
+        "prior runs whose target is a weight column",
+        search(search={"priorRuns": {"uri": "s3://swarms/runs.csv", "weightColumns": ["digits", "y"], "target": "y"}}),
+        "spec.search.priorRuns.target",
+    ),
+    (
+        "prior runs naming a weight column twice",
+        search(search={"priorRuns": {"uri": "s3://swarms/runs.csv", "weightColumns": ["a", "a"], "target": "y"}}),
+        "spec.search.priorRuns.weightColumns",
+    ),
+    (
         "unknown model config key",
         search(models={"proxy": {"config": {"presett": "proxy"}}}),
         "spec.models.proxy.config",
@@ -480,6 +505,12 @@ CLUSTER: list[tuple[str, dict, str, bool]] = [
         "proxy weights from file://",
         search(models={"proxy": {"path": "file:///etc/shadow"}}),
         "spec.models.proxy.path",
+        True,
+    ),
+    (
+        "a recorded swarm from file://",
+        search(search={"priorRuns": {"uri": "file:///etc/passwd", "target": "loss"}}),
+        "spec.search.priorRuns.uri",
         True,
     ),
     (

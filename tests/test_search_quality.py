@@ -7,8 +7,8 @@ from types import ModuleType
 
 import numpy as np
 import pytest
-from recorded_runs import Layout, Pool, join_pools, load_pool
 
+from mixtura_jobs.data.recorded_runs import Layout, Pool, join_pools, load_pool
 from mixtura_jobs.search.regmix import regression_batch
 from mixtura_jobs.search.simplex import random_batch, uniform_weights
 from pool_search import gp_ucb_pool_batch, regression_pool_batch

@@ -176,8 +176,19 @@ def test_mergemix_run_logs_both_losses_against_a_control(domains: dict[str, Doma
 
 
 def test_a_heldout_curve_leaves_the_training_untouched(domains: dict[str, DomainSamples], uniform_run: dict) -> None:
-    curved = train_on_mixture(domains, dict.fromkeys(NAMES, 1.0), {**CONFIG, "eval_every": 10}, seed=0)
+    evaluations: list[tuple[int, dict[str, float]]] = []
+    curved = train_on_mixture(
+        domains,
+        dict.fromkeys(NAMES, 1.0),
+        {**CONFIG, "eval_every": 10},
+        seed=0,
+        on_eval=lambda step, losses: evaluations.append((step, losses)),
+    )
     assert [step for step, _ in curved["heldout_curve"]] == [0, 10, 20, 30]
+    # Each evaluation reaches `on_eval` as it is made (early stopping's progress.json), per domain.
+    assert [step for step, _ in evaluations] == [0, 10, 20] and set(evaluations[1][1]) == set(NAMES)
+    means = [np.mean(list(losses.values())) for _, losses in evaluations]
+    assert means == pytest.approx([v for _, v in curved["heldout_curve"][:3]])
     # Evaluating draws no random numbers and changes no weight: the run is the one without a curve.
     assert curved["heldout_curve"][-1][1] == curved["objective"] == uniform_run["objective"]
     assert curved["train_loss"] == uniform_run["train_loss"]

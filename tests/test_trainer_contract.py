@@ -69,7 +69,7 @@ def test_trials_and_final_training_run_the_users_trainer(tmp_path, corpus):
         assert received["seed"] == trial_seed(3, tid) and received["trial"] == tid and received["steps"] == 10
         assert received["weights"] == mixture["weights"] and received["cells"] and "cells" in mixture
         assert sum(received["drawn"].values()) == 80
-        assert read(root, f"trials/{tid}/progress.json") == {"step": 10}
+        assert [r["step"] for r in read(root, f"trials/{tid}/progress.json")] == list(range(1, 11))
     final = read(root, "final/metrics.json")["received"]
     assert final["seed"] == 3 and final["trial"] == "final" and final["steps"] == 5
     assert final["weights"] == read(root, "final/mixture.json")["weights"]
@@ -161,4 +161,33 @@ def test_the_example_trainer_runs_the_example_manifest(tmp_path):
     assert final["objective"] == "max heldout_accuracy{charts:1,documents:1}"
     values = {p.parent.name: read(p.parent, "metrics.json")["heldout_accuracy"] for p in root.glob("trials/*/_SUCCESS")}
     assert final["bestTrial"]["id"] == max(sorted(values), key=lambda t: values[t]["documents"] + values[t]["charts"])
-    assert (root / "final/model.pt").exists() and read(root, "final/progress.json")["step"] == 10
+    assert (root / "final/model.pt").exists() and read(root, "final/progress.json")[-1]["step"] == 10
+
+
+def test_a_trial_behind_the_median_is_stopped_and_recorded_as_stopped_not_failed(tmp_path, corpus):
+    """Early stopping end to end: the trainer reports its objective (1 - its charts weight) at every step; with
+    minTrialsRequired 2 the first round is never judged, and the later trials (seed 0: charts weights 0.12 and
+    0.03 against 0.78 and 0.59) are worse than the median of the finished ones: recorded stopped (marker, status,
+    event), not failed, and the search succeeds."""
+    code, root, output = run_search(
+        tmp_path,
+        [d for d in corpus if d["name"] in ("text", "charts")],
+        method="random",
+        max_trials=4,
+        max_failed_trials=0,
+        final_training=False,
+        trainer=trainer("--step-seconds", "0.4"),
+        objective={"metric": "heldout_loss", "domainWeights": {"charts": 1}},
+        search={"space": "domains", "earlyStopping": {"type": "median", "minTrialsRequired": 2}},
+    )
+    assert code == 0, output
+    counts = status(root)["trials"]
+    assert counts["stoppedIds"] == ["002", "003"] and counts["failed"] == 0, counts
+    assert counts["succeeded"] == 2 and counts["progress"] == "4/4"
+    for tid in counts["stoppedIds"]:
+        assert "median stopping" in (root / f"trials/{tid}/_STOPPED").read_text()
+        assert not (root / f"trials/{tid}/_SUCCESS").exists() and not (root / f"trials/{tid}/_FAILED").exists()
+        assert f"[Normal] TrialStopped: trial/{tid}: at step" in output
+    assert "stopped=2" in output and "2 stopped early" in output
+    page = (root / "report/index.html").read_text()
+    assert "2 stopped early of 4" in page and page.count(" stopped</td>") == 2

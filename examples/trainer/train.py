@@ -92,6 +92,18 @@ def heldout_split(name: str, n: int) -> np.ndarray:
     return np.random.default_rng(zlib.crc32(name.encode())).permutation(n)[: max(1, int(n * HELDOUT_FRACTION))]
 
 
+def heldout_metrics(model: Captioner, domains: dict[str, dict], heldout: dict[str, np.ndarray]) -> dict:
+    """Held-out loss and per-character accuracy of each domain."""
+    model.eval()
+    heldout_loss, heldout_accuracy = {}, {}
+    with torch.no_grad():
+        for name, indices in heldout.items():
+            loss, hits, chars = loss_and_hits(model, *batch(domains, [(name, int(i)) for i in indices]))
+            heldout_loss[name], heldout_accuracy[name] = loss.item(), hits / chars
+    model.train()
+    return {"heldout_loss": heldout_loss, "heldout_accuracy": heldout_accuracy}
+
+
 def main() -> None:
     run = TrainerRun.from_env()
     torch.manual_seed(run.seed)
@@ -109,19 +121,16 @@ def main() -> None:
         loss.backward()
         optimizer.step()
         if step % 10 == 0 or step == run.steps:
-            run.write_progress({"step": step, "loss": loss.item()})
             print(f"step={step} loss={loss.item():.4f}", flush=True)
+        if step % 10 == 0 and step < run.steps:  # early stopping (spec.search.earlyStopping) reads these
+            run.report_progress(step, heldout_metrics(model, domains, heldout))
 
-    model.eval()
-    heldout_loss, heldout_accuracy = {}, {}
-    with torch.no_grad():
-        for name, indices in heldout.items():
-            loss, hits, chars = loss_and_hits(model, *batch(domains, [(name, int(i)) for i in indices]))
-            heldout_loss[name], heldout_accuracy[name] = loss.item(), hits / chars
+    metrics = heldout_metrics(model, domains, heldout)
+    run.report_progress(run.steps, metrics)
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     run.output.put_bytes("model.pt", buffer.getvalue())
-    run.write_metrics({"heldout_loss": heldout_loss, "heldout_accuracy": heldout_accuracy, "steps": run.steps})
+    run.write_metrics({**metrics, "steps": run.steps})
     run.succeed()
 
 

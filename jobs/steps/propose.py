@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mixtura_jobs.data.recorded_runs import Layout, pool_from_text
 from mixtura_jobs.search import cell_weights, gp_ucb
 from mixtura_jobs.search.mixtures import NamedSpace
 from mixtura_jobs.search.regmix import regression_batch
@@ -15,6 +16,7 @@ from mixtura_operator import layout
 from mixtura_operator.api.plan import search_space
 from mixtura_operator.objective import objective_value, score
 from mixtura_operator.store import ArtifactNotFound, open_store
+from mixtura_operator.trainer_contract import progress_curve
 
 
 def load_space(ctx: StepContext) -> NamedSpace:
@@ -31,9 +33,12 @@ def load_space(ctx: StepContext) -> NamedSpace:
 def observations(
     ctx: StepContext, space: NamedSpace, warm_start: Sequence[str] = ()
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Finished trials, this search's and those of the `warm_start` searches (root URIs): ids, their points in
-    `space` (n, dim) and their scores, the objective as the GP maximises it (minus its value when the goal is
-    minimize). A trial whose metrics lack the objective is left out: the operator counts it as failed."""
+    """Finished trials, this search's and those of the `warm_start` searches (root URIs), this search's stopped
+    trials and its prior runs: ids, their points in `space` (n, dim) and their scores, the objective as the GP
+    maximises it (minus its value when the goal is minimize). A trial whose metrics lack the objective is left
+    out: the operator counts it as failed. A stopped trial is its last reported objective: measured before the
+    end of its training, so worse than it would have ended (a penalty), where the rule judged it worse than its
+    peers. Prior runs have ids `prior:<row>`."""
     ids, points, scores = [], [], []
     objective = ctx.search.spec.objective
     for source in [ctx.store, *(open_store(uri, ctx.search.spec.artifacts.endpoint_url) for uri in warm_start)]:
@@ -48,7 +53,41 @@ def observations(
             ids.append(tid if source is ctx.store else f"{source.uri}#{tid}")
             points.append(space.point(record))
             scores.append(score(value, objective))
+    for tid, value in stopped_trials(ctx):
+        ids.append(tid)
+        points.append(space.point(ctx.store.get_json(layout.trial_mixture(tid))))
+        scores.append(score(value, objective))
+    for index, (weights, value) in enumerate(prior_runs(ctx)):
+        ids.append(f"prior:{index + 1}")
+        points.append(space.center(weights))
+        scores.append(score(value, objective))
     return ids, np.array(points).reshape(len(ids), space.geometry.dim), np.array(scores)
+
+
+def stopped_trials(ctx: StepContext) -> list[tuple[str, float]]:
+    """This search's trials stopped early, each with its last reported objective."""
+    out = []
+    for tid in sorted(key.split("/")[1] for key in ctx.store.list("trials") if key.endswith("/_STOPPED")):
+        if ctx.is_done(f"trial/{tid}"):  # it finished as it was being stopped: its metrics count
+            continue
+        curve = progress_curve(ctx.store.get_json(layout.trial_progress(tid)))
+        if curve:
+            out.append((tid, curve[-1][1]))
+    return out
+
+
+def prior_runs(ctx: StepContext) -> list[tuple[np.ndarray, float]]:
+    """spec.search.priorRuns: each recorded run's domain weights (in the DomainSet's order; the operator checked
+    that the columns are its domains) and objective."""
+    prior = ctx.search.spec.search.prior_runs
+    if prior is None:
+        return []
+    folder, _, name = prior.uri.rpartition("/")
+    text = open_store(folder, ctx.search.spec.artifacts.endpoint_url).get_bytes(name).decode()
+    columns = prior.columns_for(ctx.domain_names)
+    pool = pool_from_text(prior.uri, text, Layout(target=(prior.target,), weight_columns=tuple(columns)))
+    order = [pool.domains.index(name) for name in ctx.domain_names]
+    return [(weights[order], float(value)) for weights, value in zip(pool.weights, pool.scores, strict=True)]
 
 
 def _check_same_space(space: NamedSpace, record: dict, uri: str) -> None:
@@ -78,7 +117,7 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
     q, seed = len(trial_ids), ctx.seed + 7919 * args.round
     space = load_space(ctx)
     imported = [uri for uri in args.warm_start.split(",") if uri]
-    _, x, y = observations(ctx, space, imported)
+    ids, x, y = observations(ctx, space, imported)
     madmix = ctx.vector(ctx.store.get_json(layout.MADMIX)["weights"]) if spec.method == "madmix+mixatlas" else None
     center = space.center(madmix)
     mean = std = fitted = None
@@ -115,6 +154,8 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
         "space": space.kind,
         "observations": len(y),
         "imported": imported,
+        "stopped": [tid for tid, _ in stopped_trials(ctx)],
+        "prior": sum(i.startswith("prior:") for i in ids),
         "trials": trial_ids,
     }
     ctx.store.put_json(layout.proposal(args.round), summary if fitted is None else {**summary, "gp": fitted})

@@ -18,7 +18,7 @@ from mixtura_jobs.search import cell_weights, comparison, gp_ucb, surrogate_diag
 from mixtura_jobs.search.final_pick import MIN_TRIALS_FOR_POSTERIOR
 from mixtura_jobs.search.simplex import uniform_weights
 from mixtura_jobs.steps.context import StepContext
-from mixtura_jobs.steps.propose import load_space, observations
+from mixtura_jobs.steps.propose import load_space, observations, prior_runs, stopped_trials
 from mixtura_operator import layout
 from mixtura_operator.api.mixturesearch import UNRELIABLE_LOO_SPEARMAN, BaselineComparison, SurrogateFit
 from mixtura_operator.api.plan import final_baselines, searches
@@ -287,9 +287,25 @@ def _table(header: list[str], rows: list[list[str]], css: str = "", raw: int | N
     return f'<div class="scroll"><table class="{css}"><tr>{head}</tr>{body}</table></div>'
 
 
+def _weights_text(mixture: dict) -> str:
+    return " ".join(f"{n}={w:.2f}" for n, w in mixture["weights"].items())
+
+
+def _stopped_text(spec) -> str:
+    """How the surrogate saw the stopped trials (the table shows each one's last reported objective)."""
+    rule = spec.search.early_stopping.type
+    return f"by {rule}; the surrogate takes each at its last reported objective, before the end of its training"
+
+
 def _trial_links(store, tid: str) -> str:
-    """Links to a trial's metrics and log in the store, relative to the report's folder."""
-    links = [f'<a href="../{layout.trial_metrics(tid)}">metrics</a>']
+    """Links to a trial's metrics (a stopped trial has its progress instead) and log in the store, relative to the
+    report's folder."""
+    stopped = store.exists(layout.stopped_marker(f"trial/{tid}")) and not store.exists(layout.trial_metrics(tid))
+    links = [
+        f'<a href="../{layout.trial_progress(tid)}">progress</a>'
+        if stopped
+        else f'<a href="../{layout.trial_metrics(tid)}">metrics</a>'
+    ]
     if store.exists(layout.trial_log(tid)):
         links.append(f'<a href="../{layout.trial_log(tid)}">log</a>')
     return " ".join(links)
@@ -331,6 +347,7 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
                 failed.append(tid)
                 continue
             trials.append((tid, store.get_json(layout.trial_mixture(tid)), metrics, value))
+    stopped = stopped_trials(ctx)
     # Best first, by the objective's goal.
     trials.sort(key=lambda t: -score(t[3], objective))
     if trials:
@@ -371,18 +388,28 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
             str(m["round"]),
             m["source"],
             r.get("augmentation", "none"),
-            " ".join(f"{n}={w:.2f}" for n, w in m["weights"].items()),
+            _weights_text(m),
             _trial_links(store, tid),
         ]
         for tid, m, r, value in trials
     ] + [[tid, "failed", "", "", "", "", _trial_links(store, tid)] for tid in failed]
+    trial_rows += [
+        [tid, f"{value:.4f} stopped", str(m["round"]), m["source"], "", _weights_text(m), _trial_links(store, tid)]
+        for tid, value in stopped
+        for m in [store.get_json(layout.trial_mixture(tid))]
+    ]
+    budget = spec.budget.max_trials
     summary = [
         ["search", f"{ctx.search.metadata.namespace}/{ctx.search.metadata.name}"],
         ["objective", measure],
         ["method", spec.method],
-        ["trials", f"{len(trials)} succeeded, {len(failed)} failed of {spec.budget.max_trials}"],
+        ["trials", f"{len(trials)} succeeded, {len(failed)} failed, {len(stopped)} stopped early of {budget}"],
         ["augmentation", spec.training.augmentation.type],
     ]
+    if stopped:
+        summary.append(["stopped trials", _stopped_text(spec)])
+    if spec.search.prior_runs is not None:
+        summary.append(["imported runs", f"{len(prior_runs(ctx))} from {spec.search.prior_runs.uri} (prior:<row>)"])
     if final_metrics:
         summary.append([f"chosen mixture's final {measure}", f"{objective_value(final_metrics, objective):.4f}"])
     summary += [[f"steps ratio against {c['baseline']}", _ratio_text(c.get("stepsRatio"))] for c in comparisons]

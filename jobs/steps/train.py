@@ -18,6 +18,7 @@ from mixtura_jobs.training.backends import VLMBackend
 from mixtura_jobs.training.device import select_placement
 from mixtura_jobs.training.distributed import current_world
 from mixtura_jobs.training.trainer import DEFAULT_CONFIG, train_on_mixture
+from mixtura_jobs.training.trainer_run import ProgressLog
 from mixtura_operator import layout
 from mixtura_operator.api.plan import final_baselines
 from mixtura_operator.objective import label, objective_value, score
@@ -40,6 +41,7 @@ def _train(
     on_trained: Callable[[VLMBackend, dict | None], None] | None = None,
     eval_every: int = 0,
     checkpoints: str | None = None,
+    on_eval: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict:
     """Train on a mixture record: by its cell weights when it has them, else by its domain weights;
     `eval_every` > 0 records the held-out objective every that many steps. The final training (`checkpoints`:
@@ -76,6 +78,7 @@ def _train(
         model=model,
         placement=select_placement(),
         checkpoint_store=None if checkpoints is None else ctx.store.child(checkpoints),
+        on_eval=on_eval,
     )
     metrics["augmentation"] = spec.training.augmentation.type
     return metrics
@@ -89,11 +92,30 @@ def run_proxy(ctx: StepContext, args: argparse.Namespace) -> None:
     if spec.models.proxy.config.get("failTrials") and args.trial in spec.models.proxy.config["failTrials"]:
         raise SystemExit(f"trial {args.trial}: failure injected by models.proxy.config.failTrials")
     mixture = ctx.store.get_json(layout.trial_mixture(args.trial))
-    metrics = _train(ctx, mixture, "proxy", spec.budget.proxy_steps, trial_seed(ctx.seed, args.trial))
+    seed, steps = trial_seed(ctx.seed, args.trial), spec.budget.proxy_steps
+    stopping = spec.search.early_stopping
+    if stopping is None:
+        metrics = _train(ctx, mixture, "proxy", steps, seed)
+    else:
+        report = _progress_reporter(ctx, args.trial) if current_world().is_main else None
+        every = stopping.evaluation_interval(steps)
+        metrics = _train(ctx, mixture, "proxy", steps, seed, eval_every=every, on_eval=report)
     if current_world().is_main:
         ctx.store.put_json(layout.trial_metrics(args.trial), metrics)
         print(f"trial={args.trial} {_objective_line(ctx, metrics)}", flush=True)
         ctx.mark_done(step_key)
+
+
+def _progress_reporter(ctx: StepContext, tid: str) -> Callable[[int, dict[str, float]], None]:
+    """Writes the objective at each checkpoint to the trial's progress.json, for early stopping (not step 0,
+    before any training)."""
+    log = ProgressLog(ctx.store, layout.trial_progress(tid), ctx.search.spec.objective)
+
+    def report(step: int, heldout_loss: dict[str, float]) -> None:
+        if step > 0:
+            log.report(step, {"heldout_loss": heldout_loss})
+
+    return report
 
 
 def baseline_mixture(ctx: StepContext, baseline: str) -> dict:

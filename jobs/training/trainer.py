@@ -172,6 +172,7 @@ def train_on_mixture(
     model: ModelRef | None = None,
     placement: Placement | None = None,
     checkpoint_store: ArtifactStore | None = None,
+    on_eval: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict:
     """Train on `weights` over the train split of `domains`; return held-out losses and throughput.
 
@@ -181,8 +182,10 @@ def train_on_mixture(
     backend's torch model and its logs join each log line's dict. `on_trained` gets the trained model (e.g. to
     save it). `model` names the model (default: the tiny `proxy` preset), `placement` where it runs (default:
     the CPU in fp32). `checkpoint_store` (rooted at the training's checkpoint prefix) holds its checkpoints when
-    `checkpoint_every` > 0. The objective is the mean held-out loss over all domains, weighted or not; lower is
-    better. Every rank returns the same metrics; progress is printed and `on_log` called on rank 0.
+    `checkpoint_every` > 0. `on_eval` gets each `eval_every` evaluation (step, held-out loss per domain) as it
+    is made, e.g. to report progress for early stopping. The objective is the mean held-out loss over all
+    domains, weighted or not; lower is better. Every rank returns the same metrics; progress is printed and
+    `on_log` called on rank 0.
     """
     model = model or ModelRef()
     placement = placement or Placement(torch.device("cpu"))
@@ -238,6 +241,8 @@ def train_on_mixture(
         losses = evaluate(backend, forward, heldout, cfg["eval_batch_size"], placement, world)
         curve.append([step, _objective(losses)])
         eval_seconds += time.perf_counter() - tick
+        if on_eval is not None:
+            on_eval(step, losses)
 
     if cfg["eval_every"] and first == 0:
         record_curve(0)

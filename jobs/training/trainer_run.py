@@ -5,7 +5,8 @@ run from the environment, draws batches by the proposed mixture and writes its m
     sampler = run.sampler({"charts": chart_keys, "documents": document_keys})   # each domain's sample keys
     for step in range(run.steps):
         keys = sampler.draw(16)            # [(domain, index into its keys), ...]: reading them is yours
-        run.write_progress({"step": step, "loss": loss})
+        if step % 20 == 0:  # held-out metrics, as in metrics.json: early stopping reads their objective
+            run.report_progress(step, {"heldout_loss": evaluate(model)})
     run.write_metrics({"heldout_loss": {"charts": 2.1, "documents": 2.4}})
     run.succeed()
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -25,6 +27,8 @@ from mixtura_jobs.data.streaming import Groups, KeyedGroups, group_of
 from mixtura_jobs.search.cell_weights import sample_cells
 from mixtura_operator import layout, trainer_contract
 from mixtura_operator.api.domainset import Domain, DomainSet
+from mixtura_operator.api.mixturesearch import MixtureSearch, Objective
+from mixtura_operator.objective import ObjectiveError, objective_value
 from mixtura_operator.store import ArtifactStore, open_store
 
 
@@ -43,6 +47,26 @@ def cell_groups(domains: Sequence[Domain], assignments: ArtifactStore) -> dict[s
         else:
             groups[d.name] = no_image
     return groups
+
+
+class ProgressLog:
+    """A run's `progress.json`: the objective at each checkpoint so far, a list of {step, objective} rewritten
+    whole at each report (a store has no append), which early stopping reads while the run goes on."""
+
+    def __init__(self, store: ArtifactStore, key: str, objective: Objective) -> None:
+        self.store, self.key, self.objective = store, key, objective
+        self.reports: list[dict] = []
+
+    def report(self, step: int, metrics: Mapping) -> None:
+        """Held-out metrics at `step`, named as in `metrics.json`; those that do not give the objective (it may
+        be measured only at the end) are not reported: a warning says why, and the run goes on."""
+        try:
+            value = objective_value(metrics, self.objective)
+        except ObjectiveError as error:
+            print(f"progress at step {step} not reported: {error}", file=sys.stderr, flush=True)
+            return
+        self.reports.append({"step": int(step), "objective": value})
+        self.store.put_json(self.key, self.reports)
 
 
 class ContractError(RuntimeError):
@@ -94,9 +118,13 @@ class TrainerRun:
         return _get_json(self.mixture_uri)
 
     @cached_property
+    def _snapshot(self) -> dict:
+        return open_store(self.search_uri).get_json(layout.SNAPSHOT)
+
+    @cached_property
     def domains(self) -> list[Domain]:
         """The DomainSet's domains (name, uri, modalities, taskType): where the trainer finds its data."""
-        return DomainSet.model_validate(open_store(self.search_uri).get_json(layout.SNAPSHOT)["domainSet"]).spec.domains
+        return DomainSet.model_validate(self._snapshot["domainSet"]).spec.domains
 
     def groups(self, keys: Mapping[str, Sequence[str]]) -> dict[str, np.ndarray] | None:
         """Each domain's cell id per sample when the mixture weighs cells (None when it weighs domains). `keys`:
@@ -121,9 +149,16 @@ class TrainerRun:
     def output(self) -> ArtifactStore:
         return open_store(self.output_uri)
 
-    def write_progress(self, progress: Mapping) -> None:
-        """Intermediate metrics (optional): overwritten on every call."""
-        self.output.put_json(trainer_contract.PROGRESS, dict(progress))
+    @cached_property
+    def _progress(self) -> ProgressLog:
+        objective = MixtureSearch.model_validate(self._snapshot["search"]).spec.objective
+        return ProgressLog(self.output, trainer_contract.PROGRESS, objective)
+
+    def report_progress(self, step: int, metrics: Mapping) -> None:
+        """Held-out metrics at `step`, named as in `metrics.json`: their value of spec.objective is added to
+        `progress.json`, which spec.search.earlyStopping reads (optional; a run that never reports is never
+        stopped). See `ProgressLog.report`."""
+        self._progress.report(step, metrics)
 
     def write_metrics(self, metrics: Mapping) -> None:
         """The run's metrics; the search's objective (spec.objective.metric) must be among them."""

@@ -47,6 +47,13 @@ URI_MAX = 1024
 DATA_URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?|file://[^\s]+)$"
 
 
+def distinct(values: list[str]) -> list[str]:
+    """What `x-kubernetes-list-type: set` makes the API server check."""
+    if len(set(values)) != len(values):
+        raise ValueError("values must be distinct")
+    return values
+
+
 def no_traversal(field: str) -> Rule:
     """The rule that an optional URI field of the model holds no `..` segment."""
     wire = to_camel(field)

@@ -38,6 +38,9 @@ def local_uri_problems(search: MixtureSearch | None, domainset: DomainSet | None
             path = getattr(search.spec.models, role).path
             if path is not None and not path.startswith("s3://"):
                 problems.append(f"spec.models.{role}.path: a local path is refused on a cluster: use s3://")
+        prior = search.spec.search.prior_runs
+        if prior is not None and prior.uri.startswith(LOCAL_SCHEME):
+            problems.append(f"spec.search.priorRuns.uri: {LOCAL_REFUSED}")
     if domainset is not None:
         problems += [
             f"spec.domains[{index}].{field} ({domain.name}): {LOCAL_REFUSED}"

@@ -14,19 +14,13 @@ from mixtura_operator.api.base import (
     Condition,
     ObjectMeta,
     Rule,
+    distinct,
     no_traversal,
 )
 
 Modality = Literal["image", "text", "video"]
 TaskType = Literal["captioning", "ocr", "grounding", "detection", "vqa", "text"]
 DataFormat = Literal["webdataset", "llava", "npz"]
-
-
-def _distinct(values: list[str]) -> list[str]:
-    """What `x-kubernetes-list-type: set` makes the API server check."""
-    if len(set(values)) != len(values):
-        raise ValueError("values must be distinct")
-    return values
 
 
 class Domain(ApiModel):
@@ -53,7 +47,7 @@ class Domain(ApiModel):
         le=1,
         description="Share of unreadable samples a step skips (counted, logged) before it fails naming the domain.",
     )
-    modalities: Annotated[list[Modality], AfterValidator(_distinct)] = Field(
+    modalities: Annotated[list[Modality], AfterValidator(distinct)] = Field(
         min_length=1, max_length=3, json_schema_extra={"x-kubernetes-list-type": "set"}
     )
     task_type: TaskType

@@ -23,6 +23,8 @@ from mixtura_operator.api.base import (
     Rule,
     no_traversal,
 )
+from mixtura_operator.api.early_stopping import EarlyStopping
+from mixtura_operator.api.prior_runs import PriorRuns
 
 Method = Literal["madmix", "mixatlas", "madmix+mixatlas", "uniform", "manual", "random", "regression"]
 # The methods that propose and train trials; the others only produce domain weights.
@@ -194,6 +196,12 @@ class SearchSettings(ApiModel):
         ge=1,
         le=1000,
         description="The most epochs of a cell's samples a training run may draw: caps each cell's weight.",
+    )
+    early_stopping: EarlyStopping | None = Field(
+        default=None, description="Stops proxy trials whose held-out curve falls behind (median or asha)."
+    )
+    prior_runs: PriorRuns | None = Field(
+        default=None, description="A recorded swarm (CSV) whose runs are the search's first observations."
     )
 
 
@@ -472,6 +480,7 @@ def _cel_processes(gpus: str) -> str:
 
 
 _BATCH = _cel_or("training", "batchSize", 16)
+_STEPS = _cel_or("budget", "proxySteps", 60)
 _NODES = _cel_or("finalTraining", "nodes", 1)
 _ACCUMULATION = _cel_or("finalTraining", "gradientAccumulation", 1)
 _PROXY_PROCS = _cel_processes(_cel_or("resources", "gpusPerJob", 1))
@@ -479,6 +488,22 @@ _FINAL_PROCS = (
     f"(has(self.finalTraining) && has(self.finalTraining.gpusPerNode) ? "
     f"{_cel_processes('self.finalTraining.gpusPerNode')} : {_PROXY_PROCS})"
 )
+
+
+def _below_proxy_steps(name: str, attr: str, why: str) -> Rule:
+    """A step setting of spec.search.earlyStopping, when given, must come before the proxy trials end."""
+
+    def check(spec: MixtureSearchSpec) -> bool:
+        value = None if spec.search.early_stopping is None else getattr(spec.search.early_stopping, attr)
+        return value is None or value < spec.budget.proxy_steps
+
+    return Rule(
+        cel=f"!has(self.search) || !has(self.search.earlyStopping) || !has(self.search.earlyStopping.{name})"
+        f" || self.search.earlyStopping.{name} < {_STEPS}",
+        message=f"must be below budget.proxySteps: {why}",
+        field=f".search.earlyStopping.{name}",
+        check=check,
+    )
 
 
 class MixtureSearchSpec(ApiModel):
@@ -563,6 +588,21 @@ class MixtureSearchSpec(ApiModel):
             field=".search.warmStartFrom",
             check=lambda s: not s.search.warm_start_from or s.method in SEARCH_METHODS,
         ),
+        *(
+            Rule(
+                cel=f"!has(self.search) || !has(self.search.{name})"
+                " || self.method in ['mixatlas', 'madmix+mixatlas', 'random', 'regression']",
+                message=f"{what} serve methods that search",
+                field=f".search.{name}",
+                check=lambda s, attr=attr: getattr(s.search, attr) is None or s.method in SEARCH_METHODS,
+            )
+            for name, attr, what in (
+                ("earlyStopping", "early_stopping", "stopped trials"),
+                ("priorRuns", "prior_runs", "imported runs"),
+            )
+        ),
+        _below_proxy_steps("minResource", "min_resource", "a trial at the full budget has no rung left to pass"),
+        _below_proxy_steps("evalEvery", "eval_every", "no curve is reported before the trial ends"),
     )
 
 
@@ -570,10 +610,12 @@ class TrialCounts(ApiModel):
     total: int = 0
     succeeded: int = 0
     failed: int = 0
+    stopped: int = Field(default=0, description="Trials stopped early (spec.search.earlyStopping): not failures.")
     running: int = 0
     pending: int = 0
-    progress: str = Field(default="0/0", description="Finished (succeeded + failed) over the budget.")
+    progress: str = Field(default="0/0", description="Finished (succeeded + failed + stopped) over the budget.")
     failed_ids: list[str] = Field(default_factory=list, description="The failed trials (each has had its event).")
+    stopped_ids: list[str] = Field(default_factory=list, description="The stopped trials (each has had its event).")
 
 
 class BestTrial(ApiModel):

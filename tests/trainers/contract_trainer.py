@@ -4,15 +4,19 @@ function of the mixture it was given, so that a test can say which trial an obje
 
     heldout_loss[d] = 1 - weight of d        accuracy = weight of `text`
 
-and `received`: what the contract handed it (seed, steps, trial, mixture weights, domains drawn).
+(reported to progress.json at every step too), and `received`: what the contract handed it (seed, steps,
+trial, mixture weights, domains drawn).
 
-    python contract_trainer.py [--no-metrics]    # --no-metrics: exit 0 having written nothing
+    python contract_trainer.py [--no-metrics] [--step-seconds S]
+        --no-metrics: exit 0 having written nothing; --step-seconds: sleep S after each step (and its
+        progress report), so that early stopping can catch the run
 """
 
 from __future__ import annotations
 
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -43,14 +47,16 @@ def main(argv: list[str]) -> int:
         return 0
     sampler = run.sampler(domain_keys(run))
     drawn: Counter[str] = Counter()
+    pause = float(argv[argv.index("--step-seconds") + 1]) if "--step-seconds" in argv else 0.0
+    weights = run.mixture["weights"]
+    heldout = {"heldout_loss": {name: 1.0 - w for name, w in weights.items()}, "accuracy": weights.get("text", 0.0)}
     for step in range(run.steps):
         drawn.update(name for name, _ in sampler.draw(8))
-        run.write_progress({"step": step + 1})
-    weights = run.mixture["weights"]
+        run.report_progress(step + 1, heldout)
+        time.sleep(pause)
     run.write_metrics(
         {
-            "heldout_loss": {name: 1.0 - w for name, w in weights.items()},
-            "accuracy": weights.get("text", 0.0),
+            **heldout,
             "received": {
                 "seed": run.seed,
                 "steps": run.steps,

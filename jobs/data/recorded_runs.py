@@ -1,4 +1,5 @@
-"""Recorded proxy runs from CSV files: one mixture and one score per run, as the search-quality bench needs.
+"""Recorded proxy runs from CSV files: one mixture and one score per run, as the search-quality bench and
+spec.search.priorRuns need.
 
 A run's weights and scores sit in one CSV, or in two joined on an ID column (RegMix's layout). The weight
 columns are named by prefix or list, the score is one column or the mean of several; other columns are
@@ -8,6 +9,7 @@ ignored. Every error names the file, and the line and column where there is one.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import warnings
 from collections.abc import Sequence
@@ -69,10 +71,14 @@ class _Table:
 
 def _read(path: Path) -> _Table:
     try:
-        with path.open(newline="") as f:
-            lines = list(csv.reader(f))
+        text = path.read_text()
     except OSError as error:
         raise ValueError(f"{path}: cannot read it ({error.strerror})") from None
+    return _parse(path, text)
+
+
+def _parse(path: Path, text: str) -> _Table:
+    lines = list(csv.reader(io.StringIO(text, newline="")))
     if not lines:
         raise ValueError(f"{path}: the file is empty; it needs a header line")
     header = lines[0]
@@ -145,9 +151,17 @@ def load_pool(paths: Sequence[Path], layout: Layout) -> Pool:
     off by more than SUM_TOLERANCE."""
     if len(paths) not in (1, 2):
         raise ValueError(f"give one CSV or two (mixtures, scores), got {len(paths)}")
-    mixtures = _read(paths[0])
-    scores = _read(paths[-1])
-    if len(paths) == 2:
+    return _pool(_read(paths[0]), _read(paths[-1]), len(paths) == 2, layout)
+
+
+def pool_from_text(name: str, text: str, layout: Layout) -> Pool:
+    """The runs of one CSV's text (weights and score columns); `name` (its URI) names it in errors."""
+    table = _parse(Path(name), text)
+    return _pool(table, table, False, layout)
+
+
+def _pool(mixtures: _Table, scores: _Table, joined: bool, layout: Layout) -> Pool:
+    if joined:
         mixture_rows, score_rows = _positions(mixtures, scores, layout.id_column)
         names = _weight_names(mixtures, layout, {layout.id_column})
     else:
