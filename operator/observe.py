@@ -16,11 +16,15 @@ from mixtura_operator.store import ArtifactNotFound, ArtifactStore, open_store
 
 
 def check_domain_data(
-    domainset: DomainSet, endpoint_url: str | None = None, allow_local: bool = True
+    domainset: DomainSet,
+    endpoint_url: str | None = None,
+    allow_local: bool = True,
+    credentials: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """(absent, unreadable) by domain name: data provably absent or empty (one listing of at most one key each;
     a URI naming its files lists their folder), and data that could not be read (network, permissions: it may
-    come back). Without `allow_local` (on a cluster) a file:// URI is refused unread, as absent."""
+    come back). Without `allow_local` (on a cluster) a file:// URI is refused unread, as absent. `credentials`:
+    those the search's Jobs will read with (its Secret); None for the environment's."""
     absent: dict[str, str] = {}
     unreadable: dict[str, str] = {}
     for domain in domainset.spec.domains:
@@ -30,7 +34,7 @@ def check_domain_data(
         location = DomainLocation.parse(domain.uri)
         lead = (location.pattern or "").split("{")[0]
         try:
-            store = open_store(location.root, endpoint_url)
+            store = open_store(location.root, endpoint_url, credentials)
             found = any(key.startswith(lead) for key in store.list()) if lead else store.has_any()
         except Exception as error:
             unreadable[domain.name] = f"cannot read {domain.uri}: {type(error).__name__}: {error}"
@@ -83,9 +87,13 @@ class StoreObserver:
     Finished results never change, so each is read once; a run that wrote `_SUCCESS` without a usable objective
     counts as failed."""
 
-    def __init__(self, store: ArtifactStore, objective: Objective) -> None:
+    def __init__(
+        self, store: ArtifactStore, objective: Objective, credentials: Mapping[str, str] | None = None
+    ) -> None:
+        """`credentials`: what `store` was opened with (the search's Secret), for the search's other reads."""
         self.store = store
         self.objective = objective
+        self.credentials = credentials
         self._listed = False
         self.snapshot = False
         self.done: set[str] = set()

@@ -44,8 +44,11 @@ class Inputs:
     def domainset(self, search):
         return self.domain_set
 
-    def concept_store(self, search, name):
+    def concept_store(self, search, name, credentials=None):
         return None, True
+
+    def credentials(self, search):
+        return None
 
 
 def corpus(tmp_path, names) -> DomainSet:

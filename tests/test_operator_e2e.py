@@ -20,6 +20,7 @@ from testbed.cluster import REPO, kubeconfig
 from testbed.procs import free_port, http_status, operator_argv
 from testbed.prom import start_prometheus
 from testbed.s3 import CREDENTIALS
+from testbed.s3_iam import start_iam_s3
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.s3, pytest.mark.prometheus, pytest.mark.slow]
 NS = "mixtura-e2e"
@@ -30,7 +31,8 @@ IMAGES = [
     r"^registry\.local:5000/mixtura/jobs@sha256:[0-9a-f]{64}$",
     r"^team/trainer:[0-9]+$",
 ]
-SECRETS = ["s3-credentials", "team.s3-creds"]
+# The last two: Secrets of users of the IAM-checking S3 server (test_the_data_check_reads_with_the_searchs_secret).
+SECRETS = ["s3-credentials", "team.s3-creds", "reader-creds", "other-creds"]
 DOMAINS = [
     ("digits", "captioning", ["image", "text"]),
     ("text", "text", ["text"]),
@@ -750,3 +752,69 @@ def test_a_search_runs_from_webdataset_and_llava_domains_in_s3(control_plane, in
     assert set(status["madmixWeights"]) == {"captions", "chat"} and status["trials"]["succeeded"] == 4
     keys = installed["store"].list(status["artifacts"]["root"].removeprefix(f"s3://{installed['bucket']}/"))
     assert sum(k.endswith("metrics.json") and "/trials/" in k for k in keys) == 4
+
+
+def apply_secret(plane, name: str, keys: dict[str, str]) -> None:
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": keys}
+    plane.kubectl("apply", "-n", NS, "-f", "-", input=yaml.safe_dump(secret))
+
+
+def degraded(body: dict) -> dict | None:
+    return next((c for c in body.get("status", {}).get("conditions", []) if c["type"] == "Degraded"), None)
+
+
+def test_the_data_check_reads_with_the_searchs_secret(control_plane, installed, tmp_path):
+    """Issue 15: data and artifacts in buckets that only the search's Secret can read (an S3 server that checks
+    IAM policies; the operator's own keys are not a user there): the search passes the data check and writes
+    its snapshot. A Secret whose user may write the artifacts but not read the data holds the search
+    Degraded/DataUnreadable, and it does not fail."""
+    from mixtura_operator import layout
+    from mixtura_operator.api.domainset import DomainSet
+    from mixtura_operator.observe import check_domain_data
+    from mixtura_operator.store import open_store
+
+    plane, operator = control_plane, installed["operator"]
+    server = start_iam_s3(tmp_path, {"reader": ["private-data", "private-runs"], "other": ["private-runs"]})
+    try:
+        apply_secret(plane, "reader-creds", server.users["reader"])
+        apply_secret(plane, "other-creds", server.users["other"])
+        data = open_store("s3://private-data", server.endpoint, server.users["reader"])
+        for name, _, _ in DOMAINS:
+            data.put_bytes(f"data/{name}/shard-00000.npz", b"x")
+        searches = {}
+        for name, secret in (("private-reader", "reader-creds"), ("private-other", "other-creds")):
+            corpus, search = search_of(name, "private", "private-data", server.endpoint, suspend=True)
+            search["spec"]["artifacts"] = {
+                "uri": "s3://private-runs/runs",
+                "endpointUrl": server.endpoint,
+                "credentialsSecret": secret,
+            }
+            searches[name] = search
+            plane.kubectl("apply", "-n", NS, "-f", "-", input=yaml.safe_dump_all([corpus, search]))
+        # The operator's own keys cannot read the data: only the Secret can have passed the check.
+        domainset = DomainSet.model_validate(corpus)
+        own = {k: CREDENTIALS[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+        assert set(check_domain_data(domainset, server.endpoint, False, own)[1]) == {n for n, _, _ in DOMAINS}
+
+        body = wait_phase(plane, operator, "private-reader", {"Suspended", "Failed"}, timeout=120)
+        assert body["status"]["phase"] == "Suspended", body["status"]
+        assert (degraded(body) or {}).get("status") != "True", body["status"]
+        meta = body["metadata"]
+        runs = open_store("s3://private-runs/runs", server.endpoint, server.users["reader"])
+        assert runs.exists(f"{layout.search_root(NS, meta['name'], meta['uid'])}/{layout.SNAPSHOT}")
+
+        deadline = time.monotonic() + 120
+        while (degraded(body := get(plane, "private-other")) or {}).get("reason") != "DataUnreadable":
+            assert time.monotonic() < deadline, f"{body.get('status')}\n{operator.tail()}"
+            time.sleep(1)
+        condition = degraded(body)
+        assert condition["status"] == "True" and "AccessDenied" in condition["message"], condition
+        time.sleep(10)  # retried with backoff, still held
+        body = get(plane, "private-other")
+        assert body["status"]["phase"] == "Pending" and degraded(body)["reason"] == "DataUnreadable", body["status"]
+        assert jobs_of(plane, "private-other") == []
+        assert ("DataUnreadable", condition["message"]) in search_events(plane, "private-other")
+    finally:
+        for name in ("private-reader", "private-other"):
+            plane.kubectl("delete", "mixturesearch", name, "-n", NS, "--wait=false", check=False)
+        server.stop()
