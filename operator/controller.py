@@ -101,7 +101,8 @@ class SearchController:
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
         self.inputs = ApiInputs(self.custom, self.core)
-        self.driver = SearchDriver(KubernetesExecutor(api), self.inputs, allow_local_uris=False)
+        self.executor = KubernetesExecutor(api)
+        self.driver = SearchDriver(self.executor, self.inputs, allow_local_uris=False)
         self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
         self._dirty: set[str] = set()
         self._phases: dict[tuple[str, str], Phase] = {}
@@ -191,6 +192,7 @@ class SearchController:
         self._not_before.pop(uid, None)
         self._reconciled.pop(uid, None)
         self.driver.forget(uid)
+        self.executor.forget(uid)
         metrics.forget(namespace, name)
         metrics.record_phase_counts(list(self._phases.values()))
 

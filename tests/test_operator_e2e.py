@@ -16,6 +16,7 @@ import yaml
 from corpora import upload_real_corpora
 
 from malformed import CLUSTER, DUPLICATE, MALFORMED, RAW, WELL_FORMED
+from mixtura_operator import layout
 from testbed.cluster import REPO, kubeconfig
 from testbed.procs import free_port, http_status, operator_argv
 from testbed.prom import start_prometheus
@@ -768,7 +769,6 @@ def test_the_data_check_reads_with_the_searchs_secret(control_plane, installed, 
     IAM policies; the operator's own keys are not a user there): the search passes the data check and writes
     its snapshot. A Secret whose user may write the artifacts but not read the data holds the search
     Degraded/DataUnreadable, and it does not fail."""
-    from mixtura_operator import layout
     from mixtura_operator.api.domainset import DomainSet
     from mixtura_operator.observe import check_domain_data
     from mixtura_operator.store import open_store
@@ -818,3 +818,44 @@ def test_the_data_check_reads_with_the_searchs_secret(control_plane, installed, 
         for name in ("private-reader", "private-other"):
             plane.kubectl("delete", "mixturesearch", name, "-n", NS, "--wait=false", check=False)
         server.stop()
+
+
+def test_warm_start_imports_a_finished_search_and_refuses_other_domains(control_plane, installed):
+    """Issue 15: search B warm-starts from a finished search A over the same domains: its first proposal fits
+    the GP on A's trials (the proposal records A's observations and predicts from them, where B alone would
+    have drawn an initial design); search C over other domains is refused naming spec.search.warmStartFrom."""
+    plane, operator, store = control_plane, installed["operator"], installed["store"]
+    bucket, endpoint = installed["bucket"], installed["endpoint"]
+    quick = {"search": {"space": "domains"}, "finalTraining": {"enabled": False}}
+    budget = {"maxFailedTrials": 0, "proxySteps": 4}
+    corpus, first = search_of(
+        "warm-a",
+        "warm",
+        bucket,
+        endpoint,
+        method="random",
+        budget={"maxTrials": 3, "parallelTrials": 3, **budget},
+        **quick,
+    )
+    follow = {"method": "mixatlas", "budget": {"maxTrials": 2, "parallelTrials": 2, **budget}, **quick}
+    follow["search"] = {**follow["search"], "warmStartFrom": ["warm-a"]}
+    _, second = search_of("warm-b", "warm", bucket, endpoint, **follow)
+    other_corpus, other = search_of("warm-c", "warm-fewer", bucket, endpoint, **follow)
+    other_corpus["spec"]["domains"] = other_corpus["spec"]["domains"][:2]
+    plane.kubectl("apply", "-n", NS, "-f", "-", input=yaml.safe_dump_all([corpus, other_corpus, first, second, other]))
+
+    a = wait_phase(plane, operator, "warm-a", {"Succeeded", "Failed"})
+    assert a["status"]["phase"] == "Succeeded", a["status"]
+    b = wait_phase(plane, operator, "warm-b", {"Succeeded", "Failed"})
+    assert b["status"]["phase"] == "Succeeded", b["status"]
+    root = b["status"]["artifacts"]["root"].removeprefix(f"s3://{bucket}/")
+    proposal = store.get_json(f"{root}/{layout.proposal(0)}")
+    assert proposal["imported"] == [a["status"]["artifacts"]["root"]]
+    assert proposal["observations"] == 3 and proposal["source"] == "gp-ucb", proposal
+    mixture = store.get_json(f"{root}/trials/000/mixture.json")
+    assert mixture["source"] == "gp-ucb" and "predicted" in mixture
+
+    c = wait_phase(plane, operator, "warm-c", {"Succeeded", "Failed"})
+    ready = next(x for x in c["status"]["conditions"] if x["type"] == "Ready")
+    assert c["status"]["phase"] == "Failed" and "spec.search.warmStartFrom" in ready["message"], c["status"]
+    assert "other domains than this one" in ready["message"]

@@ -177,15 +177,40 @@ class KubernetesExecutor:
         self.batch = client.BatchV1Api(api)
         self.core = client.CoreV1Api(api)
         self._timed_jobs: set[str] = set()
+        # Per search uid: the resourceVersion its Job listings must not be older than (see `_fresh`).
+        self._floor: dict[str, int] = {}
+
+    def _fresh(self, search: MixtureSearch) -> dict[str, Any]:
+        """A search's first listing reads etcd; later ones the API server's watch cache (no read of every Job in
+        the namespace), no older than that listing and this operator's own creates, so a Job it made is always
+        listed. Job events reach the operator from that same cache, so a listing after one shows it."""
+        floor = self._floor.get(search.metadata.uid)
+        return {} if floor is None else {"resource_version": str(floor), "resource_version_match": "NotOlderThan"}
+
+    def _saw(self, search: MixtureSearch, resource_version: str | None) -> None:
+        if resource_version:
+            uid = search.metadata.uid
+            self._floor[uid] = max(self._floor.get(uid, 0), int(resource_version))
+
+    def forget(self, uid: str) -> None:
+        self._floor.pop(uid, None)
 
     def observe(self, search: MixtureSearch) -> dict[str, JobState]:
         selector = f"mixtura.dev/search={search.metadata.name},app.kubernetes.io/managed-by=mixtura"
-        jobs = self.batch.list_namespaced_job(search.metadata.namespace, label_selector=selector).items
+        listing = self.batch.list_namespaced_job(
+            search.metadata.namespace, label_selector=selector, **self._fresh(search)
+        )
+        self._saw(search, listing.metadata.resource_version)
+        jobs = listing.items
         owned = [j for j in jobs if any(o.uid == search.metadata.uid for o in j.metadata.owner_references or [])]
         waiting = [j for j in owned if not (j.status.ready or j.status.succeeded or j.status.failed)]
         pods_by_job: dict[str, list[client.V1Pod]] = {}
         if waiting:
-            for pod in self.core.list_namespaced_pod(search.metadata.namespace, label_selector=selector).items:
+            # Only to tell an unschedulable pod: the watch cache's view will do.
+            pods = self.core.list_namespaced_pod(
+                search.metadata.namespace, label_selector=selector, resource_version="0"
+            )
+            for pod in pods.items:
                 pods_by_job.setdefault((pod.metadata.labels or {}).get("job-name", ""), []).append(pod)
         states = {}
         for job in owned:
@@ -223,9 +248,10 @@ class KubernetesExecutor:
     def create(self, search: MixtureSearch, job: CreateJob, search_uri: str) -> bool:
         """Creates the Job; False when it already exists (a restarted operator never duplicates one)."""
         try:
-            self.batch.create_namespaced_job(search.metadata.namespace, job_manifest(search, job, search_uri))
+            created = self.batch.create_namespaced_job(search.metadata.namespace, job_manifest(search, job, search_uri))
         except client.ApiException as error:
             if error.status == 409:
                 return False
             raise
+        self._saw(search, created.metadata.resource_version)
         return True
