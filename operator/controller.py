@@ -110,22 +110,36 @@ class SearchController:
         self._not_before: dict[str, float] = {}
         # When each search's latest reconcile ended (monotonic): a timer tick soon after one has nothing to catch.
         self._reconciled: dict[str, float] = {}
+        # The newest body of each search known from the watch and from this operator's own status patches, so a
+        # Job event needs no GET of its search.
+        self._bodies: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def seen(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Keep `body` if it is newer than the one known; the newest."""
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        known = self._bodies.get(key)
+        if known is None or int(body["metadata"]["resourceVersion"]) >= int(known["metadata"]["resourceVersion"]):
+            self._bodies[key] = body
+        return self._bodies[key]
+
+    def unseen(self, namespace: str, name: str) -> None:
+        self._bodies.pop((namespace, name), None)
 
     def tick(self, body: dict[str, Any]) -> None:
-        """The timer: reconciles a search that no event has reconciled for a tick (a held search always, as
+        """The timer: reconciles a search that no event has reconciled for half a tick (a held search always, as
         its retries come from ticks). Under load every search's Jobs keep it reconciled, and the ticks cost
         nothing."""
         uid = body["metadata"]["uid"]
-        if uid in self._not_before or time.monotonic() - self._reconciled.get(uid, -TICK_S) >= TICK_S:
+        if uid in self._not_before or time.monotonic() - self._reconciled.get(uid, -TICK_S) >= TICK_S / 2:
             self.reconcile(body)
 
     def reconcile_named(self, namespace: str, name: str) -> None:
-        body = self.inputs.get(namespace, PLURAL, name)
+        body = self._bodies.get((namespace, name)) or self.inputs.get(namespace, PLURAL, name)
         if body is not None:
             self.reconcile(body)
 
     def reconcile(self, body: dict[str, Any]) -> None:
-        search = parse_search(body)
+        search = parse_search(self.seen(body))
         if finished(search):
             self._record(search)
             return
@@ -156,7 +170,7 @@ class SearchController:
             lock.release()
 
     def _fresh(self, search: MixtureSearch) -> MixtureSearch | None:
-        body = self.inputs.get(search.metadata.namespace, PLURAL, search.metadata.name)
+        body = self._bodies.get((search.metadata.namespace, search.metadata.name))
         return None if body is None else parse_search(body)
 
     def _reconcile(self, search: MixtureSearch) -> None:
@@ -175,9 +189,10 @@ class SearchController:
         for event in decision.events:
             self.post_event(search, event)
         if search.status is None or decision.status.wire() != search.status.wire():
-            self.custom.patch_namespaced_custom_object_status(
+            patched = self.custom.patch_namespaced_custom_object_status(
                 GROUP, VERSION, meta.namespace, PLURAL, meta.name, {"status": decision.status.wire()}
             )
+            self.seen(patched)
         self._record(search.model_copy(update={"status": decision.status}))
 
     def _record(self, search: MixtureSearch) -> None:
@@ -189,6 +204,7 @@ class SearchController:
 
     def forget(self, namespace: str, name: str, uid: str) -> None:
         self._phases.pop((namespace, name), None)
+        self.unseen(namespace, name)
         self._not_before.pop(uid, None)
         self._reconciled.pop(uid, None)
         self.driver.forget(uid)

@@ -62,6 +62,15 @@ def _finished(status: kopf.Status, **_: Any) -> bool:
     )
 
 
+@kopf.on.event(*SEARCHES)
+def search_seen(type: str, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
+    """Every search's newest body, for the Job events (a deleted search's is dropped: none of its Jobs acts)."""
+    if type == "DELETED":
+        controller.unseen(namespace, name)
+    else:
+        controller.seen(dict(body))
+
+
 @kopf.on.update(*SEARCHES, field="spec")
 def search_changed(body: kopf.Body, **_: Any) -> None:
     controller.reconcile(dict(body))

@@ -4,6 +4,7 @@ pods that pass the PodSecurity `restricted` profile."""
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client
@@ -23,6 +24,9 @@ JOB_UID = 65532
 # Finished Jobs go after an hour: each step's result is in the store (`_SUCCESS` is written before the pod
 # exits, a failure the operator saw is recorded as `_FAILED`), so the Job is only its logs by then.
 DEFAULT_TTL_SECONDS = 3600
+# A Job whose pods have waited this long is asked whether the scheduler refused them (a younger one is not: most
+# pods start within it, and listing pods at every reconcile of a busy search was one in seven API requests).
+UNSCHEDULABLE_AFTER_S = 5.0
 # The root filesystem is read-only; these emptyDirs are the only writable paths, and every cache points there.
 TMP, CACHE = "/tmp", "/var/cache/mixtura"
 WRITABLE_ENV = {
@@ -203,7 +207,13 @@ class KubernetesExecutor:
         self._saw(search, listing.metadata.resource_version)
         jobs = listing.items
         owned = [j for j in jobs if any(o.uid == search.metadata.uid for o in j.metadata.owner_references or [])]
-        waiting = [j for j in owned if not (j.status.ready or j.status.succeeded or j.status.failed)]
+        now = datetime.now(UTC)
+        waiting = [
+            j
+            for j in owned
+            if not (j.status.ready or j.status.succeeded or j.status.failed)
+            and (now - j.metadata.creation_timestamp).total_seconds() >= UNSCHEDULABLE_AFTER_S
+        ]
         pods_by_job: dict[str, list[client.V1Pod]] = {}
         if waiting:
             # Only to tell an unschedulable pod: the watch cache's view will do.
