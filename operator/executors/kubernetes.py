@@ -4,6 +4,7 @@ pods that pass the PodSecurity `restricted` profile."""
 from __future__ import annotations
 
 import os
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +26,8 @@ JOB_UID = 65532
 # exits, a failure the operator saw is recorded as `_FAILED`), so the Job is only its logs by then.
 DEFAULT_TTL_SECONDS = 3600
 # A Job whose pods have waited this long is asked whether the scheduler refused them (a younger one is not: most
-# pods start within it, and listing pods at every reconcile of a busy search was one in seven API requests).
+# pods start within it), and a search's pods are listed at most this often: listing them at every reconcile of a
+# busy search was one in seven of the operator's API requests.
 UNSCHEDULABLE_AFTER_S = 5.0
 # The root filesystem is read-only; these emptyDirs are the only writable paths, and every cache points there.
 TMP, CACHE = "/tmp", "/var/cache/mixtura"
@@ -183,6 +185,8 @@ class KubernetesExecutor:
         self._timed_jobs: set[str] = set()
         # Per search uid: the resourceVersion its Job listings must not be older than (see `_fresh`).
         self._floor: dict[str, int] = {}
+        # Per search uid: when its pods were last listed (monotonic), and them by Job name.
+        self._pods: dict[str, tuple[float, dict[str, list[client.V1Pod]]]] = {}
 
     def _fresh(self, search: MixtureSearch) -> dict[str, Any]:
         """A search's first listing reads etcd; later ones the API server's watch cache (no read of every Job in
@@ -198,6 +202,21 @@ class KubernetesExecutor:
 
     def forget(self, uid: str) -> None:
         self._floor.pop(uid, None)
+        self._pods.pop(uid, None)
+
+    def _pods_by_job(self, search: MixtureSearch, selector: str) -> dict[str, list[client.V1Pod]]:
+        """Only to tell an unschedulable pod: the watch cache's view will do, a few seconds old at most."""
+        uid = search.metadata.uid
+        listed, pods = self._pods.get(uid, (-UNSCHEDULABLE_AFTER_S, {}))
+        if time.monotonic() - listed >= UNSCHEDULABLE_AFTER_S:
+            listing = self.core.list_namespaced_pod(
+                search.metadata.namespace, label_selector=selector, resource_version="0"
+            )
+            pods = {}
+            for pod in listing.items:
+                pods.setdefault((pod.metadata.labels or {}).get("job-name", ""), []).append(pod)
+            self._pods[uid] = (time.monotonic(), pods)
+        return pods
 
     def observe(self, search: MixtureSearch) -> dict[str, JobState]:
         selector = f"mixtura.dev/search={search.metadata.name},app.kubernetes.io/managed-by=mixtura"
@@ -214,14 +233,7 @@ class KubernetesExecutor:
             if not (j.status.ready or j.status.succeeded or j.status.failed)
             and (now - j.metadata.creation_timestamp).total_seconds() >= UNSCHEDULABLE_AFTER_S
         ]
-        pods_by_job: dict[str, list[client.V1Pod]] = {}
-        if waiting:
-            # Only to tell an unschedulable pod: the watch cache's view will do.
-            pods = self.core.list_namespaced_pod(
-                search.metadata.namespace, label_selector=selector, resource_version="0"
-            )
-            for pod in pods.items:
-                pods_by_job.setdefault((pod.metadata.labels or {}).get("job-name", ""), []).append(pod)
+        pods_by_job = self._pods_by_job(search, selector) if waiting else {}
         states = {}
         for job in owned:
             key = (job.metadata.annotations or {}).get(STEP_KEY)
