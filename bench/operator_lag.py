@@ -5,10 +5,14 @@ process with its own ServiceAccount token) except the Jobs' work: the pod runner
 at once instead of training, so what is measured is the operator and the control plane, not the models.
 
 Measures the lag from a Job's pod finishing (exit code recorded) to the operator's next Job for that
-search (p50/p99), the operator's API requests per trial (from the apiserver's audit log), and its peak
-memory. The baseline is one search in the same run; the table shows the ratio.
+search (p50/p99), split at the moment the Job is seen complete (the control plane's part, then the
+operator's), the operator's API requests (from the apiserver's audit log) and S3 requests (by its access key)
+per trial, its peak memory, and what the finished searches cost afterwards: the operator's API and S3 requests
+over a quiet window (watch streams and Lease renewals excluded; they do not grow with the searches). The
+baseline is the operator at another revision (`--baseline`, main by default) run on the same control plane
+just before; the table shows the ratio, so the machine's load cancels out.
 
-    python bench/operator_lag.py --searches 50 --parallel 8
+    python bench/operator_lag.py --searches 50 --parallel 8 --trials 16
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +46,6 @@ from testbed.podrunner import PodRunner  # noqa: E402
 from testbed.procs import free_port, operator_argv  # noqa: E402
 from testbed.s3 import CREDENTIALS, start_s3  # noqa: E402
 
-NS = "bench"
 DOMAINS = ("alpha", "beta", "gamma")
 
 
@@ -50,7 +55,8 @@ class NullStepRunner(PodRunner):
     def __init__(self, *args, endpoint: str, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.endpoint = endpoint
-        self.completed: dict[str, float] = {}
+        # namespace/search -> (when its latest pod finished, that pod's Job)
+        self.completed: dict[str, tuple[float, str]] = {}
         self.lock = threading.Lock()
 
     def execute(self, pod, container, log: Path) -> int:
@@ -85,14 +91,15 @@ class NullStepRunner(PodRunner):
 
     def finished(self, pod) -> None:
         with self.lock:
-            self.completed[pod.metadata.labels["mixtura.dev/search"]] = time.monotonic()
+            search = f"{pod.metadata.namespace}/{pod.metadata.labels['mixtura.dev/search']}"
+            self.completed[search] = (time.monotonic(), pod.metadata.labels["job-name"])
 
 
-def search_manifest(name: str, bucket: str, endpoint: str, parallel: int, trials: int) -> dict:
+def search_manifest(name: str, namespace: str, bucket: str, endpoint: str, parallel: int, trials: int) -> dict:
     return {
         "apiVersion": "mixtura.dev/v1alpha1",
         "kind": "MixtureSearch",
-        "metadata": {"name": name, "namespace": NS},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "domainSetRef": {"name": "corpus"},
             "method": "random",
@@ -104,39 +111,116 @@ def search_manifest(name: str, bucket: str, endpoint: str, parallel: int, trials
     }
 
 
-def run_phase(plane, runner, bucket, endpoint, names, parallel, trials, operator_user, timeout) -> dict:
-    """Create the searches, wait for all to succeed; lags, requests and wall time of this phase."""
+class RequestCounter:
+    """Wraps the S3 server's WSGI app: requests by access key (the operator signs with one of its own)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.counts: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        key = environ.get("HTTP_AUTHORIZATION", "").partition("Credential=")[2].partition("/")[0]
+        with self.lock:
+            self.counts[key] += 1
+        return self.app(environ, start_response)
+
+    def count(self, key: str) -> int:
+        with self.lock:
+            return self.counts[key]
+
+
+@dataclass
+class Variant:
+    """An operator to measure: its label and the folder its `mixtura_operator` is imported from."""
+
+    label: str
+    slug: str
+    pythonpath: Path
+
+
+def operator_tree(source: Path, into: Path) -> Path:
+    """A PYTHONPATH folder whose `mixtura_operator` is `source`/operator."""
+    into.mkdir(parents=True, exist_ok=True)
+    (into / "mixtura_operator").symlink_to(source / "operator")
+    return into
+
+
+def variant_at(revision: str, work: Path) -> Variant:
+    tree = work / revision
+    tree.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", revision], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return Variant(f"main ({revision})", "base", operator_tree(tree, work / "pkgs-base"))
+
+
+def audit_requests(plane, offset: int, user: str, quiet: bool = False) -> Counter:
+    """The operator's requests in the audit log after `offset`, by verb; `quiet`: without its watch streams and
+    Lease renewals, which a finished search does not add to."""
+    requests: Counter[str] = Counter()
+    with plane.audit_log.open("rb") as handle:
+        handle.seek(offset)
+        for line in handle:
+            entry = json.loads(line)
+            if entry.get("stage") != "ResponseComplete" or entry["user"]["username"] != user:
+                continue
+            if quiet and (entry["verb"] == "watch" or entry.get("objectRef", {}).get("resource") == "leases"):
+                continue
+            requests[f"{entry['verb']} {entry.get('objectRef', {}).get('resource', '')}"] += 1
+    return requests
+
+
+def audit_size(plane) -> int:
+    return plane.audit_log.stat().st_size if plane.audit_log.exists() else 0
+
+
+def run_phase(plane, runner, namespace, bucket, endpoint, names, parallel, trials, timeout) -> dict:
+    """Create the searches, wait for all to succeed; lags (whole, control plane's part, operator's part) and
+    wall time of this phase."""
     api = config.new_client_from_config(str(plane.kubeconfig_path))
-    lags: list[float] = []
+    lags: dict[str, list[float]] = {"whole": [], "control plane": [], "operator": []}
     stop = threading.Event()
 
     def watch_jobs() -> None:
         seen: set[str] = set()
+        complete: dict[str, float] = {}
         while not stop.is_set():
-            stream = watch.Watch().stream(client.BatchV1Api(api).list_namespaced_job, NS, timeout_seconds=60)
+            stream = watch.Watch().stream(client.BatchV1Api(api).list_namespaced_job, namespace, timeout_seconds=60)
             try:
                 for event in stream:
-                    job = event["object"].metadata
-                    search = job.labels.get("mixtura.dev/search")
-                    if stop.is_set() or event["type"] != "ADDED" or search not in names or job.name in seen:
+                    now = time.monotonic()
+                    job = event["object"]
+                    name, search = job.metadata.name, job.metadata.labels.get("mixtura.dev/search")
+                    if stop.is_set() or search not in names:
                         continue
-                    seen.add(job.name)
+                    ended = any(
+                        c.status == "True" and c.type in ("Complete", "Failed") for c in job.status.conditions or []
+                    )
+                    if ended:
+                        complete.setdefault(name, now)
+                    if event["type"] != "ADDED" or name in seen:
+                        continue
+                    seen.add(name)
                     with runner.lock:
-                        done_at = runner.completed.pop(search, None)
-                    if done_at is not None:
-                        lags.append(time.monotonic() - done_at)
+                        done = runner.completed.pop(f"{namespace}/{search}", None)
+                    if done is None:
+                        continue
+                    done_at, done_job = done
+                    lags["whole"].append(now - done_at)
+                    if done_job in complete:
+                        lags["control plane"].append(complete[done_job] - done_at)
+                        lags["operator"].append(now - complete[done_job])
             except (ApiException, ProtocolError):
                 time.sleep(0.2)  # a watch the server ended or refused: start a new one
 
-    audit_before = plane.audit_log.stat().st_size if plane.audit_log.exists() else 0
     watcher = threading.Thread(target=watch_jobs, daemon=True)
     watcher.start()
     start = time.monotonic()
-    docs = [search_manifest(n, bucket, endpoint, parallel, trials) for n in names]
+    docs = [search_manifest(n, namespace, bucket, endpoint, parallel, trials) for n in names]
     plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
     custom = client.CustomObjectsApi(api)
     while True:
-        items = custom.list_namespaced_custom_object("mixtura.dev", "v1alpha1", NS, "mixturesearches")["items"]
+        items = custom.list_namespaced_custom_object("mixtura.dev", "v1alpha1", namespace, "mixturesearches")["items"]
         phases = Counter(i.get("status", {}).get("phase") for i in items if i["metadata"]["name"] in names)
         if phases.get("Succeeded", 0) + phases.get("Failed", 0) == len(names):
             break
@@ -145,20 +229,73 @@ def run_phase(plane, runner, bucket, endpoint, names, parallel, trials, operator
         time.sleep(1)
     wall = time.monotonic() - start
     stop.set()
-    with plane.audit_log.open("rb") as handle:
-        handle.seek(audit_before)
-        requests = Counter()
-        for line in handle:
-            entry = json.loads(line)
-            if entry.get("stage") == "ResponseComplete" and entry["user"]["username"] == operator_user:
-                requests[entry["verb"]] += 1
     return {
-        "lags": np.array(lags),
-        "requests": requests,
+        "lags": {k: np.array(v) for k, v in lags.items()},
         "wall": wall,
         "failed": phases.get("Failed", 0),
         "trials": len(names) * trials,
     }
+
+
+def measure(plane, runner, counter: RequestCounter, s3, bucket: str, variant: Variant, args) -> dict:
+    """One operator: its namespace, ServiceAccount and DomainSet, the searches, then the quiet window."""
+    namespace = f"bench-{variant.slug}"
+    plane.kubectl("create", "namespace", namespace)
+    plane.kubectl("create", "serviceaccount", "operator", "-n", namespace)
+    plane.kubectl(
+        "create",
+        "clusterrolebinding",
+        f"{namespace}-operator",
+        "--clusterrole=cluster-admin",
+        f"--serviceaccount={namespace}:operator",
+    )
+    token = plane.kubectl("create", "token", "operator", "-n", namespace, "--duration=4h").stdout.strip()
+    sa_config = plane.work / f"{namespace}.kubeconfig"
+    sa_config.write_text(yaml.safe_dump(kubeconfig(plane.server, plane.pki["ca"], token=token)))
+    corpus = {
+        "apiVersion": "mixtura.dev/v1alpha1",
+        "kind": "DomainSet",
+        "metadata": {"name": "corpus", "namespace": namespace},
+        "spec": {
+            "domains": [
+                {"name": n, "uri": f"s3://{bucket}/data/{n}", "modalities": ["text"], "taskType": "text"}
+                for n in DOMAINS
+            ]
+        },
+    }
+    plane.kubectl("apply", "-f", "-", input=yaml.safe_dump(corpus))
+    user, key = f"system:serviceaccount:{namespace}:operator", f"operator-{variant.slug}"
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(sa_config),
+        "POD_NAMESPACE": namespace,
+        "MIXTURA_S3_ENDPOINT": s3.endpoint,
+        "AWS_ACCESS_KEY_ID": key,
+        "PYTHONPATH": str(variant.pythonpath),
+    }
+    with (plane.work / f"{namespace}-operator.log").open("wb") as log:
+        operator = subprocess.Popen(
+            operator_argv(namespace, free_port()), stdout=log, stderr=subprocess.STDOUT, env=env
+        )
+    try:
+        audit_start, s3_start = audit_size(plane), counter.count(key)
+        names = [f"s{i:03d}" for i in range(args.searches)]
+        phase = run_phase(
+            plane, runner, namespace, bucket, s3.endpoint, names, args.parallel, args.trials, args.timeout
+        )
+        phase["requests"] = audit_requests(plane, audit_start, user)
+        phase["s3"] = counter.count(key) - s3_start
+        time.sleep(args.settle)
+        quiet_start, s3_quiet = audit_size(plane), counter.count(key)
+        time.sleep(args.quiet)
+        phase["quiet requests"] = audit_requests(plane, quiet_start, user, quiet=True)
+        phase["quiet s3"] = counter.count(key) - s3_quiet
+        status = Path(f"/proc/{operator.pid}/status").read_text().splitlines()
+        phase["peak MiB"] = int(next(line.split()[1] for line in status if line.startswith("VmHWM"))) / 1024
+    finally:
+        operator.kill()
+        operator.wait()
+    return phase
 
 
 def main() -> None:
@@ -167,95 +304,78 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=8)
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--timeout", type=int, default=1800)
+    parser.add_argument("--baseline", default="ac4b3a5", help="git revision of the baseline operator (main)")
+    parser.add_argument("--settle", type=float, default=5.0, help="seconds after the last search ends")
+    parser.add_argument("--quiet", type=float, default=30.0, help="the quiet window's seconds")
     args = parser.parse_args()
 
     plane = start_control_plane(audit=True)
     s3 = start_s3()
-    operator = None
     runner = None
+    work = Path(tempfile.mkdtemp(prefix="operator-lag-"))
+    variants = [variant_at(args.baseline, work), Variant("this tree", "this", operator_tree(REPO, work / "pkgs-this"))]
+    results = {}
     try:
+        counter = RequestCounter(s3.server._server.app)
+        s3.server._server.app = counter
         for i in range(4):
             node = node_manifest(f"bench-{i}", 128)
             node["status"]["capacity"]["pods"] = node["status"]["allocatable"]["pods"] = "1000"
             plane.kubectl("apply", "-f", "-", input=yaml.safe_dump(node))
         plane.kubectl("apply", "-f", str(REPO / "crds"))
         plane.kubectl("wait", "--for=condition=Established", "crd/mixturesearches.mixtura.dev", "--timeout=60s")
-        plane.kubectl("create", "namespace", NS)
-        plane.kubectl("create", "serviceaccount", "operator", "-n", NS)
-        plane.kubectl(
-            "create",
-            "clusterrolebinding",
-            "bench-operator",
-            "--clusterrole=cluster-admin",
-            f"--serviceaccount={NS}:operator",
-        )
-        token = plane.kubectl("create", "token", "operator", "-n", NS, "--duration=4h").stdout.strip()
-        sa_config = plane.work / "operator.kubeconfig"
-        sa_config.write_text(yaml.safe_dump(kubeconfig(plane.server, plane.pki["ca"], token=token)))
-
         os.environ.update(CREDENTIALS)
         bucket = "bench"
         s3.client().create_bucket(Bucket=bucket)
         store = open_store(f"s3://{bucket}", s3.endpoint)
         for name in DOMAINS:
             store.put_bytes(f"data/{name}/shard-00000.npz", b"x")
-        corpus = {
-            "apiVersion": "mixtura.dev/v1alpha1",
-            "kind": "DomainSet",
-            "metadata": {"name": "corpus", "namespace": NS},
-            "spec": {
-                "domains": [
-                    {"name": n, "uri": f"s3://{bucket}/data/{n}", "modalities": ["text"], "taskType": "text"}
-                    for n in DOMAINS
-                ]
-            },
-        }
-        plane.kubectl("apply", "-f", "-", input=yaml.safe_dump(corpus))
-
         api = config.new_client_from_config(str(plane.kubeconfig_path))
         runner = NullStepRunner(client.CoreV1Api(api), plane.work / "pods", REPO, {}, endpoint=s3.endpoint).start()
-        log = (plane.work / "operator.log").open("wb")
-        operator = subprocess.Popen(
-            operator_argv(NS, free_port()),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "KUBECONFIG": str(sa_config), "POD_NAMESPACE": NS, "MIXTURA_S3_ENDPOINT": s3.endpoint},
-        )
-        user = f"system:serviceaccount:{NS}:operator"
-        base = run_phase(plane, runner, bucket, s3.endpoint, ["base"], args.parallel, args.trials, user, args.timeout)
-        names = [f"s{i:03d}" for i in range(args.searches)]
-        load = run_phase(plane, runner, bucket, s3.endpoint, names, args.parallel, args.trials, user, args.timeout)
-        peak_kib = int(
-            next(
-                line.split()[1]
-                for line in Path(f"/proc/{operator.pid}/status").read_text().splitlines()
-                if line.startswith("VmHWM")
-            )
-        )
+        for variant in variants:
+            results[variant.slug] = measure(plane, runner, counter, s3, bucket, variant, args)
     finally:
-        if operator:
-            operator.kill()
         if runner:
             runner.stop()
         s3.stop()
         plane.stop()
+    print_table(args, variants, [results[v.slug] for v in variants])
 
-    def row(label: str, b: float, x: float, unit: str) -> str:
-        return f"| {label} | {b:.3g} {unit} | {x:.3g} {unit} | {x / b:.2f} |"
 
-    per_trial = {k: sum(p["requests"].values()) / p["trials"] for k, p in (("base", base), ("load", load))}
-    print(f"| measurement | 1 search | {args.searches} searches x {args.parallel} parallel | ratio |")
+def print_table(args, variants: list[Variant], phases: list[dict]) -> None:
+    def row(label: str, values: list[float], unit: str = "", digits: str = ".3g") -> None:
+        ratio = f"{values[1] / values[0]:.2f}" if values[0] else ""
+        cells = " | ".join(f"{v:{digits}}{unit}" for v in values)
+        print(f"| {label} | {cells} | {ratio} |")
+
+    def lag(kind: str, q: float) -> list[float]:
+        return [float(np.percentile(p["lags"][kind], q)) if len(p["lags"][kind]) else float("nan") for p in phases]
+
+    print(f"{args.searches} searches x {args.trials} trials, {args.parallel} parallel")
+    print(f"| measurement | {variants[0].label} | {variants[1].label} | ratio |")
     print("|---|---:|---:|---:|")
-    print(row("lag p50, pod finished → next Job", np.median(base["lags"]), np.median(load["lags"]), "s"))
-    print(row("lag p99", np.percentile(base["lags"], 99), np.percentile(load["lags"], 99), "s"))
-    print(row("operator API requests per trial", per_trial["base"], per_trial["load"], ""))
-    print(row("wall time per trial", base["wall"] / base["trials"], load["wall"] / load["trials"], "s"))
-    print(f"| operator peak memory (VmHWM) | | {peak_kib / 1024:.0f} MiB | |")
-    print(f"requests by verb under load: {dict(load['requests'])}; failed searches: {load['failed']}")
+    for q in (50, 99):
+        row(f"lag p{q}, pod finished → next Job", lag("whole", q), " s")
+        row(f"  control plane's part p{q} (pod finished → Job complete)", lag("control plane", q), " s")
+        row(f"  operator's part p{q} (Job complete → next Job)", lag("operator", q), " s")
+    row("operator API requests per trial", [sum(p["requests"].values()) / p["trials"] for p in phases])
+    row("operator S3 requests per trial", [p["s3"] / p["trials"] for p in phases])
+    row("wall time per trial", [p["wall"] / p["trials"] for p in phases], " s")
+    row("operator peak memory (VmHWM)", [p["peak MiB"] for p in phases], " MiB", ".0f")
+    quiet = f"{args.quiet:.0f} s after all finished"
+    row(f"API requests in {quiet}", [sum(p["quiet requests"].values()) for p in phases], "", "d")
+    row(f"S3 requests in {quiet}", [p["quiet s3"] for p in phases], "", "d")
+    for variant, phase in zip(variants, phases, strict=True):
+        print(
+            f"{variant.label}: requests {dict(phase['requests'])}; in the quiet window {dict(phase['quiet requests'])}"
+        )
+    this, base = phases[1], phases[0]
+    p99 = [np.percentile(p["lags"]["whole"], 99) for p in phases]
+    quiet_counts = f"{sum(this['quiet requests'].values())}/{this['quiet s3']}"
     print(
-        f"summary: {args.searches} searches x {args.trials} trials ({args.parallel} parallel): lag p50 "
-        f"{np.median(load['lags']):.2f} s, p99 {np.percentile(load['lags'], 99):.2f} s, "
-        f"{per_trial['load']:.1f} API requests per trial, peak {peak_kib / 1024:.0f} MiB"
+        f"summary: {args.searches} searches x {args.trials} trials ({args.parallel} parallel): lag p99 {p99[1]:.2f} s "
+        f"(baseline {p99[0]:.2f} s), {sum(this['requests'].values()) / this['trials']:.1f} API requests per trial, "
+        f"failed searches {this['failed']} (baseline {base['failed']}), quiet-window API/S3 requests {quiet_counts}"
     )
 
 

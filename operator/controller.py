@@ -6,10 +6,12 @@ event and a timer tick never act on the same search at once.
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +20,7 @@ from kubernetes import client
 from mixtura_operator import metrics
 from mixtura_operator.api import GROUP, VERSION
 from mixtura_operator.api.domainset import DomainSet
+from mixtura_operator.api.manifests import CREDENTIAL_KEYS
 from mixtura_operator.api.mixturesearch import MixtureSearch, Phase
 from mixtura_operator.driver import SearchDriver, search_store
 from mixtura_operator.executors.kubernetes import KubernetesExecutor
@@ -26,6 +29,8 @@ from mixtura_operator.store import ArtifactStore, open_store
 
 log = logging.getLogger(__name__)
 PLURAL = "mixturesearches"
+# The timer's interval: what no event reports (a pod the scheduler refuses) shows within about this long.
+TICK_S = 10.0
 
 
 def parse_search(body: dict[str, Any]) -> MixtureSearch:
@@ -34,11 +39,16 @@ def parse_search(body: dict[str, Any]) -> MixtureSearch:
     )
 
 
+class CredentialsUnavailable(RuntimeError):
+    """The Secret of spec.artifacts.credentialsSecret could not be read, or lacks a key."""
+
+
 class ApiInputs:
     """The resources a search names, read from the API server."""
 
-    def __init__(self, custom: client.CustomObjectsApi) -> None:
+    def __init__(self, custom: client.CustomObjectsApi, core: client.CoreV1Api) -> None:
         self.custom = custom
+        self.core = core
 
     def get(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
         try:
@@ -54,7 +64,25 @@ class ApiInputs:
             return None
         return DomainSet.model_validate({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")})
 
-    def concept_store(self, search: MixtureSearch, name: str) -> tuple[ArtifactStore | None, bool]:
+    def credentials(self, search: MixtureSearch) -> Mapping[str, str] | None:
+        name, namespace = search.spec.artifacts.credentials_secret, search.metadata.namespace
+        if not name:
+            return None
+        where = f"MixtureSearch {namespace}/{search.metadata.name}: spec.artifacts.credentialsSecret: Secret {name!r}"
+        try:
+            data = self.core.read_namespaced_secret(name, namespace).data or {}
+        except client.ApiException as error:
+            # 403: the chart lets the operator read only the Secrets of admission.allowedCredentialSecrets.
+            allowed = " (not in the chart value admission.allowedCredentialSecrets?)" if error.status == 403 else ""
+            raise CredentialsUnavailable(f"{where}: {error.status} {error.reason}{allowed}") from None
+        missing = [key for key in CREDENTIAL_KEYS if key not in data]
+        if missing:
+            raise CredentialsUnavailable(f"{where} lacks {', '.join(missing)}")
+        return {key: base64.b64decode(data[key]).decode() for key in CREDENTIAL_KEYS}
+
+    def concept_store(
+        self, search: MixtureSearch, name: str, credentials: Mapping[str, str] | None = None
+    ) -> tuple[ArtifactStore | None, bool]:
         body = self.get(search.metadata.namespace, PLURAL, name)
         if body is None:
             # Never created or deleted: it will have no centroids, as the local runner decides for a search
@@ -63,7 +91,8 @@ class ApiInputs:
         other = parse_search(body)
         status = other.status
         root = status.artifacts.root if status else None
-        store = open_store(root, other.spec.artifacts.endpoint_url) if root else None
+        # Read with the naming search's credentials: its Jobs read that search's artifacts with them.
+        store = open_store(root, other.spec.artifacts.endpoint_url, credentials) if root else None
         return store, status is not None and status.phase in TERMINAL
 
 
@@ -71,21 +100,46 @@ class SearchController:
     def __init__(self, api: client.ApiClient) -> None:
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
-        self.inputs = ApiInputs(self.custom)
-        self.driver = SearchDriver(KubernetesExecutor(api), self.inputs, allow_local_uris=False)
+        self.inputs = ApiInputs(self.custom, self.core)
+        self.executor = KubernetesExecutor(api)
+        self.driver = SearchDriver(self.executor, self.inputs, allow_local_uris=False)
         self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
         self._dirty: set[str] = set()
         self._phases: dict[tuple[str, str], Phase] = {}
         # A search whose store or data could not be read is not reconciled again before this (monotonic) time.
         self._not_before: dict[str, float] = {}
+        # When each search's latest reconcile ended (monotonic): a timer tick soon after one has nothing to catch.
+        self._reconciled: dict[str, float] = {}
+        # The newest body of each search known from the watch and from this operator's own status patches, so a
+        # Job event needs no GET of its search.
+        self._bodies: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def seen(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Keep `body` if it is newer than the one known; the newest."""
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        known = self._bodies.get(key)
+        if known is None or int(body["metadata"]["resourceVersion"]) >= int(known["metadata"]["resourceVersion"]):
+            self._bodies[key] = body
+        return self._bodies[key]
+
+    def unseen(self, namespace: str, name: str) -> None:
+        self._bodies.pop((namespace, name), None)
+
+    def tick(self, body: dict[str, Any]) -> None:
+        """The timer: reconciles a search that no event has reconciled for half a tick (a held search always, as
+        its retries come from ticks). Under load every search's Jobs keep it reconciled, and the ticks cost
+        nothing."""
+        uid = body["metadata"]["uid"]
+        if uid in self._not_before or time.monotonic() - self._reconciled.get(uid, -TICK_S) >= TICK_S / 2:
+            self.reconcile(body)
 
     def reconcile_named(self, namespace: str, name: str) -> None:
-        body = self.inputs.get(namespace, PLURAL, name)
+        body = self._bodies.get((namespace, name)) or self.inputs.get(namespace, PLURAL, name)
         if body is not None:
             self.reconcile(body)
 
     def reconcile(self, body: dict[str, Any]) -> None:
-        search = parse_search(body)
+        search = parse_search(self.seen(body))
         if finished(search):
             self._record(search)
             return
@@ -112,10 +166,11 @@ class SearchController:
                 if search is None or finished(search):
                     return
         finally:
+            self._reconciled[uid] = time.monotonic()
             lock.release()
 
     def _fresh(self, search: MixtureSearch) -> MixtureSearch | None:
-        body = self.inputs.get(search.metadata.namespace, PLURAL, search.metadata.name)
+        body = self._bodies.get((search.metadata.namespace, search.metadata.name))
         return None if body is None else parse_search(body)
 
     def _reconcile(self, search: MixtureSearch) -> None:
@@ -134,9 +189,10 @@ class SearchController:
         for event in decision.events:
             self.post_event(search, event)
         if search.status is None or decision.status.wire() != search.status.wire():
-            self.custom.patch_namespaced_custom_object_status(
+            patched = self.custom.patch_namespaced_custom_object_status(
                 GROUP, VERSION, meta.namespace, PLURAL, meta.name, {"status": decision.status.wire()}
             )
+            self.seen(patched)
         self._record(search.model_copy(update={"status": decision.status}))
 
     def _record(self, search: MixtureSearch) -> None:
@@ -148,8 +204,11 @@ class SearchController:
 
     def forget(self, namespace: str, name: str, uid: str) -> None:
         self._phases.pop((namespace, name), None)
+        self.unseen(namespace, name)
         self._not_before.pop(uid, None)
+        self._reconciled.pop(uid, None)
         self.driver.forget(uid)
+        self.executor.forget(uid)
         metrics.forget(namespace, name)
         metrics.record_phase_counts(list(self._phases.values()))
 
@@ -176,6 +235,6 @@ class SearchController:
 
     def delete_artifacts(self, body: dict[str, Any]) -> int:
         search = parse_search(body)
-        removed = search_store(search).delete_prefix()
+        removed = search_store(search, self.inputs.credentials(search)).delete_prefix()
         log.info("deleted %d artifacts of %s/%s", removed, search.metadata.namespace, search.metadata.name)
         return removed

@@ -5,7 +5,7 @@ differ only in their `Executor` (Jobs or subprocesses) and `Inputs` (the API ser
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -59,14 +59,21 @@ class Inputs(Protocol):
     def domainset(self, search: MixtureSearch) -> DomainSet | None:
         """The DomainSet of `spec.domainSetRef`, or None while it does not exist."""
 
-    def concept_store(self, search: MixtureSearch, name: str) -> tuple[ArtifactStore | None, bool]:
-        """The store of the search `name` (None before it has one) and whether that search has finished."""
+    def concept_store(
+        self, search: MixtureSearch, name: str, credentials: Mapping[str, str] | None = None
+    ) -> tuple[ArtifactStore | None, bool]:
+        """The store of the search `name` (None before it has one), read with `credentials`, and whether that
+        search has finished."""
+
+    def credentials(self, search: MixtureSearch) -> Mapping[str, str] | None:
+        """The S3 keys of `spec.artifacts.credentialsSecret` (None: the environment's); raises when the Secret
+        cannot be read."""
 
 
-def search_store(search: MixtureSearch) -> ArtifactStore:
+def search_store(search: MixtureSearch, credentials: Mapping[str, str] | None = None) -> ArtifactStore:
     meta, artifacts = search.metadata, search.spec.artifacts
     root = layout.search_root(meta.namespace, meta.name, meta.uid)
-    return open_store(artifacts.uri, artifacts.endpoint_url).child(root)
+    return open_store(artifacts.uri, artifacts.endpoint_url, credentials).child(root)
 
 
 def snapshot(search: MixtureSearch, domainset: DomainSet) -> dict:
@@ -113,32 +120,36 @@ class SearchDriver:
         if refused:
             # Fail before the store is opened: it would be the operator's own filesystem.
             return Step(reconcile(search, self.inputs.domainset(search), Observed(refused=refused), now), ())
-        store = search_store(search)
-        early_stopping = search.spec.search.early_stopping is not None
-        observer = self._observers.setdefault(uid, StoreObserver(store, search.spec.objective, early_stopping))
         jobs = self.executor.observe(search)
         domainset = None
+        observer = None
         try:
+            # The search's own Secret reads its artifacts and data, as its Jobs will; a store error forgets both.
+            observer = self._observer(search)
             warm_start = warm_start_sources(
-                {name: self.inputs.concept_store(search, name) for name in search.spec.search.warm_start_from}
+                {
+                    name: self.inputs.concept_store(search, name, observer.credentials)
+                    for name in search.spec.search.warm_start_from
+                }
             )
-            observed = observer.observe(jobs, concepts=self._concept_source(search), warm_start=warm_start)
+            observed = observer.observe(jobs, concepts=self._concept_source(search, observer), warm_start=warm_start)
             # Once the snapshot exists the search runs on it: later DomainSet edits are for new searches.
             domainset = observer.frozen_domainset()
         except Exception as error:
             # The store could not be read: the search waits, Degraded, and a fresh observer lists it again.
             self._observers.pop(uid, None)
-            observed = Observed(
-                store_error=f"cannot read the artifacts at {store.uri}: {type(error).__name__}: {error}"
-            )
+            where = observer.store.uri if observer else search.spec.artifacts.uri
+            observed = Observed(store_error=f"cannot read the artifacts at {where}: {type(error).__name__}: {error}")
         if observed.store_error is None and not observed.snapshot:
             domainset = self.inputs.domainset(search)
-            observed = replace(observed, **self._check_data(search, domainset))
+            observed = replace(observed, **self._check_data(search, domainset, observer))
         if observed.store_error is None:
             observed = replace(observed, launcher_problem=self.executor.launcher_problem(search))
         decision = reconcile(search, domainset, observed, now)
+        if observer is None:
+            return Step(decision, (), True)
         try:
-            created = self._act(search, decision, store, observer, domainset)
+            created = self._act(search, decision, observer, domainset)
         except StoreFault as fault:
             # A write failed: the same hold as a failed read (what was written stays; the next step sees it).
             self._observers.pop(uid, None)
@@ -146,14 +157,19 @@ class SearchDriver:
             return Step(decision, (), True)
         return Step(decision, created, observed.store_error is not None)
 
+    def _observer(self, search: MixtureSearch) -> StoreObserver:
+        uid = search.metadata.uid
+        if uid not in self._observers:
+            credentials = self.inputs.credentials(search)
+            store = search_store(search, credentials)
+            progress = search.spec.search.early_stopping is not None
+            self._observers[uid] = StoreObserver(store, search.spec.objective, progress, credentials)
+        return self._observers[uid]
+
     def _act(
-        self,
-        search: MixtureSearch,
-        decision: Decision,
-        store: ArtifactStore,
-        observer: StoreObserver,
-        domainset: DomainSet | None,
+        self, search: MixtureSearch, decision: Decision, observer: StoreObserver, domainset: DomainSet | None
     ) -> tuple[CreateJob, ...]:
+        store = observer.store
         created = []
         for action in decision.actions:
             key = getattr(action, "step_key", "")
@@ -187,33 +203,39 @@ class SearchDriver:
                 observer.note_failed(key, action.message)
         return tuple(created)
 
-    def _check_data(self, search: MixtureSearch, domainset: DomainSet | None) -> dict:
-        """Before the snapshot: the live DomainSet's data. Data found absent stays absent for the search;
-        unreadable data is read again at the next step."""
+    def _check_data(
+        self, search: MixtureSearch, domainset: DomainSet | None, observer: StoreObserver
+    ) -> dict:
+        """Before the snapshot: the live DomainSet's data, read with the search's credentials. Data found absent
+        stays absent for the search; unreadable data is read again at the next step, with the Secret read
+        again (it may have been fixed)."""
         uid = search.metadata.uid
         if domainset is None:
             return {}
-        prior = self._prior_runs_check(search, domainset)
+        prior = self._prior_runs_check(search, domainset, observer)
         if uid in self._absent:
             return {"domain_problems": self._absent[uid], **prior}
-        absent, unreadable = check_domain_data(domainset, search.spec.artifacts.endpoint_url, self.allow_local_uris)
-        if not unreadable:
+        endpoint = search.spec.artifacts.endpoint_url
+        absent, unreadable = check_domain_data(domainset, endpoint, self.allow_local_uris, observer.credentials)
+        if unreadable:
+            self._observers.pop(uid, None)
+        else:
             self._absent[uid] = absent
         return {"domain_problems": absent, "data_unreadable": unreadable, **prior}
 
-    def _prior_runs_check(self, search: MixtureSearch, domainset: DomainSet) -> dict[str, str]:
+    def _prior_runs_check(self, search: MixtureSearch, domainset: DomainSet, observer: StoreObserver) -> dict[str, str]:
         prior = search.spec.search.prior_runs
         if prior is None:
             return {}
         names = [d.name for d in domainset.spec.domains]
-        problem = prior_runs_problem(prior, names, search.spec.artifacts.endpoint_url)
+        problem = prior_runs_problem(prior, names, search.spec.artifacts.endpoint_url, observer.credentials)
         return {"prior_runs_problem": problem} if problem else {}
 
-    def _concept_source(self, search: MixtureSearch) -> tuple[str | None, str | None]:
+    def _concept_source(self, search: MixtureSearch, observer: StoreObserver) -> tuple[str | None, str | None]:
         name = search.spec.search.concept_centroids_from
         if name is None:
             return None, None
-        store, finished = self.inputs.concept_store(search, name)
+        store, finished = self.inputs.concept_store(search, name, observer.credentials)
         return concept_source(store, finished, name)
 
     def forget(self, uid: str) -> None:

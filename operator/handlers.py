@@ -10,7 +10,7 @@ import kopf
 
 from mixtura_operator.api import GROUP, VERSION
 from mixtura_operator.api.domainset import DomainSet
-from mixtura_operator.controller import SearchController, parse_search
+from mixtura_operator.controller import TICK_S, SearchController, parse_search
 from mixtura_operator.domain_index import count_domain
 from mixtura_operator.domainsets import domainset_status
 from mixtura_operator.observe import check_domain_data
@@ -51,15 +51,24 @@ def _unfinished(body: kopf.Body, **_: Any) -> bool:
 
 # Job events drive progress; the timer catches what no Job event reports (a pod the scheduler refuses). Finished
 # searches have no timer: they cost nothing until their spec changes (a raised maxTrials).
-@kopf.timer(*SEARCHES, interval=10.0, sharp=False, when=_unfinished)
+@kopf.timer(*SEARCHES, interval=TICK_S, sharp=False, when=_unfinished)
 def search_tick(body: kopf.Body, **_: Any) -> None:
-    controller.reconcile(dict(body))
+    controller.tick(dict(body))
 
 
 def _finished(status: kopf.Status, **_: Any) -> bool:
     return any(
         c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in status.get("conditions") or []
     )
+
+
+@kopf.on.event(*SEARCHES)
+def search_seen(type: str, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
+    """Every search's newest body, for the Job events (a deleted search's is dropped: none of its Jobs acts)."""
+    if type == "DELETED":
+        controller.unseen(namespace, name)
+    else:
+        controller.seen(dict(body))
 
 
 @kopf.on.update(*SEARCHES, field="spec")

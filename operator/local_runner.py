@@ -57,10 +57,16 @@ class ManifestInputs:
     def domainset(self, search: MixtureSearch) -> DomainSet:
         return self.domain_set
 
-    def concept_store(self, search: MixtureSearch, name: str) -> tuple[ArtifactStore | None, bool]:
+    def concept_store(
+        self, search: MixtureSearch, name: str, credentials: None = None
+    ) -> tuple[ArtifactStore | None, bool]:
         if self.concepts_from is None or self.concepts_from[0].metadata.name != name:
             return None, True
         return search_store(_with_local_uid(*self.concepts_from)), True
+
+    def credentials(self, search: MixtureSearch) -> None:
+        """A local run and its subprocesses read with the environment's credentials."""
+        return None
 
 
 def run_local(

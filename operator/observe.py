@@ -19,11 +19,15 @@ from mixtura_operator.store import ArtifactNotFound, ArtifactStore, open_store
 
 
 def check_domain_data(
-    domainset: DomainSet, endpoint_url: str | None = None, allow_local: bool = True
+    domainset: DomainSet,
+    endpoint_url: str | None = None,
+    allow_local: bool = True,
+    credentials: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """(absent, unreadable) by domain name: data provably absent or empty (one listing of at most one key each;
     a URI naming its files lists their folder), and data that could not be read (network, permissions: it may
-    come back). Without `allow_local` (on a cluster) a file:// URI is refused unread, as absent."""
+    come back). Without `allow_local` (on a cluster) a file:// URI is refused unread, as absent. `credentials`:
+    those the search's Jobs will read with (its Secret); None for the environment's."""
     absent: dict[str, str] = {}
     unreadable: dict[str, str] = {}
     for domain in domainset.spec.domains:
@@ -33,7 +37,7 @@ def check_domain_data(
         location = DomainLocation.parse(domain.uri)
         lead = (location.pattern or "").split("{")[0]
         try:
-            store = open_store(location.root, endpoint_url)
+            store = open_store(location.root, endpoint_url, credentials)
             found = any(key.startswith(lead) for key in store.list()) if lead else store.has_any()
         except Exception as error:
             unreadable[domain.name] = f"cannot read {domain.uri}: {type(error).__name__}: {error}"
@@ -68,9 +72,14 @@ def warm_start_sources(
     return tuple(roots), None, None
 
 
-def prior_runs_problem(prior: PriorRuns, domains: list[str], endpoint_url: str | None = None) -> str | None:
+def prior_runs_problem(
+    prior: PriorRuns,
+    domains: list[str],
+    endpoint_url: str | None = None,
+    credentials: Mapping[str, str] | None = None,
+) -> str | None:
     """Why spec.search.priorRuns cannot be imported, or None: its weight columns must be exactly the domains
-    (missing ones named) and, with the target, columns of the CSV."""
+    (missing ones named) and, with the target, columns of the CSV (read with the search's `credentials`)."""
     columns = prior.columns_for(domains)
     lacking = [name for name in domains if name not in columns]
     if lacking:
@@ -80,7 +89,7 @@ def prior_runs_problem(prior: PriorRuns, domains: list[str], endpoint_url: str |
         return f"weightColumns {', '.join(strangers)} name no domain of the DomainSet"
     folder, _, name = prior.uri.rpartition("/")
     try:
-        text = open_store(folder, endpoint_url).get_bytes(name).decode()
+        text = open_store(folder, endpoint_url, credentials).get_bytes(name).decode()
     except Exception as error:
         return f"cannot read {prior.uri}: {type(error).__name__}: {error}"
     header = next(csv.reader(io.StringIO(text, newline="")), [])
@@ -112,10 +121,18 @@ class StoreObserver:
     counts as failed. With `progress` (spec.search.earlyStopping) it also reads the running trials'
     progress.json at every observation, and each ended trial's once."""
 
-    def __init__(self, store: ArtifactStore, objective: Objective, progress: bool = False) -> None:
+    def __init__(
+        self,
+        store: ArtifactStore,
+        objective: Objective,
+        progress: bool = False,
+        credentials: Mapping[str, str] | None = None,
+    ) -> None:
+        """`credentials`: what `store` was opened with (the search's Secret), for the search's other reads."""
         self.store = store
         self.objective = objective
         self.read_progress = progress
+        self.credentials = credentials
         self.stopped: dict[str, str] = {}
         self._curves: dict[str, tuple[tuple[int, float], ...]] = {}
         self._final_curves: set[str] = set()

@@ -267,6 +267,17 @@ def test_rbac_has_no_wildcards_and_no_secrets(helm, cluster_wide):
             assert verb not in ("escalate", "bind", "impersonate"), verb
 
 
+@pytest.mark.parametrize("cluster_wide", ["false", "true"])
+def test_rbac_reads_only_the_secrets_searches_may_name(helm, cluster_wide):
+    """The operator reads a search's Secret (its data check and artifacts), by name: the admission allowlist."""
+    objects = helm.render(*sets(f"rbac.clusterWide={cluster_wide}", "admission.allowedCredentialSecrets={a,b.c}"))
+    kind = "ClusterRole" if cluster_wide == "true" else "Role"
+    role = next(o for (k, _), o in objects.items() if k == kind and o["metadata"]["name"] == "rel-mixtura")
+    secrets = [rule for rule in role["rules"] if "secrets" in rule["resources"]]
+    assert secrets == [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["a", "b.c"], "verbs": ["get"]}]
+    assert rule_triples({"rules": [r for r in role["rules"] if r not in secrets]}) >= RULES
+
+
 def test_service_monitor_scrapes_the_metrics_service(helm):
     objects = helm.render(
         *sets("metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=prometheus")

@@ -47,8 +47,11 @@ class Inputs:
     def domainset(self, search):
         return self.domain_set
 
-    def concept_store(self, search, name):
+    def concept_store(self, search, name, credentials=None):
         return None, True
+
+    def credentials(self, search):
+        return None
 
 
 def corpus(tmp_path, names) -> DomainSet:
@@ -131,3 +134,42 @@ def test_a_store_that_cannot_be_written_degrades_the_search_too(tmp_path):
     (tmp_path / "runs").write_text("a file where the store's folder should be")
     step = SearchDriver(Jobs(), Inputs(corpus(tmp_path, ["digits"]))).step(s, NOW)
     assert_store_unavailable(step, "cannot write spec.json")
+
+
+class SecretInputs(Inputs):
+    """Inputs whose search names a Secret: its keys, or an error reading it, and how often it was read."""
+
+    def __init__(self, domain_set: DomainSet, keys: dict[str, str] | Exception) -> None:
+        super().__init__(domain_set)
+        self.keys, self.reads = keys, 0
+
+    def credentials(self, search):
+        self.reads += 1
+        if isinstance(self.keys, Exception):
+            raise self.keys
+        return self.keys
+
+
+def test_the_data_is_checked_with_the_searchs_credentials_and_a_secret_read_again_after_a_hold(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(
+        "mixtura_operator.driver.check_domain_data",
+        lambda ds, endpoint, allow_local, credentials: seen.append(credentials) or ({}, {"digits": "AccessDenied"}),
+    )
+    keys = {"AWS_ACCESS_KEY_ID": "search", "AWS_SECRET_ACCESS_KEY": "secret"}
+    inputs = SecretInputs(corpus(tmp_path, ["digits"]), keys)
+    driver = SearchDriver(Jobs(), inputs)
+    s = madmix_search(tmp_path)
+    for _ in range(2):
+        step = driver.step(s, NOW)
+        s = s.model_copy(update={"status": step.decision.status})
+    degraded = next(c for c in step.decision.status.conditions if c.type == "Degraded")
+    assert degraded.reason == "DataUnreadable" and step.decision.status.phase != Phase.FAILED
+    assert seen == [keys, keys] and inputs.reads == 2, "a held search reads its Secret again (it may be fixed)"
+
+
+def test_a_secret_that_cannot_be_read_holds_the_search(tmp_path):
+    refused = RuntimeError("Secret 'creds': 403 Forbidden")
+    step = SearchDriver(Jobs(), SecretInputs(corpus(tmp_path, ["digits"]), refused)).step(madmix_search(tmp_path), NOW)
+    assert_store_unavailable(step, "403 Forbidden")
+    assert step.decision.status.phase != Phase.FAILED

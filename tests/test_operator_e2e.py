@@ -19,10 +19,12 @@ from corpora import upload_real_corpora
 from malformed import CLUSTER, DUPLICATE, MALFORMED, RAW, WELL_FORMED
 from mixtura_operator.controller import parse_search
 from mixtura_operator.executors.kubernetes import KubernetesExecutor
+from mixtura_operator import layout
 from testbed.cluster import REPO, kubeconfig
 from testbed.procs import free_port, http_status, operator_argv
 from testbed.prom import start_prometheus
 from testbed.s3 import CREDENTIALS
+from testbed.s3_iam import start_iam_s3
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.s3, pytest.mark.prometheus, pytest.mark.slow]
 NS = "mixtura-e2e"
@@ -33,7 +35,8 @@ IMAGES = [
     r"^registry\.local:5000/mixtura/jobs@sha256:[0-9a-f]{64}$",
     r"^team/trainer:[0-9]+$",
 ]
-SECRETS = ["s3-credentials", "team.s3-creds"]
+# The last two: Secrets of users of the IAM-checking S3 server (test_the_data_check_reads_with_the_searchs_secret).
+SECRETS = ["s3-credentials", "team.s3-creds", "reader-creds", "other-creds"]
 DOMAINS = [
     ("digits", "captioning", ["image", "text"]),
     ("text", "text", ["text"]),
@@ -895,3 +898,109 @@ def test_a_search_runs_from_webdataset_and_llava_domains_in_s3(control_plane, in
     assert set(status["madmixWeights"]) == {"captions", "chat"} and status["trials"]["succeeded"] == 4
     keys = installed["store"].list(status["artifacts"]["root"].removeprefix(f"s3://{installed['bucket']}/"))
     assert sum(k.endswith("metrics.json") and "/trials/" in k for k in keys) == 4
+
+
+def apply_secret(plane, name: str, keys: dict[str, str]) -> None:
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": keys}
+    plane.kubectl("apply", "-n", NS, "-f", "-", input=yaml.safe_dump(secret))
+
+
+def degraded(body: dict) -> dict | None:
+    return next((c for c in body.get("status", {}).get("conditions", []) if c["type"] == "Degraded"), None)
+
+
+def test_the_data_check_reads_with_the_searchs_secret(control_plane, installed, tmp_path):
+    """Issue 15: data and artifacts in buckets that only the search's Secret can read (an S3 server that checks
+    IAM policies; the operator's own keys are not a user there): the search passes the data check and writes
+    its snapshot. A Secret whose user may write the artifacts but not read the data holds the search
+    Degraded/DataUnreadable, and it does not fail."""
+    from mixtura_operator.api.domainset import DomainSet
+    from mixtura_operator.observe import check_domain_data
+    from mixtura_operator.store import open_store
+
+    plane, operator = control_plane, installed["operator"]
+    server = start_iam_s3(tmp_path, {"reader": ["private-data", "private-runs"], "other": ["private-runs"]})
+    try:
+        apply_secret(plane, "reader-creds", server.users["reader"])
+        apply_secret(plane, "other-creds", server.users["other"])
+        data = open_store("s3://private-data", server.endpoint, server.users["reader"])
+        for name, _, _ in DOMAINS:
+            data.put_bytes(f"data/{name}/shard-00000.npz", b"x")
+        searches = {}
+        for name, secret in (("private-reader", "reader-creds"), ("private-other", "other-creds")):
+            corpus, search = search_of(name, "private", "private-data", server.endpoint, suspend=True)
+            search["spec"]["artifacts"] = {
+                "uri": "s3://private-runs/runs",
+                "endpointUrl": server.endpoint,
+                "credentialsSecret": secret,
+            }
+            searches[name] = search
+            plane.kubectl("apply", "-n", NS, "-f", "-", input=yaml.safe_dump_all([corpus, search]))
+        # The operator's own keys cannot read the data: only the Secret can have passed the check.
+        domainset = DomainSet.model_validate(corpus)
+        own = {k: CREDENTIALS[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+        assert set(check_domain_data(domainset, server.endpoint, False, own)[1]) == {n for n, _, _ in DOMAINS}
+
+        body = wait_phase(plane, operator, "private-reader", {"Suspended", "Failed"}, timeout=120)
+        assert body["status"]["phase"] == "Suspended", body["status"]
+        assert (degraded(body) or {}).get("status") != "True", body["status"]
+        meta = body["metadata"]
+        runs = open_store("s3://private-runs/runs", server.endpoint, server.users["reader"])
+        assert runs.exists(f"{layout.search_root(NS, meta['name'], meta['uid'])}/{layout.SNAPSHOT}")
+
+        deadline = time.monotonic() + 120
+        while (degraded(body := get(plane, "private-other")) or {}).get("reason") != "DataUnreadable":
+            assert time.monotonic() < deadline, f"{body.get('status')}\n{operator.tail()}"
+            time.sleep(1)
+        condition = degraded(body)
+        assert condition["status"] == "True" and "AccessDenied" in condition["message"], condition
+        time.sleep(10)  # retried with backoff, still held
+        body = get(plane, "private-other")
+        assert body["status"]["phase"] == "Pending" and degraded(body)["reason"] == "DataUnreadable", body["status"]
+        assert jobs_of(plane, "private-other") == []
+        assert ("DataUnreadable", condition["message"]) in search_events(plane, "private-other")
+    finally:
+        for name in ("private-reader", "private-other"):
+            plane.kubectl("delete", "mixturesearch", name, "-n", NS, "--wait=false", check=False)
+        server.stop()
+
+
+def test_warm_start_imports_a_finished_search_and_refuses_other_domains(control_plane, installed):
+    """Issue 15: search B warm-starts from a finished search A over the same domains: its first proposal fits
+    the GP on A's trials (the proposal records A's observations and predicts from them, where B alone would
+    have drawn an initial design); search C over other domains is refused naming spec.search.warmStartFrom."""
+    plane, operator, store = control_plane, installed["operator"], installed["store"]
+    bucket, endpoint = installed["bucket"], installed["endpoint"]
+    quick = {"search": {"space": "domains"}, "finalTraining": {"enabled": False}}
+    budget = {"maxFailedTrials": 0, "proxySteps": 4}
+    corpus, first = search_of(
+        "warm-a",
+        "warm",
+        bucket,
+        endpoint,
+        method="random",
+        budget={"maxTrials": 3, "parallelTrials": 3, **budget},
+        **quick,
+    )
+    follow = {"method": "mixatlas", "budget": {"maxTrials": 2, "parallelTrials": 2, **budget}, **quick}
+    follow["search"] = {**follow["search"], "warmStartFrom": ["warm-a"]}
+    _, second = search_of("warm-b", "warm", bucket, endpoint, **follow)
+    other_corpus, other = search_of("warm-c", "warm-fewer", bucket, endpoint, **follow)
+    other_corpus["spec"]["domains"] = other_corpus["spec"]["domains"][:2]
+    plane.kubectl("apply", "-n", NS, "-f", "-", input=yaml.safe_dump_all([corpus, other_corpus, first, second, other]))
+
+    a = wait_phase(plane, operator, "warm-a", {"Succeeded", "Failed"})
+    assert a["status"]["phase"] == "Succeeded", a["status"]
+    b = wait_phase(plane, operator, "warm-b", {"Succeeded", "Failed"})
+    assert b["status"]["phase"] == "Succeeded", b["status"]
+    root = b["status"]["artifacts"]["root"].removeprefix(f"s3://{bucket}/")
+    proposal = store.get_json(f"{root}/{layout.proposal(0)}")
+    assert proposal["imported"] == [a["status"]["artifacts"]["root"]]
+    assert proposal["observations"] == 3 and proposal["source"] == "gp-ucb", proposal
+    mixture = store.get_json(f"{root}/trials/000/mixture.json")
+    assert mixture["source"] == "gp-ucb" and "predicted" in mixture
+
+    c = wait_phase(plane, operator, "warm-c", {"Succeeded", "Failed"})
+    ready = next(x for x in c["status"]["conditions"] if x["type"] == "Ready")
+    assert c["status"]["phase"] == "Failed" and "spec.search.warmStartFrom" in ready["message"], c["status"]
+    assert "other domains than this one" in ready["message"]

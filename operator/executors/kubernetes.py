@@ -5,6 +5,8 @@ headless Service (or a JobSet, `finalTraining.launcher: jobset`) whose pods meet
 from __future__ import annotations
 
 import os
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client
@@ -29,6 +31,10 @@ JOB_UID = 65532
 # Finished Jobs go after an hour: each step's result is in the store (`_SUCCESS` is written before the pod
 # exits, a failure the operator saw is recorded as `_FAILED`), so the Job is only its logs by then.
 DEFAULT_TTL_SECONDS = 3600
+# A Job whose pods have waited this long is asked whether the scheduler refused them (a younger one is not: most
+# pods start within it), and a search's pods are listed at most this often: listing them at every reconcile of a
+# busy search was one in seven of the operator's API requests.
+UNSCHEDULABLE_AFTER_S = 5.0
 # The root filesystem is read-only; these emptyDirs are the only writable paths, and every cache points there.
 TMP, CACHE = "/tmp", "/var/cache/mixtura"
 WRITABLE_ENV = {
@@ -309,15 +315,14 @@ def _ignore_missing(call, *args: Any, **kwargs: Any) -> None:
             raise
 
 
-def _create(call, *args: Any) -> bool:
-    """False when the object already exists (a restarted operator never duplicates one)."""
+def _create(call, *args: Any) -> Any:
+    """The created object; None when it already exists (a restarted operator never duplicates one)."""
     try:
-        call(*args)
+        return call(*args)
     except client.ApiException as error:
         if error.status == 409:
-            return False
+            return None
         raise
-    return True
 
 
 class KubernetesExecutor:
@@ -330,24 +335,62 @@ class KubernetesExecutor:
         self.custom = client.CustomObjectsApi(api)
         self.apis = client.ApisApi(api)
         self._timed_jobs: set[str] = set()
+        # Per search uid: the resourceVersion its Job listings must not be older than (see `_fresh`).
+        self._floor: dict[str, int] = {}
+        # Per search uid: when its pods were last listed (monotonic), and them by Job name.
+        self._pods: dict[str, tuple[float, dict[str, list[client.V1Pod]]]] = {}
+
+    def _fresh(self, search: MixtureSearch) -> dict[str, Any]:
+        """A search's first listing reads etcd; later ones the API server's watch cache (no read of every Job in
+        the namespace), no older than that listing and this operator's own creates, so a Job it made is always
+        listed. Job events reach the operator from that same cache, so a listing after one shows it."""
+        floor = self._floor.get(search.metadata.uid)
+        return {} if floor is None else {"resource_version": str(floor), "resource_version_match": "NotOlderThan"}
+
+    def _saw(self, search: MixtureSearch, resource_version: str | None) -> None:
+        if resource_version:
+            uid = search.metadata.uid
+            self._floor[uid] = max(self._floor.get(uid, 0), int(resource_version))
+
+    def forget(self, uid: str) -> None:
+        self._floor.pop(uid, None)
+        self._pods.pop(uid, None)
+
+    def _pods_by_owner(self, search: MixtureSearch, selector: str) -> dict[str, list[client.V1Pod]]:
+        """Only to tell an unschedulable pod: the watch cache's view will do, a few seconds old at most."""
+        uid = search.metadata.uid
+        listed, pods = self._pods.get(uid, (-UNSCHEDULABLE_AFTER_S, {}))
+        if time.monotonic() - listed >= UNSCHEDULABLE_AFTER_S:
+            listing = self.core.list_namespaced_pod(
+                search.metadata.namespace, label_selector=selector, resource_version="0"
+            )
+            pods = {}
+            for pod in listing.items:
+                pod_labels = pod.metadata.labels or {}
+                owner = pod_labels.get(JOBSET_NAME_LABEL) or pod_labels.get("job-name", "")
+                pods.setdefault(owner, []).append(pod)
+            self._pods[uid] = (time.monotonic(), pods)
+        return pods
 
     def observe(self, search: MixtureSearch) -> dict[str, JobState]:
         selector = f"mixtura.dev/search={search.metadata.name},app.kubernetes.io/managed-by=mixtura"
         namespace = search.metadata.namespace
-        jobs = self.batch.list_namespaced_job(namespace, label_selector=selector).items
-        owned = [j for j in jobs if _owned(search, [o.uid for o in j.metadata.owner_references or []])]
+        listing = self.batch.list_namespaced_job(namespace, label_selector=selector, **self._fresh(search))
+        self._saw(search, listing.metadata.resource_version)
+        owned = [j for j in listing.items if _owned(search, [o.uid for o in j.metadata.owner_references or []])]
         jobsets = [
             j
             for j in self._jobsets(search, selector)
             if _owned(search, [o["uid"] for o in j["metadata"].get("ownerReferences") or []])
         ]
-        waiting = [j for j in owned if not (j.status.ready or j.status.succeeded or j.status.failed)]
-        pods_by_owner: dict[str, list[client.V1Pod]] = {}
-        if waiting or jobsets:
-            for pod in self.core.list_namespaced_pod(namespace, label_selector=selector).items:
-                pod_labels = pod.metadata.labels or {}
-                owner = pod_labels.get(JOBSET_NAME_LABEL) or pod_labels.get("job-name", "")
-                pods_by_owner.setdefault(owner, []).append(pod)
+        now = datetime.now(UTC)
+        waiting = [
+            j
+            for j in owned
+            if not (j.status.ready or j.status.succeeded or j.status.failed)
+            and (now - j.metadata.creation_timestamp).total_seconds() >= UNSCHEDULABLE_AFTER_S
+        ]
+        pods_by_owner = self._pods_by_owner(search, selector) if waiting or jobsets else {}
         states = {}
         for job in owned:
             key = (job.metadata.annotations or {}).get(STEP_KEY)
@@ -425,13 +468,17 @@ class KubernetesExecutor:
         launch = launch_of(search.spec, job.step_key)
         if launch.launcher == "jobset":
             body = jobset_manifest(search, job, search_uri)
-            return _create(
+            created = _create(
                 self.custom.create_namespaced_custom_object, JOBSET_GROUP, JOBSET_VERSION, namespace, JOBSETS, body
             )
+            return created is not None
         if launch.nodes > 1:
             # Before the Job, so that node 0's name resolves when its pods start.
             _create(self.core.create_namespaced_service, namespace, service_manifest(search, job))
-        return _create(self.batch.create_namespaced_job, namespace, job_manifest(search, job, search_uri))
+        created = _create(self.batch.create_namespaced_job, namespace, job_manifest(search, job, search_uri))
+        if created is not None:
+            self._saw(search, created.metadata.resource_version)
+        return created is not None
 
 
 def _owned(search: MixtureSearch, owner_uids: list[str]) -> bool:

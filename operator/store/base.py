@@ -6,6 +6,7 @@ import io
 import json
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -94,8 +95,11 @@ class ArtifactStore(ABC):
         return local
 
 
-def open_store(uri: str, endpoint_url: str | None = None) -> ArtifactStore:
-    """The store for a `file://` or `s3://` URI. S3 credentials come from the environment (a Secret)."""
+def open_store(
+    uri: str, endpoint_url: str | None = None, credentials: Mapping[str, str] | None = None
+) -> ArtifactStore:
+    """The store for a `file://` or `s3://` URI. S3 credentials: `credentials` (AWS_ACCESS_KEY_ID and
+    AWS_SECRET_ACCESS_KEY, a search's Secret), else the environment's."""
     if uri.startswith("file://"):
         from mixtura_operator.store.file import FileStore
 
@@ -104,5 +108,7 @@ def open_store(uri: str, endpoint_url: str | None = None) -> ArtifactStore:
         from mixtura_operator.store.s3 import S3Store
 
         bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-        return S3Store(bucket, prefix.strip("/"), endpoint_url or os.environ.get("MIXTURA_S3_ENDPOINT"))
+        return S3Store(
+            bucket, prefix.strip("/"), endpoint_url or os.environ.get("MIXTURA_S3_ENDPOINT"), credentials=credentials
+        )
     raise ValueError(f"unsupported artifact URI {uri!r}: expected file://PATH or s3://BUCKET/PREFIX")

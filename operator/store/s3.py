@@ -7,8 +7,11 @@ objects move as multipart transfers; deletes go 1,000 keys a request.
 from __future__ import annotations
 
 import io
+import io
+import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -32,12 +35,21 @@ class S3Store(ArtifactStore):
         endpoint_url: str | None = None,
         client=None,
         transfer: TransferConfig | None = None,
+        credentials: Mapping[str, str] | None = None,
     ) -> None:
         """`transfer`: when objects go multipart and in what parts (boto3's transfer manager; default TRANSFER)."""
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.endpoint_url = endpoint_url
-        self.client = client or boto3.client("s3", endpoint_url=endpoint_url, config=RETRIES)
+        keys = (
+            {
+                "aws_access_key_id": credentials["AWS_ACCESS_KEY_ID"],
+                "aws_secret_access_key": credentials["AWS_SECRET_ACCESS_KEY"],
+            }
+            if credentials
+            else {}
+        )
+        self.client = client or boto3.client("s3", endpoint_url=endpoint_url, config=RETRIES, **keys)
         self.transfer = transfer or TRANSFER
         self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
 
@@ -45,6 +57,10 @@ class S3Store(ArtifactStore):
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def put_bytes(self, key: str, data: bytes) -> None:
+        if len(data) < self.transfer.multipart_threshold:
+            # One PutObject, as the transfer manager would send, without starting its threads.
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+            return
         self.client.upload_fileobj(io.BytesIO(data), self.bucket, self._key(key), Config=self.transfer)
 
     def upload_file(self, path: Path, key: str) -> None:
@@ -68,6 +84,10 @@ class S3Store(ArtifactStore):
                 raise ArtifactNotFound(key) from error
             raise
         return buffer.getvalue()
+
+    def get_json(self, key: str) -> Any:
+        # Markers, metrics and mixtures are small: one GET, where a transfer first asks for the size (HEAD).
+        return json.loads(self._get(key).read())
 
     def _get(self, key: str, **extra: str) -> BinaryIO:
         try:
