@@ -17,9 +17,9 @@ import yaml
 from corpora import upload_real_corpora
 
 from malformed import CLUSTER, DUPLICATE, MALFORMED, RAW, WELL_FORMED
+from mixtura_operator import layout
 from mixtura_operator.controller import parse_search
 from mixtura_operator.executors.kubernetes import KubernetesExecutor
-from mixtura_operator import layout
 from testbed.cluster import REPO, kubeconfig
 from testbed.procs import free_port, http_status, operator_argv
 from testbed.prom import start_prometheus

@@ -7,7 +7,6 @@ objects move as multipart transfers; deletes go 1,000 keys a request.
 from __future__ import annotations
 
 import io
-import io
 import json
 from collections.abc import Mapping
 from pathlib import Path
