@@ -97,8 +97,9 @@ def loo_log_likelihood(model: SingleTaskGP) -> float:
 
 
 def _shortlist(model: SingleTaskGP, candidates: np.ndarray, q: int) -> np.ndarray:
+    """The SHORTLIST_PER_POINT * q candidates with the best mean + 2 std (as measured in the README)."""
     mean, std = predict(model, candidates)
-    return np.argsort(-(mean + math.sqrt(BETA) * std), kind="stable")[: SHORTLIST_PER_POINT * q]
+    return np.argsort(-(mean + 2.0 * std), kind="stable")[: SHORTLIST_PER_POINT * q]
 
 
 def thompson_batch(model: SingleTaskGP, candidates: np.ndarray, q: int) -> np.ndarray:
