@@ -47,7 +47,15 @@ from search_quality import (
 )
 from synthetic_swarm import write_swarm
 
-from mixtura_jobs.search.gp_ucb import DTYPE, FIT_MAXITER, MC_SAMPLES, SHORTLIST_PER_POINT, LogRatio, ucb_batch
+from mixtura_jobs.search.gp_ucb import (
+    DTYPE,
+    FIT_MAXITER,
+    MC_SAMPLES,
+    SHORTLIST_PER_POINT,
+    LogRatio,
+    greedy_batch,
+    ucb_batch,
+)
 from mixtura_jobs.search.gp_ucb import _predict as predict
 from pool_search import gp_ucb_pool_batch, regression_pool_batch
 
@@ -123,15 +131,7 @@ def qnei_batch(model: SingleTaskGP, x: np.ndarray, candidates: np.ndarray, q: in
         X_baseline=torch.as_tensor(x, dtype=DTYPE),
         sampler=SobolQMCNormalSampler(sample_shape=torch.Size([MC_SAMPLES]), seed=seed),
     )
-    choices = torch.as_tensor(candidates[order], dtype=DTYPE).unsqueeze(-2)
-    chosen: list[int] = []
-    for _ in range(q):
-        acquisition.set_X_pending(choices[chosen].squeeze(-2) if chosen else None)
-        with torch.no_grad():
-            values = acquisition(choices)
-        values[chosen] = -torch.inf
-        chosen.append(int(torch.argmax(values)))
-    return order[chosen]
+    return order[greedy_batch(acquisition, torch.as_tensor(candidates[order], dtype=DTYPE), q)]
 
 
 def _variant(pick: Callable[[np.ndarray, np.ndarray, np.ndarray, int, int], np.ndarray]) -> Callable[..., np.ndarray]:
