@@ -4,6 +4,7 @@ None of these is in jobs/search: each lost on some swarm (README, "Surrogate stu
 the numbers can be rerun. Every variant is GP-UCB's GP (`gp_ucb.fit_gp`: Matérn-5/2 ARD on the weights and their
 LogRatio coordinates) with one change:
 - `+ linear kernel`: plus a linear kernel on the weights (Bayesian linear regression, RegMix's linear form);
+- `+ log-linear kernel`: plus a linear kernel on the log-ratio coordinates (a power law in the weights);
 - `+ additive kernel`: plus a sum of one-dimensional Matérn kernels, one per weight (shared lengthscale);
 - `LOO selection`: the GP with or without the linear kernel, whichever has the better leave-one-out likelihood;
 - `Thompson sampling`: a batch of joint posterior draws over the shortlist instead of qUCB;
@@ -68,13 +69,15 @@ BETA = 2.0
 
 
 def _kernel(d: int, extra: str | None) -> Kernel:
-    """GP-UCB's Matérn on the 2d transformed inputs (weights, then log-ratios), plus `extra` on the weights."""
+    """GP-UCB's Matérn on the 2d transformed inputs (weights, then log-ratios), plus `extra`: a linear or an
+    additive kernel on the weights, or a linear one on the log-ratios."""
     matern = get_covar_module_with_dim_scaled_prior(2 * d, use_rbf_kernel=False)
     weights = torch.arange(d)
     if extra is None:
         return matern
-    if extra == "linear":
-        return AdditiveKernel(matern, LinearKernel(active_dims=weights, variance_prior=GammaPrior(2.0, 0.5)))
+    if extra in ("linear", "log-linear"):
+        dims = weights if extra == "linear" else weights + d
+        return AdditiveKernel(matern, LinearKernel(active_dims=dims, variance_prior=GammaPrior(2.0, 0.5)))
     one_dimensional = MaternKernel(nu=2.5, lengthscale_prior=LogNormalPrior(math.log(0.3), 1.0))
     return AdditiveKernel(matern, ScaleKernel(AdditiveStructureKernel(one_dimensional, d, active_dims=weights)))
 
@@ -148,6 +151,7 @@ def _variant(pick: Callable[[np.ndarray, np.ndarray, np.ndarray, int, int], np.n
 VARIANTS = {
     "GP-UCB": gp_ucb_pool_batch,
     "+ linear kernel": _variant(lambda x, y, c, q, s: ucb_batch(_fit(x, y, "linear"), c, q, BETA, s)),
+    "+ log-linear kernel": _variant(lambda x, y, c, q, s: ucb_batch(_fit(x, y, "log-linear"), c, q, BETA, s)),
     "+ additive kernel": _variant(lambda x, y, c, q, s: ucb_batch(_fit(x, y, "additive"), c, q, BETA, s)),
     "LOO selection": _variant(
         lambda x, y, c, q, s: ucb_batch(max((_fit(x, y), _fit(x, y, "linear")), key=loo_log_likelihood), c, q, BETA, s)
