@@ -17,7 +17,7 @@ from typing import Literal, get_args
 
 import numpy as np
 import torch
-from botorch.acquisition import qUpperConfidenceBound
+from botorch.acquisition import MCAcquisitionFunction, qUpperConfidenceBound
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
 from botorch.models.transforms.input import InputTransform
@@ -193,7 +193,13 @@ def ucb_batch(model: SingleTaskGP, candidates: np.ndarray, q: int, beta: float, 
     acquisition = qUpperConfidenceBound(
         model, beta=beta, sampler=SobolQMCNormalSampler(sample_shape=torch.Size([MC_SAMPLES]), seed=sampler_seed)
     )
-    choices = _inputs(candidates[order]).unsqueeze(-2)
+    return order[greedy_batch(acquisition, _inputs(candidates[order]), q)]
+
+
+def greedy_batch(acquisition: MCAcquisitionFunction, choices: torch.Tensor, q: int) -> list[int]:
+    """Rows of `choices` (m, d) for a batch of q, picked one at a time, each the best given the earlier picks
+    as pending points (botorch's optimize_acqf_discrete, sequential)."""
+    choices = choices.unsqueeze(-2)
     chosen: list[int] = []
     for _ in range(q):
         acquisition.set_X_pending(choices[chosen].squeeze(-2) if chosen else None)
@@ -201,7 +207,7 @@ def ucb_batch(model: SingleTaskGP, candidates: np.ndarray, q: int, beta: float, 
             values = acquisition(choices)
         values[chosen] = -torch.inf
         chosen.append(int(torch.argmax(values)))
-    return order[chosen]
+    return chosen
 
 
 def _initial_design(

@@ -1,0 +1,208 @@
+"""Surrogate and acquisition variants for many sparse domains (issue 16), measured against the kept GP-UCB.
+
+None of these is in jobs/search: each lost on some swarm (README, "Surrogate study"). The bench keeps them so
+the numbers can be rerun. Every variant is GP-UCB's GP (`gp_ucb.fit_gp`: Matérn-5/2 ARD on the weights and their
+LogRatio coordinates) with one change:
+- `+ linear kernel`: plus a linear kernel on the weights (Bayesian linear regression, RegMix's linear form);
+- `+ log-linear kernel`: plus a linear kernel on the log-ratio coordinates (a power law in the weights);
+- `+ additive kernel`: plus a sum of one-dimensional Matérn kernels, one per weight (shared lengthscale);
+- `LOO selection`: the GP with or without the linear kernel, whichever has the better leave-one-out likelihood;
+- `Thompson sampling`: a batch of joint posterior draws over the shortlist instead of qUCB;
+- `qLogNEI`: batch noisy expected improvement instead of qUCB.
+
+Swarms: the three shipped ones and four held-out synthetic ones, written to a temporary folder by
+synthetic_swarm.write_swarm (24, 40, 48 and 64 domains; seeds that no other bench uses). Per swarm and seed, the
+search protocol of search_quality.py (shared first batch of 8, trials to a run within 1 % of the best, counted
+after the first batch). Prints the median and mean over the seeds.
+
+    python bench/surrogate_study.py --seeds 100-115 --variants "GP-UCB,+ linear kernel,regression (RegMix)"
+"""
+
+import argparse
+import math
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from botorch.acquisition import qLogNoisyExpectedImprovement
+from botorch.fit import fit_gpytorch_mll
+from botorch.models import SingleTaskGP
+from botorch.models.transforms.outcome import Standardize
+from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
+from botorch.sampling import SobolQMCNormalSampler
+from gpytorch.kernels import AdditiveKernel, AdditiveStructureKernel, Kernel, LinearKernel, MaternKernel, ScaleKernel
+from gpytorch.mlls import ExactMarginalLogLikelihood
+from gpytorch.priors import GammaPrior, LogNormalPrior
+from recorded_runs import Layout, Pool, join_pools, load_pool
+from search_quality import (
+    DEFAULT_RUNS,
+    DEFAULT_TARGET,
+    Setup,
+    _model_proposer,
+    run_search,
+    seed_range,
+    trials_to_hit,
+)
+from synthetic_swarm import write_swarm
+
+from mixtura_jobs.search.gp_ucb import (
+    DTYPE,
+    FIT_MAXITER,
+    MC_SAMPLES,
+    SHORTLIST_PER_POINT,
+    LogRatio,
+    greedy_batch,
+    ucb_batch,
+)
+from mixtura_jobs.search.gp_ucb import _predict as predict
+from pool_search import gp_ucb_pool_batch, regression_pool_batch
+
+BENCH_DATA = Path(__file__).resolve().parent / "data"
+# Held-out swarms (domains, runs, seed): other sizes and seeds than the shipped mixlaw-32 and mixlaw-64.
+HELD_OUT = ((24, 256, 1024), (40, 512, 1040), (48, 384, 1048), (64, 384, 2064))
+MIXLAW = Layout(target=tuple(f"loss_{j}" for j in range(4)), id_column="run_id", weight_prefix="w_")
+BUDGET = 96
+BETA = 2.0
+
+
+def _kernel(d: int, extra: str | None) -> Kernel:
+    """GP-UCB's Matérn on the 2d transformed inputs (weights, then log-ratios), plus `extra`: a linear or an
+    additive kernel on the weights, or a linear one on the log-ratios."""
+    matern = get_covar_module_with_dim_scaled_prior(2 * d, use_rbf_kernel=False)
+    weights = torch.arange(d)
+    if extra is None:
+        return matern
+    if extra in ("linear", "log-linear"):
+        dims = weights if extra == "linear" else weights + d
+        return AdditiveKernel(matern, LinearKernel(active_dims=dims, variance_prior=GammaPrior(2.0, 0.5)))
+    one_dimensional = MaternKernel(nu=2.5, lengthscale_prior=LogNormalPrior(math.log(0.3), 1.0))
+    return AdditiveKernel(matern, ScaleKernel(AdditiveStructureKernel(one_dimensional, d, active_dims=weights)))
+
+
+def _fit(x: np.ndarray, y: np.ndarray, extra: str | None = None) -> SingleTaskGP:
+    model = SingleTaskGP(
+        torch.as_tensor(x, dtype=DTYPE),
+        torch.as_tensor(y, dtype=DTYPE).unsqueeze(-1),
+        covar_module=_kernel(x.shape[1], extra),
+        outcome_transform=Standardize(m=1),
+        input_transform=LogRatio(keep_weights=True),
+    )
+    mll = ExactMarginalLogLikelihood(model.likelihood, model)
+    fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": FIT_MAXITER}})
+    return model.eval()
+
+
+def loo_log_likelihood(model: SingleTaskGP) -> float:
+    """Sum of the leave-one-out predictive log densities of the standardised targets (closed form,
+    Rasmussen & Williams 5.4.2)."""
+    inputs, targets = model.train_inputs[0], model.train_targets
+    with torch.no_grad():
+        noisy = model.covar_module(inputs).to_dense() + model.likelihood.noise * torch.eye(len(targets), dtype=DTYPE)
+        precision = torch.linalg.inv(noisy)
+        variance = 1.0 / precision.diagonal()
+        residual = (precision @ targets) * variance
+        return float(torch.sum(-0.5 * torch.log(2 * math.pi * variance) - 0.5 * residual**2 / variance))
+
+
+def _shortlist(model: SingleTaskGP, candidates: np.ndarray, q: int) -> np.ndarray:
+    """The SHORTLIST_PER_POINT * q candidates with the best mean + 2 std (as measured in the README)."""
+    mean, std = predict(model, candidates)
+    return np.argsort(-(mean + 2.0 * std), kind="stable")[: SHORTLIST_PER_POINT * q]
+
+
+def thompson_batch(model: SingleTaskGP, candidates: np.ndarray, q: int) -> np.ndarray:
+    """q distinct candidates, each the best of one joint posterior draw over all the candidates."""
+    with torch.no_grad():
+        draws = model.posterior(torch.as_tensor(candidates, dtype=DTYPE)).rsample(torch.Size([4 * q])).squeeze(-1)
+    chosen: list[int] = []
+    for draw in draws:
+        draw[chosen] = -torch.inf
+        chosen.append(int(torch.argmax(draw)))
+        if len(chosen) == q:
+            break
+    return np.array(chosen)
+
+
+def qnei_batch(model: SingleTaskGP, x: np.ndarray, candidates: np.ndarray, q: int, seed: int) -> np.ndarray:
+    """q candidates by greedy qLogNoisyExpectedImprovement over the UCB shortlist."""
+    order = _shortlist(model, candidates, q)
+    acquisition = qLogNoisyExpectedImprovement(
+        model,
+        X_baseline=torch.as_tensor(x, dtype=DTYPE),
+        sampler=SobolQMCNormalSampler(sample_shape=torch.Size([MC_SAMPLES]), seed=seed),
+    )
+    return order[greedy_batch(acquisition, torch.as_tensor(candidates[order], dtype=DTYPE), q)]
+
+
+def _variant(pick: Callable[[np.ndarray, np.ndarray, np.ndarray, int, int], np.ndarray]) -> Callable[..., np.ndarray]:
+    """A pool proposer from pick(x, y, candidates, q, seed), torch seeded as gp_ucb_pool_batch does."""
+
+    def batch(x: np.ndarray, y: np.ndarray, candidates: np.ndarray, q: int, *, seed: int) -> np.ndarray:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return pick(x, y, candidates, q, seed)
+
+    return batch
+
+
+VARIANTS = {
+    "GP-UCB": gp_ucb_pool_batch,
+    "+ linear kernel": _variant(lambda x, y, c, q, s: ucb_batch(_fit(x, y, "linear"), c, q, BETA, s)),
+    "+ log-linear kernel": _variant(lambda x, y, c, q, s: ucb_batch(_fit(x, y, "log-linear"), c, q, BETA, s)),
+    "+ additive kernel": _variant(lambda x, y, c, q, s: ucb_batch(_fit(x, y, "additive"), c, q, BETA, s)),
+    "LOO selection": _variant(
+        lambda x, y, c, q, s: ucb_batch(max((_fit(x, y), _fit(x, y, "linear")), key=loo_log_likelihood), c, q, BETA, s)
+    ),
+    "Thompson sampling": _variant(lambda x, y, c, q, s: thompson_batch(_fit(x, y), c, q)),
+    "qLogNEI": _variant(lambda x, y, c, q, s: qnei_batch(_fit(x, y), x, c, q, s)),
+    "regression (RegMix)": regression_pool_batch,
+}
+
+
+def swarms(folder: Path) -> dict[str, Pool]:
+    """The shipped swarms and the held-out ones (written into `folder`)."""
+    regmix = Layout(target=(DEFAULT_TARGET,))
+    pools = {"RegMix": join_pools([load_pool(pair, regmix) for pair in DEFAULT_RUNS])}
+    for name in ("mixlaw-32", "mixlaw-64"):
+        pools[name] = load_pool([BENCH_DATA / name / "mixtures.csv", BENCH_DATA / name / "scores.csv"], MIXLAW)
+    for domains, runs, seed in HELD_OUT:
+        out = folder / f"mixlaw-{domains}-s{seed}"
+        write_swarm(out, domains, runs, sets=4, noise=0.002, seed=seed)
+        pools[out.name] = load_pool([out / "mixtures.csv", out / "scores.csv"], MIXLAW)
+    return pools
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=seed_range, default=list(range(100, 108)), help="default: 100-107")
+    parser.add_argument("--variants", help="comma-separated subset of: " + ", ".join(VARIANTS))
+    parser.add_argument("--swarms", help="comma-separated subset of the swarm names (default: all)")
+    args = parser.parse_args()
+    chosen = args.variants.split(",") if args.variants else list(VARIANTS)
+    unknown = set(chosen) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore")
+    setup = Setup()
+    with tempfile.TemporaryDirectory() as folder:
+        pools = swarms(Path(folder))
+    names = args.swarms.split(",") if args.swarms else list(pools)
+    print("| variant | " + " | ".join(names) + " |\n|---|" + "---:|" * len(names))
+    for variant in chosen:
+        propose = _model_proposer(VARIANTS[variant])
+        cells = []
+        for name in names:
+            pool = pools[name]
+            runs = [run_search(pool, propose, seed, BUDGET, setup.batch, setup) for seed in args.seeds]
+            trials = [trials_to_hit(pool, asked, setup) for asked in runs]
+            after = [BUDGET if t is None else max(t - setup.batch, 0) for t in trials]
+            cells.append(f"{np.median(after):.1f} ({np.mean(after):.1f})")
+        print(f"| {variant} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
