@@ -352,6 +352,18 @@ class KubernetesExecutor:
             uid = search.metadata.uid
             self._floor[uid] = max(self._floor.get(uid, 0), int(resource_version))
 
+    def _list_jobs(self, search: MixtureSearch, namespace: str, selector: str) -> client.V1JobList:
+        try:
+            listing = self.batch.list_namespaced_job(namespace, label_selector=selector, **self._fresh(search))
+        except client.ApiException as error:
+            # The watch cache did not reach the floor within the API server's wait (504, ResourceVersionTooLarge:
+            # no Job changed since, and etcd's progress notification is late): read etcd, as the first listing.
+            if error.status != 504:
+                raise
+            listing = self.batch.list_namespaced_job(namespace, label_selector=selector)
+        self._saw(search, listing.metadata.resource_version)
+        return listing
+
     def forget(self, uid: str) -> None:
         self._floor.pop(uid, None)
         self._pods.pop(uid, None)
@@ -375,8 +387,7 @@ class KubernetesExecutor:
     def observe(self, search: MixtureSearch) -> dict[str, JobState]:
         selector = f"mixtura.dev/search={search.metadata.name},app.kubernetes.io/managed-by=mixtura"
         namespace = search.metadata.namespace
-        listing = self.batch.list_namespaced_job(namespace, label_selector=selector, **self._fresh(search))
-        self._saw(search, listing.metadata.resource_version)
+        listing = self._list_jobs(search, namespace, selector)
         owned = [j for j in listing.items if _owned(search, [o.uid for o in j.metadata.owner_references or []])]
         jobsets = [
             j
