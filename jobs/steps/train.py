@@ -13,7 +13,7 @@ import numpy as np
 from mixtura_jobs.search.final_pick import final_mixture
 from mixtura_jobs.steps.context import StepContext
 from mixtura_jobs.steps.models import Role, model_ref
-from mixtura_jobs.steps.propose import load_space, observations
+from mixtura_jobs.steps.propose import load_space, measured_noise, observations
 from mixtura_jobs.training.backends import VLMBackend
 from mixtura_jobs.training.device import select_placement
 from mixtura_jobs.training.trainer import DEFAULT_CONFIG, train_on_mixture
@@ -76,7 +76,8 @@ def run_proxy(ctx: StepContext, args: argparse.Namespace) -> None:
     if spec.models.proxy.config.get("failTrials") and args.trial in spec.models.proxy.config["failTrials"]:
         raise SystemExit(f"trial {args.trial}: failure injected by models.proxy.config.failTrials")
     mixture = ctx.store.get_json(layout.trial_mixture(args.trial))
-    metrics = _train(ctx, mixture, "proxy", spec.budget.proxy_steps, trial_seed(ctx.seed, args.trial))
+    seed = trial_seed(ctx.seed, args.repeat)
+    metrics = {**_train(ctx, mixture, "proxy", spec.budget.proxy_steps, seed), "seed": seed}
     ctx.store.put_json(layout.trial_metrics(args.trial), metrics)
     print(f"trial={args.trial} {_objective_line(ctx, metrics)}", flush=True)
     ctx.mark_done(step_key)
@@ -111,6 +112,7 @@ def pick_final(ctx: StepContext) -> dict:
     madmix = ctx.vector(ctx.store.get_json(layout.MADMIX)["weights"]) if spec.method == "madmix" else None
     space = load_space(ctx)
     ids, x, y = observations(ctx, space)
+    noise = measured_noise(ctx, ids, y)
     point, provenance = final_mixture(
         spec.method,
         manual=manual,
@@ -120,6 +122,7 @@ def pick_final(ctx: StepContext) -> dict:
         seed=ctx.seed,
         d=len(domains),
         space=space.geometry,
+        noise=None if noise is None else noise.variance,
     )
     if "index" in provenance:
         provenance["trial"] = ids[provenance.pop("index")]

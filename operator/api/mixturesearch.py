@@ -28,6 +28,7 @@ Method = Literal["madmix", "mixatlas", "madmix+mixatlas", "uniform", "manual", "
 # The methods that propose and train trials; the others only produce domain weights.
 SEARCH_METHODS = ("mixatlas", "madmix+mixatlas", "random", "regression")
 Space = Literal["domains", "factorized", "full"]
+Schedule = Literal["async", "rounds"]
 NAME_PATTERN = DNS_LABEL
 # What `torch.manual_seed` and numpy's legacy seeding both take.
 SEED_MAX = 2**32 - 1
@@ -194,6 +195,18 @@ class SearchSettings(ApiModel):
         ge=1,
         le=1000,
         description="The most epochs of a cell's samples a training run may draw: caps each cell's weight.",
+    )
+    schedule: Schedule = Field(
+        default="async",
+        description="async: every slot that frees (a trial finished or failed) gets a proposal at once, "
+        "conditioned on the trials still running; rounds: a batch of parallelTrials waits for its slowest trial.",
+    )
+    repeat_top: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="After maxTrials, rerun the best k trials' mixtures with new init seeds (the seed noise, "
+        "and the GP's observation noise, come from their spread) before the final pick.",
     )
 
 
