@@ -29,6 +29,9 @@ def _progress(decision) -> None:
         and f" best {status.objective}={status.best_trial.objective:.4f} (trial {status.best_trial.id})"
     )
     line = f"  {status.phase.value:<10} trials {status.trials.progress:>7} running={status.trials.running}{best or ''}"
+    if status.phase.value == "Searching":
+        # What the schedule does now: "async: proposing for 1 freed slot while 3 trials run".
+        line += f" | {status.message}"
     if line != getattr(_progress, "last", None):
         print(line, flush=True)
         _progress.last = line

@@ -318,6 +318,46 @@ def test_trials_run_the_users_trainer_and_best_trial_follows_a_maximised_objecti
     assert "OBJECTIVE" in wide[0].split() and "max accuracy" in wide[1]
 
 
+def test_async_proposals_refill_freed_slots_while_a_slow_trial_runs(control_plane, installed):
+    """Issue 18 on the test bed: with trial 000 slow, every other trial of the budget runs beside it (each freed
+    slot is proposed at once, conditioned on the running trials), never more than parallelTrials trial Jobs are
+    active, and no proposal names a running trial. Rounds would run only 001 beside it."""
+    plane, operator, store = control_plane, installed["operator"], installed["store"]
+    trainer = {
+        "image": "team/trainer:1",
+        "command": ["python", str(REPO / "tests/trainers/contract_trainer.py")],
+        "env": {"SLOW_TRIALS": "000=60"},
+    }
+    text = manifests(
+        "async",
+        installed["bucket"],
+        installed["endpoint"],
+        method="mixatlas",
+        search={"space": "domains", "schedule": "async"},
+        budget={"maxTrials": 4, "parallelTrials": 2, "maxFailedTrials": 0, "proxySteps": 2},
+        trainer=trainer,
+        finalTraining={"enabled": False},
+    )
+    plane.kubectl("apply", "-n", NS, "-f", "-", input=text)
+    beside_slow: set[str] = set()
+    most_active = [0]
+
+    def sample(_body):
+        running = {j["metadata"]["labels"]["mixtura.dev/trial"] for j in proxy_jobs(plane, "async") if active(j)}
+        most_active[0] = max(most_active[0], len(running))
+        if "000" in running:
+            beside_slow.update(running - {"000"})
+
+    body = wait_phase(plane, operator, "async", {"Succeeded", "Failed"}, each=sample)
+    assert body["status"]["phase"] == "Succeeded", body["status"]
+    assert beside_slow == {"001", "002", "003"} and most_active[0] == 2
+    prefix = body["status"]["artifacts"]["root"].removeprefix(f"s3://{installed['bucket']}/")
+    for index in (1, 2):
+        proposal = store.get_json(f"{prefix}/proposals/round-{index}/proposal.json")
+        assert proposal["trials"] == [f"{index + 1:03d}"] and proposal["pending"] == ["000"]
+    assert "async" in store.get_bytes(f"{prefix}/report/index.html").decode()
+
+
 def test_unschedulable_jobs_show_as_a_condition(control_plane, installed):
     plane, operator = control_plane, installed["operator"]
     text = manifests(

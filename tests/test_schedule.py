@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from test_reconcile import NOW, World, drive, make
 
-from mixtura_operator.api.mixturesearch import Phase
+from mixtura_operator import trainer_contract as contract
+from mixtura_operator.api.mixturesearch import Phase, Trainer
+from mixtura_operator.executors.commands import step_commands
 from mixtura_operator.reconcile import CreateJob, reconcile
 
 
@@ -139,3 +141,17 @@ def test_a_raised_budget_after_repeats_goes_on_with_new_ids_and_no_more_repeats(
     s, _ = drive(s, ds, world)
     assert s.status.phase == Phase.SUCCEEDED
     assert [k for k in world.created if k.startswith("trial/")] == ["trial/003", "trial/004"]
+
+
+def test_every_trial_gets_the_search_seed_and_each_repeat_a_new_one_in_the_contract():
+    s, _ = make(method="mixatlas", settings={"space": "domains", "seed": 5, "repeatTop": 2})
+    s.spec.trainer = Trainer(command=["train"])
+
+    def seed(job: CreateJob) -> str:
+        (command,) = step_commands(s, job, "s3://b/root")
+        return command.env[contract.SEED]
+
+    trials = {seed(CreateJob(f"trial/{i:03d}", ("--trial", f"{i:03d}"))) for i in range(6)}
+    repeats = [seed(CreateJob(f"trial/{i:03d}", ("--trial", f"{i:03d}", "--repeat", str(i - 5)))) for i in (6, 7)]
+    assert trials == {"5"} and len({*repeats, "5"}) == 3
+    assert repeats == [str(contract.trial_seed(5, 1)), str(contract.trial_seed(5, 2))]

@@ -7,12 +7,16 @@ function of the mixture it was given, so that a test can say which trial an obje
 and `received`: what the contract handed it (seed, steps, trial, mixture weights, domains drawn).
 
     python contract_trainer.py [--no-metrics]    # --no-metrics: exit 0 having written nothing
+
+`SLOW_TRIALS=000=40,003=5` makes those trials take that many seconds more (a schedule's test).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -46,6 +50,8 @@ def main(argv: list[str]) -> int:
     for step in range(run.steps):
         drawn.update(name for name, _ in sampler.draw(8))
         run.write_progress({"step": step + 1})
+    slow = dict(item.split("=") for item in os.environ.get("SLOW_TRIALS", "").split(",") if item)
+    time.sleep(float(slow.get(run.trial, 0)))
     weights = run.mixture["weights"]
     run.write_metrics(
         {
