@@ -20,15 +20,11 @@ median over seeds (the median of the time ratios, and the ratio of the median ti
 import argparse
 import heapq
 import statistics
-import sys
-import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import torch
-from linear_operator.utils.warnings import NumericalWarning
 from recorded_runs import Pool
-from search_quality import DEFAULT_BETA, Setup, load, random_proposer
+from search_quality import DEFAULT_BETA, Setup, load_for_gps, random_proposer
 
 from pool_search import gp_ucb_pool_batch
 
@@ -120,13 +116,7 @@ def _time_text(times: list[float]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    try:
-        pool = load(args)
-    except ValueError as error:
-        sys.exit(f"error: {error}")
-    torch.set_num_threads(1)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=NumericalWarning)
+    pool = load_for_gps(args)
     setup = Setup(args.parallel, args.threshold)
     print(
         f"pool: {len(pool.scores)} runs, {len(pool.domains)} domains, "
