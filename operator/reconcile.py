@@ -411,7 +411,7 @@ def _search(b: _Builder, failed: Mapping[str, str]) -> Decision | None:
     return b.finish(
         Phase.SEARCHING,
         "TrialsRunning",
-        f"{what}: {len(plan.open_trials)} trials running, {b.status.trials.progress} finished",
+        f"{what}: {len(plan.open_trials)} trials in flight, {b.status.trials.progress} finished",
     )
 
 
