@@ -348,7 +348,7 @@ def test_async_proposals_refill_freed_slots_while_a_slow_trial_runs(control_plan
         if "000" in running:
             beside_slow.update(running - {"000"})
 
-    body = wait_phase(plane, operator, "async", {"Succeeded", "Failed"}, each=sample)
+    body = wait_phase(plane, operator, "async", {"Succeeded", "Failed"}, timeout=900, each=sample)
     assert body["status"]["phase"] == "Succeeded", body["status"]
     assert beside_slow == {"001", "002", "003"} and most_active[0] == 2
     prefix = body["status"]["artifacts"]["root"].removeprefix(f"s3://{installed['bucket']}/")
