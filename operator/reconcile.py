@@ -429,10 +429,14 @@ def _propose(b: _Builder, proposal: schedule.Proposal, running: int) -> Decision
     pending = ("--pending", ",".join(proposal.pending)) if proposal.pending else ()
     repeat_of = ("--repeat-of", ",".join(proposal.repeat_of)) if proposal.repeat_of else ()
     trials = ",".join(proposal.trials)
+    # A proposal already under way keeps the trials it was made for, though more slots may have freed since.
+    under_way = proposal.step_key in b.observed.jobs
     b.ensure(proposal.step_key, "--round", str(proposal.index), "--trials", trials, *pending, *repeat_of, *imported)
     n = len(proposal.trials)
     if proposal.repeat_of:
         message = f"repeating the best {n} trials ({', '.join(proposal.repeat_of)}) with new seeds"
+    elif b.search.spec.search.schedule == "async" and under_way:
+        message = f"async: proposal {proposal.index} under way while {running} trials run"
     elif b.search.spec.search.schedule == "async" and proposal.index > 0:
         message = f"async: proposing for {n} freed slot{'s' * (n != 1)} while {running} trials run"
     else:
