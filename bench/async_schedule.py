@@ -21,6 +21,7 @@ import argparse
 import heapq
 import statistics
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 from recorded_runs import Pool
@@ -95,7 +96,7 @@ def asynchronous(pool: Pool, seed: int, durations: np.ndarray, setup: Setup, bud
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("files", nargs="*", help="one CSV (weights and scores) or two (mixtures, scores)")
+    parser.add_argument("files", nargs="*", type=Path, help="one CSV (weights and scores) or two (mixtures, scores)")
     parser.add_argument("--id", default="index")
     parser.add_argument("--weight-prefix")
     parser.add_argument("--weight-columns")
