@@ -143,7 +143,7 @@ def fit_gp(
     standardised outcomes, hyperparameters by marginal likelihood, starting from `warm_start` (another fit's
     `hyperparameters`) when its shapes match. The observation noise is learned with the rest (botorch's
     homoskedastic Gaussian likelihood and its prior), or fixed at the variance `noise` (y units: the seed noise
-    measured by repeats, `seed_noise.pooled_variance`).
+    measured by repeats, `seed_noise.pooled`).
 
     The lengthscale prior is botorch's dimension-scaled log-normal (Hvarfner et al. 2024); with the classic
     Gamma(3, 6) prior the median regret on the acceptance test was 1.7x larger.
@@ -239,9 +239,11 @@ def ucb_batch(
 
 def _near(points: np.ndarray, others: np.ndarray) -> np.ndarray:
     """Which rows of `points` are (within SAME_MIXTURE_L1) a row of `others`."""
-    if len(others) == 0:
-        return np.zeros(len(points), dtype=bool)
-    return np.abs(points[:, None, :] - others[None, :, :]).sum(axis=-1).min(axis=1) < SAME_MIXTURE_L1
+    nearest = np.full(len(points), np.inf)
+    # One row of `others` at a time: a pool of 10,000 against 256 pending cell mixtures at once would be a GB.
+    for other in others:
+        nearest = np.minimum(nearest, np.abs(points - other).sum(axis=1))
+    return nearest < SAME_MIXTURE_L1
 
 
 def _initial_design(
