@@ -1,5 +1,6 @@
-"""spec.search.repeatTop in the propose step: the reruns copy their originals' mixtures, and the proposals after
-them fit the GP with the seed noise the reruns measured."""
+"""The propose step's schedule inputs: repeatTop's reruns copy their originals' mixtures, and the proposals after
+them fit the GP with the seed noise the reruns measured; an async proposal's pending trials that have finished
+since count as observations."""
 
 from __future__ import annotations
 
@@ -55,3 +56,18 @@ def test_reruns_copy_their_mixtures_and_the_next_gp_takes_their_noise(tmp_path, 
     # Pooled within (1.2, 1.3) and (1.5, 1.4): 0.005 + 0.005 over 2 degrees of freedom.
     assert after["noise"]["repeats"] == 2 and abs(after["noise"]["variance"] - 0.005) < 1e-12
     assert after["source"] == "gp-ucb"
+
+
+def test_a_pending_trial_that_has_finished_since_is_an_observation(tmp_path, one_torch_thread):
+    domains = [
+        {"name": n, "uri": f"file:///data/{n}", "modalities": ["text"], "taskType": "text", "samples": 100}
+        for n in ("a", "b")
+    ]
+    s = MixtureSearch.model_validate(search(method="mixatlas", search={"space": "domains"}, budget={"maxTrials": 6}))
+    store = open_store(tmp_path.as_uri())
+    store.put_json(layout.SNAPSHOT, snapshot(s, DomainSet.model_validate(domainset(domains=domains))))
+    for index, loss in enumerate([2.0, 1.5, 1.2, 1.9]):
+        finished(store, layout.trial_id(index), {"a": 0.2 + 0.15 * index, "b": 0.8 - 0.15 * index}, loss)
+    store.put_json(layout.trial_mixture("004"), {"weights": {"a": 0.5, "b": 0.5}, "round": 1})
+    summary = propose(store, 2, "005", pending="003,004")
+    assert summary["observations"] == 4 and summary["pending"] == ["004"]

@@ -115,8 +115,9 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
     q, seed = len(trial_ids), ctx.seed + 7919 * args.round
     space = load_space(ctx)
     imported = [uri for uri in args.warm_start.split(",") if uri]
-    pending_ids = [tid for tid in args.pending.split(",") if tid]
     ids, x, y = observations(ctx, space, imported)
+    # A trial that finished after the operator started this proposal is an observation now, no longer pending.
+    pending_ids = [tid for tid in args.pending.split(",") if tid and tid not in ids]
     noise = measured_noise(ctx, ids, y)
     madmix = ctx.vector(ctx.store.get_json(layout.MADMIX)["weights"]) if spec.method == "madmix+mixatlas" else None
     center = space.center(madmix)
