@@ -402,11 +402,12 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
         ]
         for tid, m, r, value in trials
     ] + [[tid, "failed", "", "", "", "", _trial_links(store, tid)] for tid in failed]
+    reruns = f" and {spec.search.repeat_top} reruns" if spec.search.repeat_top else ""
     summary = [
         ["search", f"{ctx.search.metadata.namespace}/{ctx.search.metadata.name}"],
         ["objective", measure],
         ["method", spec.method],
-        ["trials", f"{len(trials)} succeeded, {len(failed)} failed of {spec.budget.max_trials}"],
+        ["trials", f"{len(trials)} succeeded, {len(failed)} failed of {spec.budget.max_trials}{reruns}"],
         ["augmentation", spec.training.augmentation.type],
     ]
     if searches(spec):
