@@ -28,15 +28,17 @@ def gp_ucb_pool_batch(
     seed: int,
     beta: float = 2.0,
     inputs: Inputs = "weights+log-ratio",
+    pending: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Indices of q candidates by gp_ucb.ucb_batch on gp_ucb's GP (on `inputs`) fitted to (X, y)."""
+    """Indices of q candidates by gp_ucb.ucb_batch on gp_ucb's GP (on `inputs`) fitted to (X, y), conditioned on
+    the `pending` mixtures (being evaluated)."""
     x, y, pool = (np.asarray(a, dtype=np.float64) for a in (X, y, candidates))
     _check(x, y, pool, q)
     if beta <= 0:
         raise ValueError(f"beta must be positive, got {beta}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return ucb_batch(fit_gp(x, y, inputs=inputs), pool, q, beta, seed)
+        return ucb_batch(fit_gp(x, y, inputs=inputs), pool, q, beta, seed, pending)
 
 
 def regression_pool_batch(

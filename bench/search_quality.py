@@ -315,19 +315,25 @@ def load(args: argparse.Namespace) -> Pool:
     return join_pools([load_pool(pair, layout) for pair in DEFAULT_RUNS])
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
+def load_for_gps(args: argparse.Namespace) -> Pool:
+    """The pool of `args` (exit with its error when unreadable), torch and warnings set for many small GPs."""
     try:
         pool = load(args)
     except ValueError as error:
         sys.exit(f"error: {error}")
-    setup = Setup(args.batch, args.threshold)
-    args.horizon = min(max(args.regret_at), args.budget, len(pool.scores))
     # The GPs are small: intra-op threads gain nothing and, on a shared runner, contend badly.
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=FutureWarning)
     # Recorded mixtures can lie very close together; the 1e-8 jitter gpytorch then adds is harmless.
     warnings.filterwarnings("ignore", category=NumericalWarning)
+    return pool
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    pool = load_for_gps(args)
+    setup = Setup(args.batch, args.threshold)
+    args.horizon = min(max(args.regret_at), args.budget, len(pool.scores))
     chosen = methods(args.beta)
     if args.methods:
         chosen = {name: chosen[name] for name in args.methods.split(",")}

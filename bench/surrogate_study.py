@@ -134,7 +134,7 @@ def qnei_batch(model: SingleTaskGP, x: np.ndarray, candidates: np.ndarray, q: in
         X_baseline=torch.as_tensor(x, dtype=DTYPE),
         sampler=SobolQMCNormalSampler(sample_shape=torch.Size([MC_SAMPLES]), seed=seed),
     )
-    return order[greedy_batch(acquisition, torch.as_tensor(candidates[order], dtype=DTYPE), q)]
+    return order[greedy_batch(acquisition, torch.as_tensor(candidates[order], dtype=DTYPE), q, candidates[order])]
 
 
 def _variant(pick: Callable[[np.ndarray, np.ndarray, np.ndarray, int, int], np.ndarray]) -> Callable[..., np.ndarray]:

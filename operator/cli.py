@@ -33,6 +33,9 @@ def _progress(decision) -> None:
         f"  {status.phase.value:<10} trials {status.trials.progress:>7} running={status.trials.running}{stopped}"
         f"{best or ''}"
     )
+    if status.phase.value == "Searching":
+        # What the schedule does now: "async: proposing for 1 freed slot while 3 trials run".
+        line += f" | {status.message}"
     if line != getattr(_progress, "last", None):
         print(line, flush=True)
         _progress.last = line

@@ -145,6 +145,7 @@ class StoreObserver:
         self._judged: set[str] = set()
         self._trials: dict[str, TrialResult] = {}
         self._proposed: dict[int, tuple[str, ...]] = {}
+        self._repeats: dict[str, str] = {}
         self._final: TrialResult | None = None
         self._madmix: Mapping[str, float] | None = None
         # What the report found that status carries (baseline comparisons, the surrogate's fit).
@@ -238,6 +239,7 @@ class StoreObserver:
             jobs=dict(jobs),
             started=frozenset(self.started),
             proposed=dict(self._proposed),
+            repeats=dict(self._repeats),
             trials=dict(self._trials),
             madmix_weights=self._madmix,
             final=self._final,
@@ -274,7 +276,9 @@ class StoreObserver:
         if step == "trial" and arg not in self._trials:
             self._use_result(step_key, layout.trial_metrics(arg), layout.trial_mixture(arg))
         elif step == "propose" and int(arg) not in self._proposed:
-            self._proposed[int(arg)] = tuple(self.store.get_json(layout.proposal(int(arg)))["trials"])
+            proposal = self.store.get_json(layout.proposal(int(arg)))
+            self._proposed[int(arg)] = tuple(proposal["trials"])
+            self._repeats.update(proposal.get("repeatOf", {}))
         elif step == "score" and self._madmix is None:
             self._madmix = self.store.get_json(layout.MADMIX)["weights"]
         elif step_key == "final" and self._final is None:

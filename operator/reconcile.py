@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from mixtura_operator import layout, objective, stopping_rules, trainer_contract
+from mixtura_operator import layout, objective, schedule, stopping_rules, trainer_contract
 from mixtura_operator.api.base import Condition, set_condition
 from mixtura_operator.api.cross_object import manual_weight_problem
 from mixtura_operator.api.domainset import DomainSet
@@ -31,7 +31,6 @@ from mixtura_operator.api.mixturesearch import (
 from mixtura_operator.api.plan import (
     embedded_domains,
     final_steps,
-    rounds,
     searches,
     uses_cells,
     uses_madmix,
@@ -75,6 +74,8 @@ class Observed:
     started: frozenset[str] = frozenset()
     # Trial ids of each round whose proposal exists: a raised maxTrials keeps the rounds already proposed.
     proposed: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
+    # spec.search.repeatTop: repeat trial id -> the trial whose mixture it reruns with a new seed.
+    repeats: Mapping[str, str] = field(default_factory=dict)
     # Domains whose data is provably absent or empty (the search fails), and those that could not be read
     # (the search waits, Degraded).
     domain_problems: Mapping[str, str] = field(default_factory=dict)
@@ -120,6 +121,11 @@ class CreateJob:
         """The jobs CLI subcommand that runs this step."""
         prefix = self.step_key.partition("/")[0]
         return {"trial": "proxy-train", "final": "final-train"}.get(prefix, prefix)
+
+    def option(self, name: str) -> str | None:
+        """The value of the command-line option `name` in `args`, if given."""
+        pairs = dict(zip(self.args[::2], self.args[1::2], strict=False))
+        return pairs.get(name)
 
 
 @dataclass(frozen=True)
@@ -402,22 +408,9 @@ def _advance(b: _Builder, domainset: DomainSet, failed: Mapping[str, str]) -> De
     if analyses:
         return b.finish(Phase.SCORING, "Scoring", "computing " + " and ".join(analyses))
     if searches(spec):
-        for index, ids in enumerate(rounds(spec, b.observed.proposed)):
-            b.status.round = index
-            propose = f"propose/{index}"
-            if propose not in done or any(f"trial/{t}" not in done and f"trial/{t}" not in failed for t in ids):
-                _reopen_outputs(b)
-            if propose not in done:
-                return _propose(b, index, ids)
-            open_trials = [t for t in ids if f"trial/{t}" not in done and f"trial/{t}" not in failed]
-            if open_trials:
-                for tid in open_trials:
-                    b.ensure(f"trial/{tid}", "--trial", tid)
-                return b.finish(
-                    Phase.SEARCHING,
-                    "TrialsRunning",
-                    f"round {index}: {b.status.trials.progress} trials finished",
-                )
+        searching = _search(b, failed)
+        if searching is not None:
+            return searching
     finals = [key for key in final_steps(spec) if key not in done]
     launcher_problem = b.observed.launcher_problem if finals else None
     if launcher_problem or any(c.type == "LauncherUnavailable" for c in b.status.conditions):
@@ -425,7 +418,7 @@ def _advance(b: _Builder, domainset: DomainSet, failed: Mapping[str, str]) -> De
     if launcher_problem:
         return b.finish(Phase.TRAINING, "LauncherUnavailable", launcher_problem)
     if finals:
-        _ensure_within(b, finals, spec.budget.parallel_trials)
+        _ensure_within(b, {key: _baseline_args(key) for key in finals}, spec.budget.parallel_trials)
         what = "the chosen mixture" + "".join(f", {k.partition('/')[2]}" for k in final_steps(spec)[1:])
         return b.finish(Phase.TRAINING, "FinalTraining", f"training the target model on {what}")
     if "report" not in done:
@@ -438,27 +431,75 @@ def _advance(b: _Builder, domainset: DomainSet, failed: Mapping[str, str]) -> De
     return b.finish(Phase.SUCCEEDED, "Succeeded", "search finished")
 
 
-def _ensure_within(b: _Builder, keys: list[str], parallel: int) -> None:
-    """Start the jobs of `keys` (steps not done), at most `parallel` of them running at once."""
-    running = sum(key in b.observed.jobs for key in keys)
-    for key in keys:
+def _baseline_args(key: str) -> tuple[str, ...]:
+    baseline = key.partition("/")[2]
+    return ("--baseline", baseline) if baseline else ()
+
+
+def _ensure_within(b: _Builder, jobs: Mapping[str, tuple[str, ...]], parallel: int) -> None:
+    """Start the jobs (step key -> arguments; steps not done), at most `parallel` of them running at once."""
+    running = sum(key in b.observed.jobs for key in jobs)
+    for key, args in jobs.items():
         if key in b.observed.jobs:
             continue
         if running >= parallel:
             return
-        baseline = key.partition("/")[2]
-        b.ensure(key, *(("--baseline", baseline) if baseline else ()))
+        b.ensure(key, *args)
         running += 1
 
 
-def _propose(b: _Builder, index: int, ids: list[str]) -> Decision:
-    """Start round `index`'s proposal, with the trials of `warmStartFrom` once those searches have finished."""
+def _search(b: _Builder, failed: Mapping[str, str]) -> Decision | None:
+    """The proposals and trials (schedule.py), None once every trial has finished."""
+    spec, observed = b.search.spec, b.observed
+    finished = {k.removeprefix("trial/") for k in (*observed.done, *failed) if k.startswith("trial/")}
+    best_first = sorted(
+        (t for t in observed.trials if t not in observed.repeats),
+        key=lambda t: (-objective.score(observed.trials[t].objective, spec.objective), t),
+    )
+    plan = schedule.next_step(spec, observed.proposed, finished, observed.repeats, best_first)
+    b.status.round = plan.round
+    if plan.proposal is None and not plan.open_trials:
+        return None
+    _reopen_outputs(b)
+    trials = {f"trial/{t}": _trial_args(t, observed.repeats) for t in plan.open_trials}
+    _ensure_within(b, trials, spec.budget.parallel_trials)
+    if plan.proposal is not None:
+        return _propose(b, plan.proposal, len(plan.open_trials))
+    what = "async" if spec.search.schedule == "async" and not observed.repeats else f"round {plan.round}"
+    return b.finish(
+        Phase.SEARCHING,
+        "TrialsRunning",
+        f"{what}: {len(plan.open_trials)} trials in flight, {b.status.trials.progress} finished",
+    )
+
+
+def _trial_args(tid: str, repeats: Mapping[str, str]) -> tuple[str, ...]:
+    repeat = schedule.repeat_number(tid, repeats)
+    return ("--trial", tid, *(("--repeat", str(repeat)) if repeat else ()))
+
+
+def _propose(b: _Builder, proposal: schedule.Proposal, running: int) -> Decision:
+    """Start a proposal, with the trials of `warmStartFrom` once those searches have finished."""
     waiting = b.observed.warm_start_waiting
     if waiting:
         return b.finish(Phase.SEARCHING, "WaitingForWarmStart", f"waiting for MixtureSearch {waiting!r} to finish")
     imported = ("--warm-start", ",".join(b.observed.warm_start)) if b.observed.warm_start else ()
-    b.ensure(f"propose/{index}", "--round", str(index), "--trials", ",".join(ids), *imported)
-    return b.finish(Phase.SEARCHING, "Proposing", f"proposing round {index}")
+    pending = ("--pending", ",".join(proposal.pending)) if proposal.pending else ()
+    repeat_of = ("--repeat-of", ",".join(proposal.repeat_of)) if proposal.repeat_of else ()
+    trials = ",".join(proposal.trials)
+    # A proposal already under way keeps the trials it was made for, though more slots may have freed since.
+    under_way = proposal.step_key in b.observed.jobs
+    b.ensure(proposal.step_key, "--round", str(proposal.index), "--trials", trials, *pending, *repeat_of, *imported)
+    n = len(proposal.trials)
+    if proposal.repeat_of:
+        message = f"repeating the best {n} trials ({', '.join(proposal.repeat_of)}) with new seeds"
+    elif b.search.spec.search.schedule == "async" and under_way:
+        message = f"async: proposal {proposal.index} under way while {running} trials run"
+    elif b.search.spec.search.schedule == "async" and proposal.index > 0:
+        message = f"async: proposing for {n} freed slot{'s' * (n != 1)} while {running} trials run"
+    else:
+        message = f"proposing round {proposal.index}"
+    return b.finish(Phase.SEARCHING, "Proposing", message)
 
 
 def _reopen_outputs(b: _Builder) -> None:
@@ -500,7 +541,7 @@ def _summarise(b: _Builder, failed: Mapping[str, str], stopped: Mapping[str, str
         stopped=len(stopped),
         running=sum(j.phase == "Running" for j in trial_jobs.values()),
         pending=sum(j.phase == "Pending" for j in trial_jobs.values()),
-        progress=f"{n_done + n_failed + len(stopped)}/{total}",
+        progress=f"{n_done + n_failed + len(stopped)}/{total + (spec.search.repeat_top if total else 0)}",
         failed_ids=sorted(k.removeprefix("trial/") for k in failed if k.startswith("trial/")),
         stopped_ids=sorted(k.removeprefix("trial/") for k in stopped),
     )

@@ -12,7 +12,7 @@ import json
 import math
 
 from mixtura_operator import layout
-from mixtura_operator.api.mixturesearch import MixtureSearchSpec, Trainer
+from mixtura_operator.api.mixturesearch import SEED_MAX, MixtureSearchSpec, Trainer
 
 SEARCH_URI = "MIXTURA_SEARCH_URI"
 MIXTURE_URI = "MIXTURA_MIXTURE_URI"
@@ -27,6 +27,8 @@ METRICS = "metrics.json"
 PROGRESS = "progress.json"
 SUCCESS = "_SUCCESS"
 FINAL = "final"
+# A repeat's seed is the search's plus a multiple of this prime: far from the seeds people pick by hand.
+REPEAT_SEED_STRIDE = 7919
 
 
 def progress_curve(data: object) -> tuple[tuple[int, float], ...]:
@@ -44,9 +46,10 @@ def progress_curve(data: object) -> tuple[tuple[int, float], ...]:
     return tuple(sorted(reports.items()))
 
 
-def trial_seed(search_seed: int, tid: str) -> int:
-    """Each trial its own seed, the same on every rerun."""
-    return search_seed * 1000 + int(tid)
+def trial_seed(search_seed: int, repeat: int = 0) -> int:
+    """One init seed for every proxy trial (the search's), so that seed noise does not enter the comparison of
+    two mixtures; the n-th repeat of `spec.search.repeatTop` gets a new one, the same on every rerun."""
+    return (search_seed + REPEAT_SEED_STRIDE * repeat) % (SEED_MAX + 1)
 
 
 def trainer_for(spec: MixtureSearchSpec, step_key: str) -> Trainer | None:
@@ -56,15 +59,16 @@ def trainer_for(spec: MixtureSearchSpec, step_key: str) -> Trainer | None:
     return spec.trainer if step_key.startswith("trial/") else None
 
 
-def trainer_env(spec: MixtureSearchSpec, step_key: str, search_uri: str) -> dict[str, str]:
-    """The contract's variables for the trainer of `step_key` (`trial/<id>` or `final`)."""
+def trainer_env(spec: MixtureSearchSpec, step_key: str, search_uri: str, repeat: int = 0) -> dict[str, str]:
+    """The contract's variables for the trainer of `step_key` (`trial/<id>` or `final`); `repeat`: the trial's
+    repeat number (`schedule.repeat_number`), 0 for a trial of the budget."""
     if step_key == FINAL:
         tid, mixture, steps = FINAL, layout.FINAL_MIXTURE, spec.final_training.steps
         seed, model = spec.search.seed, spec.models.target
     else:
         tid = step_key.partition("/")[2]
         mixture, steps = layout.trial_mixture(tid), spec.budget.proxy_steps
-        seed, model = trial_seed(spec.search.seed, tid), spec.models.proxy
+        seed, model = trial_seed(spec.search.seed, repeat), spec.models.proxy
     return {
         SEARCH_URI: search_uri,
         MIXTURE_URI: f"{search_uri}/{mixture}",

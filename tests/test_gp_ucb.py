@@ -10,7 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from mixtura_jobs.search.gp_ucb import LogRatio, fit_gp, posterior_best, propose_batch, srinivas_beta
+from mixtura_jobs.search.gp_ucb import (
+    SAME_MIXTURE_L1,
+    LogRatio,
+    fit_gp,
+    posterior_best,
+    propose_batch,
+    srinivas_beta,
+    ucb_batch,
+)
+from mixtura_jobs.search.seed_noise import pooled, repeat_groups, spread
 from mixtura_jobs.search.simplex import (
     apply_caps,
     dirichlet_design,
@@ -248,3 +257,57 @@ def test_a_fit_of_other_inputs_is_no_warm_start() -> None:
     old = propose_batch(x[:8], y[:8], 4, seed=0, pool_size=500).hyperparameters
     raw = {**old, "covar_module.raw_lengthscale": [old["covar_module.raw_lengthscale"][0][:D]]}
     assert propose_batch(x, y, 4, seed=0, pool_size=500, warm_start=raw).weights.shape == (4, D)
+
+
+def test_pending_mixtures_are_never_proposed_again_even_the_best_ones() -> None:
+    """Asynchronous proposals: the running trials are botorch's X_pending; the best candidates by UCB are
+    pending, yet no proposal equals (or lies within SAME_MIXTURE_L1 of) one of them."""
+    x, y = observed(12)
+    candidates = random_batch(300, D, 5)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = fit_gp(x, y)
+    first = ucb_batch(model, candidates, 3, 2.0, 0)
+    pending = candidates[first]
+    again = ucb_batch(model, candidates, 3, 2.0, 0, pending=pending)
+    assert not set(first) & set(again)
+    assert np.abs(candidates[again][:, None] - pending[None]).sum(axis=-1).min() >= SAME_MIXTURE_L1
+
+
+def test_an_async_proposal_avoids_pending_mixtures_in_the_initial_design_and_after() -> None:
+    x, y = observed(2)
+    center = W_STAR
+    pending = np.array([center])
+    initial = propose_batch(x, y, 1, seed=0, prior_center=center, n_initial=4, pending=pending)
+    assert initial.predicted_mean is None and not np.allclose(initial.weights[0], center)
+    x, y = observed(10)
+    pending = propose_batch(x, y, 3, seed=1, pool_size=2000).weights
+    gp = propose_batch(x, y, 3, seed=1, pool_size=2000, pending=pending)
+    assert np.abs(gp.weights[:, None] - pending[None]).sum(axis=-1).min() >= SAME_MIXTURE_L1
+
+
+def test_the_observation_noise_is_learned_or_fixed_from_the_repeats() -> None:
+    x, y = observed(12)
+    learned = fit_gp(x, y)
+    assert "likelihood.noise_covar.raw_noise" in dict(learned.named_parameters())
+    variance = 1e-4
+    fixed = fit_gp(x, y, noise=variance)
+    assert "likelihood.noise_covar.raw_noise" not in dict(fixed.named_parameters())
+    # The likelihood holds it in standardised units: the variance over the outcomes' variance.
+    expected = variance / np.var(y, ddof=1)
+    np.testing.assert_allclose(fixed.likelihood.noise.detach().numpy(), expected, rtol=1e-6)
+    # A learned fit warm-starts a fixed one and back (the kernel's parameters carry over).
+    warm = {n: v.detach().tolist() for n, v in learned.named_parameters()}
+    assert fit_gp(x, y, warm_start=warm, noise=variance).likelihood.noise.shape == (12,)
+
+
+def test_seed_noise_is_the_pooled_variance_within_each_rerun_mixture() -> None:
+    y = np.array([1.0, 2.0, 1.2, 3.0, 2.1, 3.4])
+    groups = repeat_groups(["000", "001", "002", "003", "004", "005"], {"004": "001", "005": "003"})
+    assert groups == [[1, 4], [3, 5]]
+    noise = pooled(y, groups)
+    # (2.0 - 2.05)^2 * 2 + (3.0 - 3.2)^2 * 2 over 2 degrees of freedom
+    assert noise.groups == 2 and noise.repeats == 2
+    assert math.isclose(noise.variance, (0.005 + 0.08) / 2)
+    assert pooled(y, [[0], [2]]) is None
+    assert math.isclose(spread(np.array([1.0, 3.0])), math.sqrt(2))

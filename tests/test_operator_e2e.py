@@ -316,7 +316,7 @@ def test_trials_run_the_users_trainer_and_best_trial_follows_a_maximised_objecti
     for tid in ("000", "001", "002", "003"):
         received[tid] = store.get_json(f"{prefix}/trials/{tid}/metrics.json")["received"]
         mixture = store.get_json(f"{prefix}/trials/{tid}/mixture.json")
-        assert received[tid]["seed"] == 5000 + int(tid) and received[tid]["weights"] == mixture["weights"]
+        assert received[tid]["seed"] == 5 and received[tid]["weights"] == mixture["weights"]
         assert received[tid]["cells"] and sum(received[tid]["drawn"].values()) == 8 * 4
     final = store.get_json(f"{prefix}/final/metrics.json")["received"]
     assert final["weights"] == store.get_json(f"{prefix}/final/mixture.json")["weights"] and final["seed"] == 5
@@ -326,6 +326,47 @@ def test_trials_run_the_users_trainer_and_best_trial_follows_a_maximised_objecti
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "team/trainer:1"
     wide = plane.kubectl("get", "mixturesearch", "own-trainer", "-n", NS, "-o", "wide").stdout.split("\n")
     assert "OBJECTIVE" in wide[0].split() and "max accuracy" in wide[1]
+
+
+def test_async_proposals_refill_freed_slots_while_a_slow_trial_runs(control_plane, installed):
+    """Issue 18 on the test bed: with trial 000 slow, the slot 001 frees is proposed at once, conditioned on the
+    running 000, and 002 runs beside 000 (rounds would run only 001 beside it); never more than parallelTrials
+    trial Jobs are active, and no proposal names a running trial."""
+    plane, operator, store = control_plane, installed["operator"], installed["store"]
+    trainer = {
+        "image": "team/trainer:1",
+        "command": ["python", str(REPO / "tests/trainers/contract_trainer.py")],
+        "env": {"SLOW_TRIALS": "000=90"},
+    }
+    text = manifests(
+        "async",
+        installed["bucket"],
+        installed["endpoint"],
+        method="mixatlas",
+        search={"space": "domains", "schedule": "async"},
+        budget={"maxTrials": 4, "parallelTrials": 2, "maxFailedTrials": 0, "proxySteps": 2},
+        trainer=trainer,
+        finalTraining={"enabled": False},
+    )
+    plane.kubectl("apply", "-n", NS, "-f", "-", input=text)
+    beside_slow: set[str] = set()
+    most_active = [0]
+
+    def sample(_body):
+        running = {j["metadata"]["labels"]["mixtura.dev/trial"] for j in proxy_jobs(plane, "async") if active(j)}
+        most_active[0] = max(most_active[0], len(running))
+        if "000" in running:
+            beside_slow.update(running - {"000"})
+
+    body = wait_phase(plane, operator, "async", {"Succeeded", "Failed"}, timeout=900, each=sample)
+    assert body["status"]["phase"] == "Succeeded", body["status"]
+    assert beside_slow >= {"001", "002"} and most_active[0] == 2
+    prefix = body["status"]["artifacts"]["root"].removeprefix(f"s3://{installed['bucket']}/")
+    proposal = store.get_json(f"{prefix}/proposals/round-1/proposal.json")
+    assert proposal["trials"] == ["002"] and proposal["pending"] == ["000"]
+    later = store.get_json(f"{prefix}/proposals/round-2/proposal.json")
+    assert later["trials"] == ["003"] and not set(later["pending"]) & {"001", "002", "003"}
+    assert "async" in store.get_bytes(f"{prefix}/report/index.html").decode()
 
 
 def test_unschedulable_jobs_show_as_a_condition(control_plane, installed):

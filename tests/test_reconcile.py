@@ -83,8 +83,12 @@ class World:
             trials[key.split("/")[1]] = TrialResult(objective, {"digits": 0.5, "prose": 0.5})
         extra = {"madmix_weights": {"digits": 0.6, "prose": 0.4}} if key == "score" else {}
         if key.startswith("propose/"):
-            ids = tuple(self.args[key][self.args[key].index("--trials") + 1].split(","))
+            job = CreateJob(key, self.args[key])
+            ids = tuple(job.option("--trials").split(","))
             extra = {"proposed": {**self.observed.proposed, int(key.split("/")[1]): ids}}
+            if job.option("--repeat-of"):
+                rerun = dict(zip(ids, job.option("--repeat-of").split(","), strict=True))
+                extra["repeats"] = {**self.observed.repeats, **rerun}
         self.observed = replace(self.observed, jobs=jobs, done=self.observed.done | {key}, trials=trials, **extra)
 
     def running(self) -> list[str]:

@@ -38,7 +38,7 @@ def test_a_trial_runs_the_users_trainer_with_the_contracts_variables():
     assert {k: variables[k] for k in (contract.MIXTURE_URI, contract.OUTPUT_URI, contract.SEED, contract.STEPS)} == {
         contract.MIXTURE_URI: f"{URI}/trials/007/mixture.json",
         contract.OUTPUT_URI: f"{URI}/trials/007",
-        contract.SEED: str(contract.trial_seed(2, "007")),
+        contract.SEED: str(contract.trial_seed(2)),
         contract.STEPS: "60",
     }
     assert variables[contract.ASSIGNMENTS_URI] == f"{URI}/cells/assignments"

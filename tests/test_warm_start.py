@@ -65,7 +65,7 @@ def propose_round_0(store, warm_start: str) -> dict:
     from mixtura_jobs.steps import propose
     from mixtura_jobs.steps.context import StepContext
 
-    args = argparse.Namespace(round=0, trials="000,001", warm_start=warm_start)
+    args = argparse.Namespace(round=0, trials="000,001", warm_start=warm_start, pending="", repeat_of="")
     propose.run(StepContext(store), args)
     return store.get_json(layout.proposal(0))
 

@@ -21,11 +21,12 @@ def final_mixture(
     seed: int,
     d: int,
     space: MixtureSpace | None = None,
+    noise: float | None = None,
 ) -> tuple[np.ndarray, dict]:
     """(weights, provenance): domain weights for the methods that do not search. Searches pick, among the
     trials (`trials_x`: points of `space`, domain weights by default; `trials_score`: their objective, higher
-    is better), the observed trial with the best posterior mean (robust to a lucky noisy run); with few
-    trials, the best observed one."""
+    is better), the observed trial with the best posterior mean (robust to a lucky noisy run; `noise`: the
+    observation noise variance measured by repeats, else learned); with few trials, the best observed one."""
     if method == "uniform":
         return uniform_weights(d), {"source": "uniform"}
     if method == "manual":
@@ -37,7 +38,7 @@ def final_mixture(
     if len(trials_score) < MIN_TRIALS_FOR_POSTERIOR:
         best = int(np.argmax(trials_score))
         return trials_x[best], {"source": "best-observed", "index": best}
-    best, mean, std = gp_ucb.posterior_best(trials_x, trials_score, seed=seed, space=space)
+    best, mean, std = gp_ucb.posterior_best(trials_x, trials_score, seed=seed, space=space, noise=noise)
     return trials_x[best], {
         "source": "posterior-mean",
         "index": best,

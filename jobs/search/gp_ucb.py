@@ -9,7 +9,7 @@ kernel sees their centred log-ratios (`LogRatio`), so that whether a domain is p
 """
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from numbers import Real
@@ -46,6 +46,10 @@ PREDICT_CHUNK = 256
 # LogRatio's offset: weights far below it (1 % of the mixture) count as absent. With 0.1 % the search missed
 # the acceptance test's interior optimum on 4 of 10 seeds (dense mixtures, raw weights matter there).
 LOG_OFFSET = 1e-2
+# The smallest fixed noise variance: repeats that agree to the last digit must not make the kernel matrix singular.
+MIN_NOISE = 1e-8
+# Candidates closer than this (L1) to a pending or chosen mixture are that mixture: never proposed again.
+SAME_MIXTURE_L1 = 1e-3
 # What the GP sees (fit_gp's `inputs`): the weights beside their centred log-ratios (the default), the
 # log-ratios alone, or the weights alone.
 Inputs = Literal["weights+log-ratio", "log-ratio", "weights"]
@@ -133,10 +137,13 @@ def fit_gp(
     y: np.ndarray,
     warm_start: Hyperparameters | None = None,
     inputs: Inputs = "weights+log-ratio",
+    noise: float | None = None,
 ) -> SingleTaskGP:
     """SingleTaskGP: Matérn-5/2 with ARD on `inputs` (the weights and their LogRatio coordinates by default),
     standardised outcomes, hyperparameters by marginal likelihood, starting from `warm_start` (another fit's
-    `hyperparameters`) when its shapes match.
+    `hyperparameters`) when its shapes match. The observation noise is learned with the rest (botorch's
+    homoskedastic Gaussian likelihood and its prior), or fixed at the variance `noise` (y units: the seed noise
+    measured by repeats, `seed_noise.pooled`).
 
     The lengthscale prior is botorch's dimension-scaled log-normal (Hvarfner et al. 2024); with the classic
     Gamma(3, 6) prior the median regret on the acceptance test was 1.7x larger.
@@ -145,25 +152,33 @@ def fit_gp(
         raise ValueError(f"inputs must be one of {get_args(Inputs)}, got {inputs!r}")
     train_x = _inputs(x)
     dim = train_x.shape[-1] * (2 if inputs == "weights+log-ratio" else 1)
+    train_y = torch.as_tensor(y, dtype=DTYPE).unsqueeze(-1)
     model = SingleTaskGP(
         train_x,
-        torch.as_tensor(y, dtype=DTYPE).unsqueeze(-1),
+        train_y,
+        train_Yvar=None if noise is None else torch.full_like(train_y, max(noise, MIN_NOISE)),
         covar_module=get_covar_module_with_dim_scaled_prior(dim, use_rbf_kernel=False),
         outcome_transform=Standardize(m=1),
         input_transform=None if inputs == "weights" else LogRatio(keep_weights=inputs == "weights+log-ratio"),
     )
     current = dict(model.named_parameters())
-    if warm_start is not None and set(warm_start) != set(current):
+    # A fit with learned noise warm-starts one with noise fixed by repeats (and back): the kernel's own match.
+    if warm_start is not None and _kernel_names(warm_start) != _kernel_names(current):
         raise ValueError(f"warm_start must name this GP's parameters {sorted(current)}")
     # A fit of other inputs (a round proposed before the GP saw log-ratios) has other shapes: start cold.
-    warm = warm_start is not None and all(np.shape(v) == current[n].shape for n, v in warm_start.items())
+    shared = {n: v for n, v in (warm_start or {}).items() if n in current}
+    warm = warm_start is not None and all(np.shape(v) == current[n].shape for n, v in shared.items())
     if warm:
-        model.load_state_dict({name: torch.as_tensor(v, dtype=DTYPE) for name, v in warm_start.items()}, strict=False)
+        model.load_state_dict({name: torch.as_tensor(v, dtype=DTYPE) for name, v in shared.items()}, strict=False)
     maxiter = WARM_FIT_MAXITER if warm else FIT_MAXITER
     fit_gpytorch_mll(
         ExactMarginalLogLikelihood(model.likelihood, model), optimizer_kwargs={"options": {"maxiter": maxiter}}
     )
     return model
+
+
+def _kernel_names(parameters: Mapping[str, object]) -> set[str]:
+    return {name for name in parameters if not name.startswith("likelihood.")}
 
 
 def hyperparameters(model: SingleTaskGP) -> Hyperparameters:
@@ -184,37 +199,76 @@ def _predict(model: SingleTaskGP, w: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return torch.cat(means).numpy(), torch.cat(stds).numpy()
 
 
-def ucb_batch(model: SingleTaskGP, candidates: np.ndarray, q: int, beta: float, sampler_seed: int) -> np.ndarray:
+def ucb_batch(
+    model: SingleTaskGP,
+    candidates: np.ndarray,
+    q: int,
+    beta: float,
+    sampler_seed: int,
+    pending: np.ndarray | None = None,
+) -> np.ndarray:
     """Indices of q distinct candidates by batch UCB (qUpperConfidenceBound), picked greedily as botorch's
-    optimize_acqf_discrete does: each pick becomes a pending point of the next. Only the candidates with the
-    best marginal UCB, mean + sqrt(beta) * std (what qUCB is for q=1), are scored jointly."""
+    optimize_acqf_discrete does: each pick becomes a pending point (botorch's X_pending) of the next, after the
+    `pending` mixtures (trials still running, asynchronous proposals), so a pick is worth what it adds to
+    them. Only the candidates with the best marginal UCB, mean + sqrt(beta) * std (what qUCB is for q=1), are
+    scored jointly; a candidate that is a pending or chosen mixture (within SAME_MIXTURE_L1) is never picked."""
     mean, std = _predict(model, candidates)
-    order = np.argsort(-(mean + math.sqrt(beta) * std), kind="stable")[: SHORTLIST_PER_POINT * q]
+    pending = np.empty((0, candidates.shape[1])) if pending is None else np.asarray(pending, dtype=np.float64)
+    taken = _near(candidates, pending)
+    ucb = np.where(taken, -np.inf, mean + math.sqrt(beta) * std)
+    order = np.argsort(-ucb, kind="stable")[: SHORTLIST_PER_POINT * q]
+    if np.isneginf(ucb[order]).sum() > len(order) - q:
+        raise ValueError(f"fewer than q={q} candidates differ from the {len(pending)} pending mixtures")
     acquisition = qUpperConfidenceBound(
         model, beta=beta, sampler=SobolQMCNormalSampler(sample_shape=torch.Size([MC_SAMPLES]), seed=sampler_seed)
     )
-    return order[greedy_batch(acquisition, _inputs(candidates[order]), q)]
+    chosen = greedy_batch(acquisition, _inputs(candidates[order]), q, candidates[order], _inputs(pending), taken[order])
+    return order[chosen]
 
 
-def greedy_batch(acquisition: MCAcquisitionFunction, choices: torch.Tensor, q: int) -> list[int]:
-    """Rows of `choices` (m, d) for a batch of q, picked one at a time, each the best given the earlier picks
-    as pending points (botorch's optimize_acqf_discrete, sequential)."""
+def greedy_batch(
+    acquisition: MCAcquisitionFunction,
+    choices: torch.Tensor,
+    q: int,
+    points: np.ndarray,
+    pending: torch.Tensor | None = None,
+    excluded: np.ndarray | None = None,
+) -> list[int]:
+    """Rows of `choices` (m, d; the acquisition's inputs of the mixtures `points`) for a batch of q, picked one
+    at a time, each the best given the `pending` inputs and the earlier picks as pending points (botorch's
+    optimize_acqf_discrete, sequential). Rows `excluded`, and rows within SAME_MIXTURE_L1 of a pick, are never
+    picked."""
     choices = choices.unsqueeze(-2)
+    pending = choices.new_zeros((0, choices.shape[-1])) if pending is None else pending
+    excluded = torch.zeros(len(choices), dtype=torch.bool) if excluded is None else torch.as_tensor(excluded)
     chosen: list[int] = []
     for _ in range(q):
-        acquisition.set_X_pending(choices[chosen].squeeze(-2) if chosen else None)
+        acquisition.set_X_pending(
+            torch.cat([pending, choices[chosen].squeeze(-2)]) if len(pending) or chosen else None
+        )
         with torch.no_grad():
             values = acquisition(choices)
-        values[chosen] = -torch.inf
+        values[excluded] = -torch.inf
         chosen.append(int(torch.argmax(values)))
+        excluded |= torch.as_tensor(_near(points, points[chosen[-1:]]))
     return chosen
 
 
+def _near(points: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Which rows of `points` are (within SAME_MIXTURE_L1) a row of `others`."""
+    nearest = np.full(len(points), np.inf)
+    # One row of `others` at a time: a pool of 10,000 against 256 pending cell mixtures at once would be a GB.
+    for other in others:
+        nearest = np.minimum(nearest, np.abs(points - other).sum(axis=1))
+    return nearest < SAME_MIXTURE_L1
+
+
 def _initial_design(
-    x: np.ndarray, q: int, center: np.ndarray, center_first: bool, space: MixtureSpace, rng: np.random.Generator
+    taken: np.ndarray, q: int, center: np.ndarray, center_first: bool, space: MixtureSpace, rng: np.random.Generator
 ) -> np.ndarray:
+    """Dirichlet draws around `center`, the center itself first unless `taken` (observed or pending) has it."""
     design = space.sample(q, center, rng)
-    if center_first and not np.any(np.all(np.abs(x - center) <= 1e-9, axis=1)):
+    if center_first and not _near(center[None], taken)[0]:
         design[0] = center
     return design
 
@@ -246,19 +300,23 @@ def propose_batch(
     space: MixtureSpace | None = None,
     pool_size: int = 10000,
     warm_start: Hyperparameters | None = None,
+    pending: np.ndarray | None = None,
+    noise: float | None = None,
 ) -> Proposal:
-    """The next q distinct mixtures to evaluate, maximising y.
+    """The next q distinct mixtures to evaluate, maximising y, none of them a `pending` one (points of `space`
+    being evaluated: asynchronous proposals are conditioned on them).
 
     X: (n, d) observed points of `space` (default: plain weights over d domains; n may be 0); y: (n,)
     their objective. While n < n_initial (default q, at least 2) the batch comes from the initial design:
     `prior_center` first (MaD-Mix weights or the natural distribution; once, unless already observed), then
     Dirichlet draws around it (around uniform without one). After that: GP-UCB (ucb_batch) over a pool of
     `pool_size` Dirichlet candidates, the GP fitted from `warm_start` (the previous round's
-    `hyperparameters`) when given. `beta="srinivas"` uses srinivas_beta(t=n+1, |D|=pool_size). The result
-    depends only on the arguments.
+    `hyperparameters`) when given, with observation noise `noise` (fit_gp). `beta="srinivas"` uses
+    srinivas_beta(t=n+1, |D|=pool_size). The result depends only on the arguments.
     """
     x, y, space = _check_observations(X, y, space)
     n, d = x.shape
+    pending = np.empty((0, d)) if pending is None else np.asarray(pending, dtype=np.float64).reshape(-1, d)
     if not 1 <= q <= pool_size:
         raise ValueError(f"q must be between 1 and pool_size ({pool_size}), got {q}")
     if beta != "srinivas" and not (isinstance(beta, Real) and beta > 0):
@@ -270,33 +328,34 @@ def propose_batch(
     # The draws depend on how many observations there are, so each round gets fresh ones.
     rng = np.random.default_rng([seed, n])
     if n < max(q if n_initial is None else n_initial, 2):
-        return Proposal(_initial_design(x, q, center, prior_center is not None, space, rng), None, None)
+        taken = np.concatenate([x, pending])
+        return Proposal(_initial_design(taken, q, center, prior_center is not None, space, rng), None, None)
 
     with _torch_seeded(int(rng.integers(2**63))):
-        model = fit_gp(x, y, warm_start)
+        model = fit_gp(x, y, warm_start, noise=noise)
         observed_mean, _ = _predict(model, x)
         pool = _candidate_pool(x[np.argmax(observed_mean)], center, space, pool_size, rng)
         beta_t = srinivas_beta(n + 1, pool_size) if beta == "srinivas" else float(beta)
-        weights = pool[ucb_batch(model, pool, q, beta_t, int(rng.integers(2**31)))]
+        weights = pool[ucb_batch(model, pool, q, beta_t, int(rng.integers(2**31)), pending)]
     mean, std = _predict(model, weights)
     return Proposal(weights, mean, std, hyperparameters(model))
 
 
 def posterior_at_observations(
-    X: np.ndarray, y: np.ndarray, *, seed: int, space: MixtureSpace | None = None
+    X: np.ndarray, y: np.ndarray, *, seed: int, space: MixtureSpace | None = None, noise: float | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The GP's posterior mean and std (y units, without observation noise) at each observed point."""
     x, y, _ = _check_observations(X, y, space)
     if x.shape[0] < 2:
         raise ValueError("a posterior needs at least 2 observations")
     with _torch_seeded(seed):
-        return _predict(fit_gp(x, y), x)
+        return _predict(fit_gp(x, y, noise=noise), x)
 
 
 def posterior_best(
-    X: np.ndarray, y: np.ndarray, *, seed: int, space: MixtureSpace | None = None
+    X: np.ndarray, y: np.ndarray, *, seed: int, space: MixtureSpace | None = None, noise: float | None = None
 ) -> tuple[int, float, float]:
     """The observed point with the best GP posterior mean (robust to noise): index, mean, std in y units."""
-    mean, std = posterior_at_observations(X, y, seed=seed, space=space)
+    mean, std = posterior_at_observations(X, y, seed=seed, space=space, noise=noise)
     best = int(np.argmax(mean))
     return best, float(mean[best]), float(std[best])

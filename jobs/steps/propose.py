@@ -1,4 +1,5 @@
-"""propose: the mixtures of one round's trials, from every finished trial so far."""
+"""propose: the mixtures of one proposal's trials, from every finished trial so far and the running ones (async),
+or the mixtures of the best trials again (repeatTop)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mixtura_jobs.data.recorded_runs import Layout, pool_from_text
-from mixtura_jobs.search import cell_weights, gp_ucb
+from mixtura_jobs.search import cell_weights, gp_ucb, seed_noise
 from mixtura_jobs.search.mixtures import NamedSpace
 from mixtura_jobs.search.regmix import regression_batch
 from mixtura_jobs.steps.context import StepContext
@@ -28,6 +29,9 @@ def load_space(ctx: StepContext) -> NamedSpace:
         return NamedSpace(kind, tuple(ctx.domain_names), sizes / sizes.sum())
     cells = cell_weights.from_record(ctx.store.get_json(layout.CELLS))
     return NamedSpace(kind, tuple(ctx.domain_names), cells.natural, cells)
+
+
+PRIOR = "prior:"  # the id prefix of spec.search.priorRuns' rows among the observations
 
 
 def observations(
@@ -58,7 +62,7 @@ def observations(
         points.append(space.point(ctx.store.get_json(layout.trial_mixture(tid))))
         scores.append(score(value, objective))
     for index, (weights, value) in enumerate(prior_runs(ctx)):
-        ids.append(f"prior:{index + 1}")
+        ids.append(f"{PRIOR}{index + 1}")
         points.append(space.center(weights))
         scores.append(score(value, objective))
     return ids, np.array(points).reshape(len(ids), space.geometry.dim), np.array(scores)
@@ -102,6 +106,40 @@ def _check_same_space(space: NamedSpace, record: dict, uri: str) -> None:
         )
 
 
+def measured_noise(ctx: StepContext, ids: Sequence[str], y: np.ndarray) -> seed_noise.SeedNoise | None:
+    """The seed noise of this search's repeats (`repeatOf` in their mixture records) among the observations
+    `ids` with scores `y`; None before there are repeats."""
+    own = [tid for tid in ids if "#" not in tid and not tid.startswith(PRIOR)]
+    repeat_of = {
+        tid: r["repeatOf"] for tid in own if "repeatOf" in (r := ctx.store.get_json(layout.trial_mixture(tid)))
+    }
+    return seed_noise.pooled(y, seed_noise.repeat_groups(ids, repeat_of))
+
+
+def mixtures(ctx: StepContext, space: NamedSpace, trial_ids: Sequence[str]) -> np.ndarray:
+    """The points in `space` of this search's trials `trial_ids` (proposed, running or finished)."""
+    points = [space.point(ctx.store.get_json(layout.trial_mixture(tid))) for tid in trial_ids]
+    return np.array(points).reshape(len(points), space.geometry.dim)
+
+
+def repeat(ctx: StepContext, args: argparse.Namespace) -> None:
+    """The mixtures of `--repeat-of`, again, as the trials of `--trials` (repeatTop: their seeds differ)."""
+    originals, trial_ids = args.repeat_of.split(","), args.trials.split(",")
+    for tid, original in zip(trial_ids, originals, strict=True):
+        record = ctx.store.get_json(layout.trial_mixture(original))
+        rerun = {k: v for k, v in record.items() if k != "predicted"}
+        ctx.store.put_json(layout.trial_mixture(tid), {**rerun, "round": args.round, "repeatOf": original})
+    summary = {
+        "round": args.round,
+        "source": "repeat",
+        "trials": trial_ids,
+        "repeatOf": dict(zip(trial_ids, originals, strict=True)),
+    }
+    ctx.store.put_json(layout.proposal(args.round), summary)
+    print(f"proposed round={args.round} trials={','.join(trial_ids)} source=repeat of={args.repeat_of}", flush=True)
+    ctx.mark_done(f"propose/{args.round}")
+
+
 def previous_fit(ctx: StepContext, round_index: int) -> gp_ucb.Hyperparameters | None:
     """The GP hyperparameters the previous round fitted, if it fitted one: this round's warm start."""
     key = layout.proposal(round_index - 1)
@@ -112,12 +150,17 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
     step_key = f"propose/{args.round}"
     if ctx.is_done(step_key):
         return
+    if args.repeat_of:
+        return repeat(ctx, args)
     spec = ctx.search.spec
     trial_ids = args.trials.split(",")
     q, seed = len(trial_ids), ctx.seed + 7919 * args.round
     space = load_space(ctx)
     imported = [uri for uri in args.warm_start.split(",") if uri]
     ids, x, y = observations(ctx, space, imported)
+    # A trial that finished after the operator started this proposal is an observation now, no longer pending.
+    pending_ids = [tid for tid in args.pending.split(",") if tid and tid not in ids]
+    noise = measured_noise(ctx, ids, y)
     madmix = ctx.vector(ctx.store.get_json(layout.MADMIX)["weights"]) if spec.method == "madmix+mixatlas" else None
     center = space.center(madmix)
     mean = std = fitted = None
@@ -138,6 +181,8 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
             n_initial=first_round,
             space=space.geometry,
             warm_start=previous_fit(ctx, args.round),
+            pending=mixtures(ctx, space, pending_ids),
+            noise=None if noise is None else noise.variance,
         )
         points, mean, std = proposal.weights, proposal.predicted_mean, proposal.predicted_std
         fitted = proposal.hyperparameters
@@ -155,9 +200,15 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
         "observations": len(y),
         "imported": imported,
         "stopped": [tid for tid, _ in stopped_trials(ctx)],
-        "prior": sum(i.startswith("prior:") for i in ids),
+        "prior": sum(i.startswith(PRIOR) for i in ids),
         "trials": trial_ids,
+        "pending": pending_ids,
+        **({} if noise is None else {"noise": {"variance": noise.variance, "repeats": noise.repeats}}),
     }
     ctx.store.put_json(layout.proposal(args.round), summary if fitted is None else {**summary, "gp": fitted})
-    print(f"proposed round={args.round} trials={','.join(trial_ids)} source={source} space={space.kind}", flush=True)
+    running = f" pending={','.join(pending_ids)}" if pending_ids else ""
+    print(
+        f"proposed round={args.round} trials={','.join(trial_ids)} source={source} space={space.kind}{running}",
+        flush=True,
+    )
     ctx.mark_done(step_key)

@@ -14,11 +14,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from mixtura_jobs.search import cell_weights, comparison, gp_ucb, surrogate_diagnostics
+from mixtura_jobs.search import cell_weights, comparison, gp_ucb, seed_noise, surrogate_diagnostics
 from mixtura_jobs.search.final_pick import MIN_TRIALS_FOR_POSTERIOR
 from mixtura_jobs.search.simplex import uniform_weights
 from mixtura_jobs.steps.context import StepContext
-from mixtura_jobs.steps.propose import load_space, observations, prior_runs, stopped_trials
+from mixtura_jobs.steps.propose import load_space, measured_noise, observations, prior_runs, stopped_trials
 from mixtura_operator import layout
 from mixtura_operator.api.mixturesearch import UNRELIABLE_LOO_SPEARMAN, BaselineComparison, SurrogateFit
 from mixtura_operator.api.plan import final_baselines, searches
@@ -115,9 +115,7 @@ def sensitivity_plot(names: list[str], scales: np.ndarray) -> bytes:
     return _png(fig)
 
 
-def slice_plot(
-    grid: np.ndarray, surface: np.ndarray, names: tuple[str, str], center: np.ndarray, name: str
-) -> bytes:
+def slice_plot(grid: np.ndarray, surface: np.ndarray, names: tuple[str, str], center: np.ndarray, name: str) -> bytes:
     """The posterior mean over two coordinates, the others rescaled to stay on the simplex."""
     fig, ax = plt.subplots(figsize=(5.2, 4.2))
     image = ax.imshow(
@@ -146,12 +144,12 @@ def posterior_plot(ids: list[str], observed: np.ndarray, mean: np.ndarray, std: 
     return _png(fig)
 
 
-def _fit_surrogate(x: np.ndarray, y: np.ndarray, seed: int):
-    """The GP the search fits (gp_ucb.fit_gp), seeded as the final pick seeds it, without touching the
-    caller's random state."""
+def _fit_surrogate(x: np.ndarray, y: np.ndarray, seed: int, noise: float | None):
+    """The GP the search fits (gp_ucb.fit_gp), seeded as the final pick seeds it, with its noise, without
+    touching the caller's random state."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return gp_ucb.fit_gp(x, y)
+        return gp_ucb.fit_gp(x, y, noise=noise)
 
 
 def _surrogate(ctx: StepContext, chosen: dict | None) -> tuple[dict[str, bytes], str, dict | None]:
@@ -163,7 +161,8 @@ def _surrogate(ctx: StepContext, chosen: dict | None) -> tuple[dict[str, bytes],
         return {}, "", None
     objective = ctx.search.spec.objective
     name = objective_label(objective)
-    model = _fit_surrogate(x, y, ctx.seed)
+    noise = measured_noise(ctx, ids, y)
+    model = _fit_surrogate(x, y, ctx.seed, None if noise is None else noise.variance)
     mean, std = surrogate_diagnostics.posterior_at(model, x)
     order = np.argsort(-mean, kind="stable")[:TOP_CANDIDATES]
     # The GP maximises scores; `score` is its own inverse, so it maps them back to the objective's values.
@@ -222,10 +221,37 @@ mixture needs to reach the baseline's final loss, over the baseline's steps (bel
     return {"comparison.png": comparison_plot(curves)}, section, entries
 
 
+def _schedule_text(spec) -> str:
+    parallel = spec.budget.parallel_trials
+    text = {
+        "async": f"async: each freed slot of {parallel} proposed at once, conditioned on the running trials",
+        "rounds": f"rounds of {parallel} trials",
+    }[spec.search.schedule]
+    return text + (f"; the best {spec.search.repeat_top} rerun with new seeds" if spec.search.repeat_top else "")
+
+
 def _ratio_text(ratio: float | None) -> str:
     if ratio is None:
         return "not reached"
     return f"{ratio:.2f} ({1 / ratio:.2f}x fewer steps)" if ratio > 0 else "0 (from the start)"
+
+
+def _noise_rows(trials: list[tuple[str, dict, dict, float]]) -> list[list[str]]:
+    """The seed noise measured by repeats beside the spread between mixtures, as summary rows."""
+    repeat_of = {tid: m["repeatOf"] for tid, m, _, _ in trials if "repeatOf" in m}
+    spread = seed_noise.spread(np.array([value for tid, _, _, value in trials if tid not in repeat_of]))
+    values = np.array([value for *_, value in trials])
+    noise = seed_noise.pooled(values, seed_noise.repeat_groups([t[0] for t in trials], repeat_of))
+    rows = [["spread between mixtures (std of trial objectives)", f"{spread:.4f}"]]
+    if noise is not None:
+        ratio = f", {noise.std / spread:.2f} of the spread" if spread > 0 else ""
+        rows.append(
+            [
+                "seed noise (std over repeats)",
+                f"{noise.std:.4f} ({noise.groups} mixtures rerun with new seeds{ratio}; the GP's noise)",
+            ]
+        )
+    return rows
 
 
 def concept_thumbnails(exemplars: dict[str, list[np.ndarray]]) -> bytes:
@@ -386,7 +412,7 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
             tid,
             f"{value:.4f}",
             str(m["round"]),
-            m["source"],
+            f"repeat of {m['repeatOf']}" if "repeatOf" in m else m["source"],
             r.get("augmentation", "none"),
             _weights_text(m),
             _trial_links(store, tid),
@@ -398,14 +424,21 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
         for tid, value in stopped
         for m in [store.get_json(layout.trial_mixture(tid))]
     ]
-    budget = spec.budget.max_trials
+    reruns = f" and {spec.search.repeat_top} reruns" if spec.search.repeat_top else ""
     summary = [
         ["search", f"{ctx.search.metadata.namespace}/{ctx.search.metadata.name}"],
         ["objective", measure],
         ["method", spec.method],
-        ["trials", f"{len(trials)} succeeded, {len(failed)} failed, {len(stopped)} stopped early of {budget}"],
+        [
+            "trials",
+            f"{len(trials)} succeeded, {len(failed)} failed, {len(stopped)} stopped early of "
+            f"{spec.budget.max_trials}{reruns}",
+        ],
         ["augmentation", spec.training.augmentation.type],
     ]
+    if searches(spec):
+        summary.append(["schedule", _schedule_text(spec)])
+        summary += _noise_rows(trials)
     if stopped:
         summary.append(["stopped trials", _stopped_text(spec)])
     if spec.search.prior_runs is not None:

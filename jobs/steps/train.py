@@ -13,7 +13,7 @@ import numpy as np
 from mixtura_jobs.search.final_pick import final_mixture
 from mixtura_jobs.steps.context import StepContext
 from mixtura_jobs.steps.models import Role, model_ref
-from mixtura_jobs.steps.propose import load_space, observations
+from mixtura_jobs.steps.propose import load_space, measured_noise, observations
 from mixtura_jobs.training.backends import VLMBackend
 from mixtura_jobs.training.device import select_placement
 from mixtura_jobs.training.distributed import current_world
@@ -92,7 +92,7 @@ def run_proxy(ctx: StepContext, args: argparse.Namespace) -> None:
     if spec.models.proxy.config.get("failTrials") and args.trial in spec.models.proxy.config["failTrials"]:
         raise SystemExit(f"trial {args.trial}: failure injected by models.proxy.config.failTrials")
     mixture = ctx.store.get_json(layout.trial_mixture(args.trial))
-    seed, steps = trial_seed(ctx.seed, args.trial), spec.budget.proxy_steps
+    seed, steps = trial_seed(ctx.seed, args.repeat), spec.budget.proxy_steps
     stopping = spec.search.early_stopping
     if stopping is None:
         metrics = _train(ctx, mixture, "proxy", steps, seed)
@@ -101,7 +101,7 @@ def run_proxy(ctx: StepContext, args: argparse.Namespace) -> None:
         every = stopping.evaluation_interval(steps)
         metrics = _train(ctx, mixture, "proxy", steps, seed, eval_every=every, on_eval=report)
     if current_world().is_main:
-        ctx.store.put_json(layout.trial_metrics(args.trial), metrics)
+        ctx.store.put_json(layout.trial_metrics(args.trial), {**metrics, "seed": seed})
         print(f"trial={args.trial} {_objective_line(ctx, metrics)}", flush=True)
         ctx.mark_done(step_key)
 
@@ -147,6 +147,7 @@ def pick_final(ctx: StepContext) -> dict:
     madmix = ctx.vector(ctx.store.get_json(layout.MADMIX)["weights"]) if spec.method == "madmix" else None
     space = load_space(ctx)
     ids, x, y = observations(ctx, space)
+    noise = measured_noise(ctx, ids, y)
     point, provenance = final_mixture(
         spec.method,
         manual=manual,
@@ -156,6 +157,7 @@ def pick_final(ctx: StepContext) -> dict:
         seed=ctx.seed,
         d=len(domains),
         space=space.geometry,
+        noise=None if noise is None else noise.variance,
     )
     if "index" in provenance:
         provenance["trial"] = ids[provenance.pop("index")]

@@ -30,6 +30,7 @@ Method = Literal["madmix", "mixatlas", "madmix+mixatlas", "uniform", "manual", "
 # The methods that propose and train trials; the others only produce domain weights.
 SEARCH_METHODS = ("mixatlas", "madmix+mixatlas", "random", "regression")
 Space = Literal["domains", "factorized", "full"]
+Schedule = Literal["async", "rounds"]
 NAME_PATTERN = DNS_LABEL
 # What `torch.manual_seed` and numpy's legacy seeding both take.
 SEED_MAX = 2**32 - 1
@@ -202,6 +203,18 @@ class SearchSettings(ApiModel):
     )
     prior_runs: PriorRuns | None = Field(
         default=None, description="A recorded swarm (CSV) whose runs are the search's first observations."
+    )
+    schedule: Schedule = Field(
+        default="async",
+        description="async: every slot that frees (a trial finished, failed or stopped) gets a proposal at once, "
+        "conditioned on the trials still running; rounds: a batch of parallelTrials waits for its slowest trial.",
+    )
+    repeat_top: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="After maxTrials, rerun the best k trials' mixtures with new init seeds (the seed noise, "
+        "and the GP's observation noise, come from their spread) before the final pick.",
     )
 
 

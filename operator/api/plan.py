@@ -1,11 +1,8 @@
 """What a spec implies, for the operator and the jobs alike: which methods search, the space the mixtures
-live in, which domains are embedded, the trial ids of each round. Pure functions of the resources."""
+live in, which domains are embedded (the trials of each proposal: schedule.py). Pure functions of the resources."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
-from mixtura_operator import layout
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import SEARCH_METHODS, MixtureSearchSpec, Space
 
@@ -49,16 +46,3 @@ def embedded_domains(spec: MixtureSearchSpec, domainset: DomainSet) -> list[str]
     """Domains the embed step runs for: all of them for MaD-Mix, those with images for the concept cells."""
     cells = uses_cells(spec, domainset)
     return [d.name for d in domainset.spec.domains if uses_madmix(spec) or (cells and "image" in d.modalities)]
-
-
-def rounds(spec: MixtureSearchSpec, proposed: Mapping[int, Sequence[str]] | None = None) -> list[list[str]]:
-    """Trial ids per round: batches of `parallelTrials`, `maxTrials` in all. Rounds already `proposed` keep
-    their trials, so a budget raised after a short last round goes on with new rounds after it."""
-    q, n = spec.budget.parallel_trials, spec.budget.max_trials
-    out: list[list[str]] = []
-    start = 0
-    while start < n:
-        ids = list((proposed or {}).get(len(out), ())) or [layout.trial_id(i) for i in range(start, min(start + q, n))]
-        out.append(ids)
-        start += len(ids)
-    return out

@@ -36,7 +36,8 @@ def step_commands(
     if trainer is None:
         return [Command(job.step, jobs_command(job.step, search_uri, *job.args, launcher=launcher))]
     # The contract's variables win over the user's: they say which run this is.
-    env = {**trainer.env, **trainer_contract.trainer_env(search.spec, job.step_key, search_uri)}
+    repeat = int(job.option("--repeat") or 0)
+    env = {**trainer.env, **trainer_contract.trainer_env(search.spec, job.step_key, search_uri, repeat)}
     run = Command("trainer", [*trainer.command, *trainer.args], env, trainer.image)
     if job.step_key == trainer_contract.FINAL:
         return [Command("final-pick", jobs_command("final-pick", search_uri)), run]

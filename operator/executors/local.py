@@ -46,7 +46,9 @@ class LocalExecutor:
             return False
         if any(run.job.step_key == job.step_key for run in self.queue):
             return False
-        self.queue.append(_Run(job, step_commands(search, job, search_uri, _launcher(search, job.step_key))))
+        run = _Run(job, step_commands(search, job, search_uri, _launcher(search, job.step_key)))
+        # A proposal goes first: the trials it makes wait for it, the trials already queued need not.
+        self.queue.insert(0 if job.step == "propose" else len(self.queue), run)
         return True
 
     def cancel(self, search: MixtureSearch, step_key: str) -> None:

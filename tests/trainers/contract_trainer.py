@@ -10,10 +10,13 @@ trial, mixture weights, domains drawn).
     python contract_trainer.py [--no-metrics] [--step-seconds S]
         --no-metrics: exit 0 having written nothing; --step-seconds: sleep S after each step (and its
         progress report), so that early stopping can catch the run
+
+`SLOW_TRIALS=000=40,003=5` makes those trials take that many seconds more (a schedule's test).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -54,6 +57,8 @@ def main(argv: list[str]) -> int:
         drawn.update(name for name, _ in sampler.draw(8))
         run.report_progress(step + 1, heldout)
         time.sleep(pause)
+    slow = dict(item.split("=") for item in os.environ.get("SLOW_TRIALS", "").split(",") if item)
+    time.sleep(float(slow.get(run.trial, 0)))
     run.write_metrics(
         {
             **heldout,
