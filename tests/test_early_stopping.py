@@ -165,7 +165,7 @@ def test_a_stopped_trial_is_an_observation_at_its_last_reported_objective(tmp_pa
     for step, loss in ((0, 5.0), (6, 3.0), (12, 2.0)):
         report(step, {"a": loss, "b": loss + 1})
     assert progress_curve(store.get_json(layout.trial_progress("002"))) == ((6, 3.5), (12, 2.5))
-    propose.run(ctx, argparse.Namespace(round=1, trials="002,003", warm_start=""))
+    propose.run(ctx, argparse.Namespace(round=1, trials="002,003", warm_start="", pending="", repeat_of=""))
     assert store.get_json(layout.proposal(1))["stopped"] == ["001"]
 
 

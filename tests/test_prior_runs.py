@@ -73,7 +73,7 @@ def test_the_gp_of_the_first_round_fits_the_recorded_runs(tmp_path, swarm, one_t
     # The DomainSet's order (b, a), not the CSV's; minimised loss becomes the GP's score.
     assert ids == ["prior:1", "prior:2", "prior:3", "prior:4"]
     assert x.tolist() == [[0.8, 0.2], [0.5, 0.5], [0.1, 0.9], [0.3, 0.7]] and y.tolist() == [-2.1, -1.8, -1.6, -1.7]
-    propose.run(ctx, argparse.Namespace(round=0, trials="000,001", warm_start=""))
+    propose.run(ctx, argparse.Namespace(round=0, trials="000,001", warm_start="", pending="", repeat_of=""))
     summary = store.get_json(layout.proposal(0))
     # Without observations round 0 would be the initial design; with the recorded runs the GP proposes.
     assert summary["prior"] == 4 and summary["observations"] == 4 and summary["source"] == "gp-ucb"
