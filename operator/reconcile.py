@@ -359,7 +359,8 @@ def _failures(b: _Builder) -> dict[str, str]:
 
 def _stops(b: _Builder, failed: Mapping[str, str]) -> dict[str, str]:
     """The stopped trials (step key → why): those stopped before, and the running trials that the search's
-    early-stopping rule stops now (their jobs are cancelled and each gets an event)."""
+    early-stopping rule stops now (their jobs are cancelled and each gets an event). repeatTop's reruns always
+    run to the end: they measure the seed noise of the finished trials they rerun."""
     spec, observed = b.search.spec, b.observed
     stopped = {k: m for k, m in observed.stopped.items() if k not in observed.done}
     settings = spec.search.early_stopping
@@ -368,7 +369,10 @@ def _stops(b: _Builder, failed: Mapping[str, str]) -> dict[str, str]:
     running = [
         key.removeprefix("trial/")
         for key, job in observed.jobs.items()
-        if key.startswith("trial/") and job.phase == "Running" and key not in observed.done | set(stopped) | set(failed)
+        if key.startswith("trial/")
+        and job.phase == "Running"
+        and key not in observed.done | set(stopped) | set(failed)
+        and key.removeprefix("trial/") not in observed.repeats
     ]
     verdicts = stopping_rules.trials_to_stop(
         settings, spec.budget.proxy_steps, observed.progress, running, maximize=spec.objective.goal == "maximize"

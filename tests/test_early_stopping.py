@@ -106,6 +106,27 @@ def test_the_operator_stops_a_trial_and_records_it_stopped_not_failed():
     assert not any(e.reason == "TrialFailed" for e in after.events)
 
 
+def test_a_rerun_of_repeat_top_is_never_stopped():
+    """A rerun measures the seed noise of a finished trial: stopped, it would measure the stopping instead."""
+    from dataclasses import replace
+
+    s, ds = make(method="random", max_trials=4, parallel=2, max_failed=0, final=False, settings=settings())
+    jobs = {"trial/000": JobState("Succeeded"), "trial/001": JobState("Running")}
+    observed = Observed(
+        root_uri="file:///x",
+        snapshot=True,
+        done=frozenset({"propose/0", "trial/000"}),
+        started=frozenset(jobs),
+        proposed={0: ("000", "001")},
+        jobs=jobs,
+        trials={"000": TrialResult(1.0, {"digits": 0.5, "prose": 0.5})},
+        progress={"000": flat(1.0, (6, 12, 18, 24, 30)), "001": flat(2.0, (6, 12))},
+    )
+    assert any(isinstance(a, StopTrial) for a in reconcile(s, ds, observed, NOW).actions)
+    rerun = replace(observed, repeats={"001": "000"})
+    assert not any(isinstance(a, StopTrial) for a in reconcile(s, ds, rerun, NOW).actions)
+
+
 def _stopped(observed: Observed, jobs: dict) -> Observed:
     from dataclasses import replace
 
