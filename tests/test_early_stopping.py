@@ -79,7 +79,8 @@ def settings(**early):
     return {"space": "domains", "earlyStopping": {"type": "median", "minTrialsRequired": 1, **early}}
 
 
-def test_the_operator_stops_a_trial_and_records_it_stopped_not_failed():
+def behind_the_median():
+    """A search whose trial 001 runs far behind the finished trial 000, at the same steps."""
     s, ds = make(method="random", max_trials=4, parallel=2, max_failed=0, final=False, settings=settings())
     jobs = {"trial/000": JobState("Succeeded"), "trial/001": JobState("Running")}
     observed = Observed(
@@ -92,6 +93,11 @@ def test_the_operator_stops_a_trial_and_records_it_stopped_not_failed():
         trials={"000": TrialResult(1.0, {"digits": 0.5, "prose": 0.5})},
         progress={"000": flat(1.0, (6, 12, 18, 24, 30)), "001": flat(2.0, (6, 12))},
     )
+    return s, ds, jobs, observed
+
+
+def test_the_operator_stops_a_trial_and_records_it_stopped_not_failed():
+    s, ds, jobs, observed = behind_the_median()
     stopping = reconcile(s, ds, observed, NOW)
     assert StopTrial("trial/001", stopping.actions[0].message) == stopping.actions[0]
     (event,) = [e for e in stopping.events if e.reason == "TrialStopped"]
@@ -110,18 +116,7 @@ def test_a_rerun_of_repeat_top_is_never_stopped():
     """A rerun measures the seed noise of a finished trial: stopped, it would measure the stopping instead."""
     from dataclasses import replace
 
-    s, ds = make(method="random", max_trials=4, parallel=2, max_failed=0, final=False, settings=settings())
-    jobs = {"trial/000": JobState("Succeeded"), "trial/001": JobState("Running")}
-    observed = Observed(
-        root_uri="file:///x",
-        snapshot=True,
-        done=frozenset({"propose/0", "trial/000"}),
-        started=frozenset(jobs),
-        proposed={0: ("000", "001")},
-        jobs=jobs,
-        trials={"000": TrialResult(1.0, {"digits": 0.5, "prose": 0.5})},
-        progress={"000": flat(1.0, (6, 12, 18, 24, 30)), "001": flat(2.0, (6, 12))},
-    )
+    s, ds, _, observed = behind_the_median()
     assert any(isinstance(a, StopTrial) for a in reconcile(s, ds, observed, NOW).actions)
     rerun = replace(observed, repeats={"001": "000"})
     assert not any(isinstance(a, StopTrial) for a in reconcile(s, ds, rerun, NOW).actions)
