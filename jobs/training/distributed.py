@@ -87,7 +87,10 @@ def start(placement: Placement) -> World:
 
 
 def stop() -> None:
+    """Leave the process group, every rank together: a rank that destroys it while a peer's gloo threads still
+    talk to it aborts (`terminate called without an active exception`)."""
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
