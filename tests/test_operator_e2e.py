@@ -360,7 +360,8 @@ def test_async_proposals_refill_freed_slots_while_a_slow_trial_runs(control_plan
 
     body = wait_phase(plane, operator, "async", {"Succeeded", "Failed"}, timeout=900, each=sample)
     assert body["status"]["phase"] == "Succeeded", body["status"]
-    assert beside_slow >= {"001", "002"} and most_active[0] == 2
+    # 001 (2 quick steps) may start and end between two samples; 002 beside 000 is what rounds never do.
+    assert "002" in beside_slow and most_active[0] == 2
     prefix = body["status"]["artifacts"]["root"].removeprefix(f"s3://{installed['bucket']}/")
     proposal = store.get_json(f"{prefix}/proposals/round-1/proposal.json")
     assert proposal["trials"] == ["002"] and proposal["pending"] == ["000"]
