@@ -18,8 +18,8 @@ from mixtura_operator.api.mixturesearch import MixtureSearch
 from mixtura_operator.observe import (
     StoreObserver,
     check_domain_data,
+    check_prior_runs,
     concept_source,
-    prior_runs_problem,
     warm_start_sources,
 )
 from mixtura_operator.reconcile import (
@@ -111,7 +111,7 @@ class SearchDriver:
         self.inputs = inputs
         self.allow_local_uris = allow_local_uris
         self._observers: dict[str, StoreObserver] = {}
-        self._absent: dict[str, dict[str, str]] = {}
+        self._found: dict[str, dict] = {}
 
     def step(self, search: MixtureSearch, now: datetime | None = None) -> Step:
         uid = search.metadata.uid
@@ -203,33 +203,30 @@ class SearchDriver:
                 observer.note_failed(key, action.message)
         return tuple(created)
 
-    def _check_data(
-        self, search: MixtureSearch, domainset: DomainSet | None, observer: StoreObserver
-    ) -> dict:
-        """Before the snapshot: the live DomainSet's data, read with the search's credentials. Data found absent
-        stays absent for the search; unreadable data is read again at the next step, with the Secret read
-        again (it may have been fixed)."""
+    def _check_data(self, search: MixtureSearch, domainset: DomainSet | None, observer: StoreObserver) -> dict:
+        """Before the snapshot: the live DomainSet's data and the priorRuns CSV, read with the search's
+        credentials. What is found (absent data, a CSV that can never be imported, or all well) stays found for
+        the search; what is unreadable is read again at the next step, with the Secret read again (it may have
+        been fixed)."""
         uid = search.metadata.uid
         if domainset is None:
             return {}
-        prior = self._prior_runs_check(search, domainset, observer)
-        if uid in self._absent:
-            return {"domain_problems": self._absent[uid], **prior}
+        if uid in self._found:
+            return self._found[uid]
         endpoint = search.spec.artifacts.endpoint_url
         absent, unreadable = check_domain_data(domainset, endpoint, self.allow_local_uris, observer.credentials)
-        if unreadable:
+        problem, prior_unreadable = None, None
+        if search.spec.search.prior_runs is not None:
+            names = [d.name for d in domainset.spec.domains]
+            problem, prior_unreadable = check_prior_runs(
+                search.spec.search.prior_runs, names, endpoint, observer.credentials
+            )
+        found = {"domain_problems": absent, "prior_runs_problem": problem}
+        if unreadable or prior_unreadable:
             self._observers.pop(uid, None)
-        else:
-            self._absent[uid] = absent
-        return {"domain_problems": absent, "data_unreadable": unreadable, **prior}
-
-    def _prior_runs_check(self, search: MixtureSearch, domainset: DomainSet, observer: StoreObserver) -> dict[str, str]:
-        prior = search.spec.search.prior_runs
-        if prior is None:
-            return {}
-        names = [d.name for d in domainset.spec.domains]
-        problem = prior_runs_problem(prior, names, search.spec.artifacts.endpoint_url, observer.credentials)
-        return {"prior_runs_problem": problem} if problem else {}
+            return {**found, "data_unreadable": unreadable, "prior_runs_unreadable": prior_unreadable}
+        self._found[uid] = found
+        return found
 
     def _concept_source(self, search: MixtureSearch, observer: StoreObserver) -> tuple[str | None, str | None]:
         name = search.spec.search.concept_centroids_from
@@ -240,4 +237,4 @@ class SearchDriver:
 
     def forget(self, uid: str) -> None:
         self._observers.pop(uid, None)
-        self._absent.pop(uid, None)
+        self._found.pop(uid, None)

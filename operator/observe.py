@@ -72,34 +72,38 @@ def warm_start_sources(
     return tuple(roots), None, None
 
 
-def prior_runs_problem(
+def check_prior_runs(
     prior: PriorRuns,
     domains: list[str],
     endpoint_url: str | None = None,
     credentials: Mapping[str, str] | None = None,
-) -> str | None:
-    """Why spec.search.priorRuns cannot be imported, or None: its weight columns must be exactly the domains
-    (missing ones named) and, with the target, columns of the CSV (read with the search's `credentials`)."""
+) -> tuple[str | None, str | None]:
+    """(problem, unreadable) of spec.search.priorRuns. The problem, why it can never be imported: its weight
+    columns must be exactly the domains (missing ones named) and, with the target, columns of the CSV (read with
+    the search's `credentials`), which must exist. Unreadable: the CSV could not be read (network, permissions:
+    it may come back)."""
     columns = prior.columns_for(domains)
     lacking = [name for name in domains if name not in columns]
     if lacking:
-        return f"weightColumns has no column for the domains {', '.join(lacking)}"
+        return f"weightColumns has no column for the domains {', '.join(lacking)}", None
     strangers = [name for name in columns if name not in domains]
     if strangers:
-        return f"weightColumns {', '.join(strangers)} name no domain of the DomainSet"
+        return f"weightColumns {', '.join(strangers)} name no domain of the DomainSet", None
     folder, _, name = prior.uri.rpartition("/")
     try:
         text = open_store(folder, endpoint_url, credentials).get_bytes(name).decode()
+    except ArtifactNotFound:
+        return f"no file at {prior.uri}", None
     except Exception as error:
-        return f"cannot read {prior.uri}: {type(error).__name__}: {error}"
+        return None, f"cannot read {prior.uri}: {type(error).__name__}: {error}"
     header = next(csv.reader(io.StringIO(text, newline="")), [])
     found = f"its columns: {', '.join(header) or 'none'}"
     missing = [c for c in columns if c not in header]
     if missing:
-        return f"{prior.uri} has no weight column for the domains {', '.join(missing)} ({found})"
+        return f"{prior.uri} has no weight column for the domains {', '.join(missing)} ({found})", None
     if prior.target not in header:
-        return f"{prior.uri} has no target column {prior.target} ({found})"
-    return None
+        return f"{prior.uri} has no target column {prior.target} ({found})", None
+    return None, None
 
 
 def read_result(store: ArtifactStore, metrics_key: str, mixture_key: str, objective: Objective) -> TrialResult | str:

@@ -101,8 +101,10 @@ class Observed:
     # Early stopping: trials stopped (step key → why), and the (step, objective) reports of the trials so far.
     stopped: Mapping[str, str] = field(default_factory=dict)
     progress: Mapping[str, tuple[tuple[int, float], ...]] = field(default_factory=dict)
-    # spec.search.priorRuns: why its CSV cannot be imported (names missing, unreadable).
+    # spec.search.priorRuns: why its CSV can never be imported (the search fails: columns missing, no file), and
+    # why it could not be read now (the search waits, Degraded).
     prior_runs_problem: str | None = None
+    prior_runs_unreadable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -299,6 +301,8 @@ def reconcile(search: MixtureSearch, domainset: DomainSet | None, observed: Obse
     if observed.data_unreadable:
         name, message = sorted(observed.data_unreadable.items())[0]
         return b.hold("DataUnreadable", f"domain {name}: {message}")
+    if observed.prior_runs_unreadable:
+        return b.hold("DataUnreadable", f"spec.search.priorRuns: {observed.prior_runs_unreadable}")
     if not observed.snapshot:
         b.actions.append(WriteSnapshot())
 
@@ -327,6 +331,8 @@ def _no_marker_message(search: MixtureSearch, step_key: str) -> str:
     if trainer_contract.trainer_for(search.spec, step_key) is not None:
         return trainer_contract.missing_metrics_message(step_key)
     return "the job succeeded but wrote no _SUCCESS marker"
+
+
 def _failures(b: _Builder) -> dict[str, str]:
     """Every step that failed, each counted once: a failure marker in the store (written by the step itself, or
     by an earlier reconcile) once its job is no longer retrying, a finished job without a success marker, or a
@@ -366,12 +372,13 @@ def _stops(b: _Builder, failed: Mapping[str, str]) -> dict[str, str]:
     settings = spec.search.early_stopping
     if settings is None or spec.suspend:
         return stopped
+    settled = observed.done | set(stopped) | set(failed)
     running = [
         key.removeprefix("trial/")
         for key, job in observed.jobs.items()
         if key.startswith("trial/")
         and job.phase == "Running"
-        and key not in observed.done | set(stopped) | set(failed)
+        and key not in settled
         and key.removeprefix("trial/") not in observed.repeats
     ]
     verdicts = stopping_rules.trials_to_stop(

@@ -173,3 +173,51 @@ def test_a_secret_that_cannot_be_read_holds_the_search(tmp_path):
     step = SearchDriver(Jobs(), SecretInputs(corpus(tmp_path, ["digits"]), refused)).step(madmix_search(tmp_path), NOW)
     assert_store_unavailable(step, "403 Forbidden")
     assert step.decision.status.phase != Phase.FAILED
+
+
+def prior_runs_search(tmp_path, prior_uri: str) -> MixtureSearch:
+    s = MixtureSearch.model_validate(
+        search(
+            method="random",
+            search={"space": "domains", "priorRuns": {"uri": prior_uri, "target": "loss"}},
+            artifacts={"uri": (tmp_path / "runs").as_uri()},
+            finalTraining={"enabled": False},
+        )
+    )
+    s.metadata.uid, s.metadata.generation = "uid-1", 1
+    return s
+
+
+def steps(driver: SearchDriver, s: MixtureSearch, n: int):
+    for _ in range(n):
+        step = driver.step(s, NOW)
+        s = s.model_copy(update={"status": step.decision.status})
+    return step
+
+
+def test_a_prior_runs_csv_that_can_never_be_imported_is_read_once_and_fails_the_search(tmp_path, monkeypatch):
+    reads = []
+    original = FileStore.get_bytes
+    monkeypatch.setattr(FileStore, "get_bytes", lambda self, key: reads.append(key) or original(self, key))
+    (tmp_path / "swarm.csv").write_text("run,digits,loss\n1,1.0,2.0\n")
+    s = prior_runs_search(tmp_path, (tmp_path / "swarm.csv").as_uri())
+    step = steps(SearchDriver(Jobs(), Inputs(corpus(tmp_path, ["digits", "prose"]))), s, 3)
+    status = step.decision.status
+    assert status.phase == Phase.FAILED and "no weight column for the domains prose" in status.message
+    assert reads.count("swarm.csv") == 1
+
+
+def test_a_prior_runs_csv_that_cannot_be_read_is_read_again_until_it_can(tmp_path, monkeypatch):
+    answers = [(None, "cannot read s3://swarms/runs.csv: EndpointConnectionError"), (None, None)]
+    calls = []
+    monkeypatch.setattr(
+        "mixtura_operator.driver.check_prior_runs", lambda *args: calls.append(args) or answers[min(len(calls), 2) - 1]
+    )
+    driver = SearchDriver(Jobs(), Inputs(corpus(tmp_path, ["digits", "prose"])))
+    s = prior_runs_search(tmp_path, "s3://swarms/runs.csv")
+    held = driver.step(s, NOW).decision.status
+    degraded = next(c for c in held.conditions if c.type == "Degraded")
+    assert degraded.reason == "DataUnreadable" and degraded.message.startswith("spec.search.priorRuns: cannot read")
+    step = steps(driver, s.model_copy(update={"status": held}), 3)
+    assert step.decision.status.phase not in (Phase.FAILED, Phase.PENDING) and len(calls) == 2
+    assert search_store(s).exists(layout.SNAPSHOT)

@@ -15,9 +15,10 @@ from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import MixtureSearch, Phase
 from mixtura_operator.api.prior_runs import PriorRuns
 from mixtura_operator.driver import snapshot
-from mixtura_operator.observe import prior_runs_problem
+from mixtura_operator.observe import check_prior_runs
 from mixtura_operator.reconcile import Observed, reconcile
 from mixtura_operator.store import open_store
+from testbed.procs import free_port
 
 SWARM = "run,a,b,loss\n1,0.2,0.8,2.1\n2,0.5,0.5,1.8\n3,0.9,0.1,1.6\n4,0.7,0.3,1.7\n"
 
@@ -27,6 +28,12 @@ def swarm(tmp_path) -> str:
     path = tmp_path / "swarm.csv"
     path.write_text(SWARM)
     return path.as_uri()
+
+
+def prior_runs_problem(prior: PriorRuns, domains: list[str]) -> str | None:
+    problem, unreadable = check_prior_runs(prior, domains)
+    assert unreadable is None
+    return problem
 
 
 def test_weight_columns_that_are_not_the_domains_are_refused_naming_them(swarm):
@@ -40,6 +47,22 @@ def test_weight_columns_that_are_not_the_domains_are_refused_naming_them(swarm):
     assert absent == f"{swarm} has no weight column for the domains c (its columns: run, a, b, loss)"
     target = prior_runs_problem(PriorRuns(uri=swarm, target="accuracy"), ["a", "b"])
     assert target == f"{swarm} has no target column accuracy (its columns: run, a, b, loss)"
+    gone = swarm.replace("swarm.csv", "gone.csv")
+    assert prior_runs_problem(PriorRuns(uri=gone, target="loss"), ["a", "b"]) == f"no file at {gone}"
+
+
+def test_a_csv_that_cannot_be_read_now_holds_the_search_degraded():
+    """A store that does not answer (or a Secret without permission) may come back: the search waits, Degraded."""
+    uri = "s3://swarms/runs.csv"
+    keys = {"AWS_ACCESS_KEY_ID": "team", "AWS_SECRET_ACCESS_KEY": "secret"}
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    problem, unreadable = check_prior_runs(PriorRuns(uri=uri, target="y"), ["a", "b"], endpoint, keys)
+    assert problem is None and unreadable.startswith(f"cannot read {uri}: EndpointConnectionError")
+    s, ds = make(method="random", settings={"space": "domains", "priorRuns": {"uri": uri, "target": "y"}})
+    decision = reconcile(s, ds, Observed(prior_runs_unreadable=unreadable), NOW)
+    degraded = next(c for c in decision.status.conditions if c.type == "Degraded")
+    assert decision.status.phase != Phase.FAILED and decision.retry_after is not None
+    assert degraded.reason == "DataUnreadable" and degraded.message == f"spec.search.priorRuns: {unreadable}"
 
 
 def test_the_search_fails_with_the_problem_in_its_condition():

@@ -243,9 +243,7 @@ def greedy_batch(
     excluded = torch.zeros(len(choices), dtype=torch.bool) if excluded is None else torch.as_tensor(excluded)
     chosen: list[int] = []
     for _ in range(q):
-        acquisition.set_X_pending(
-            torch.cat([pending, choices[chosen].squeeze(-2)]) if len(pending) or chosen else None
-        )
+        acquisition.set_X_pending(torch.cat([pending, choices[chosen].squeeze(-2)]) if len(pending) or chosen else None)
         with torch.no_grad():
             values = acquisition(choices)
         values[excluded] = -torch.inf

@@ -93,6 +93,8 @@ def object_schema(model: type[BaseModel]) -> dict[str, Any]:
 def metadata_schema() -> dict[str, Any]:
     """The one part of metadata a CRD may restrict: the name, which goes into Job names and label values."""
     return {"type": "object", "properties": {"name": object_schema(ObjectMeta)["properties"]["name"]}}
+
+
 def immutable_fields(spec: type[BaseModel], mutable: tuple[str, ...]) -> list[dict[str, str]]:
     """A transition rule per field of `spec` outside `mutable`: present as before, and equal."""
     rules = []

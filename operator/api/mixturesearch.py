@@ -590,9 +590,10 @@ class MixtureSearchSpec(ApiModel):
             message="must divide evenly among the processes: finalTraining.nodes x processes per node x "
             "gradientAccumulation, and resources.gpusPerJob for the proxies",
             field=".training.batchSize",
-            check=lambda s: s.training.batch_size % (s.final_world_size() * s.final_training.gradient_accumulation)
-            == 0
-            and s.training.batch_size % s.proxy_processes() == 0,
+            check=lambda s: (
+                s.training.batch_size % (s.final_world_size() * s.final_training.gradient_accumulation) == 0
+                and s.training.batch_size % s.proxy_processes() == 0
+            ),
         ),
         Rule(
             cel="!has(self.search) || !has(self.search.warmStartFrom) || size(self.search.warmStartFrom) == 0"
