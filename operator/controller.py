@@ -23,7 +23,7 @@ from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.manifests import CREDENTIAL_KEYS
 from mixtura_operator.api.mixturesearch import MixtureSearch, Phase
 from mixtura_operator.driver import SearchDriver, search_store
-from mixtura_operator.executors.kubernetes import KubernetesExecutor
+from mixtura_operator.executors.kubernetes import SEARCH_LABEL, KubernetesExecutor
 from mixtura_operator.reconcile import TERMINAL, Event, finished
 from mixtura_operator.store import ArtifactStore, open_store
 
@@ -132,6 +132,18 @@ class SearchController:
         uid = body["metadata"]["uid"]
         if uid in self._not_before or time.monotonic() - self._reconciled.get(uid, -TICK_S) >= TICK_S / 2:
             self.reconcile(body)
+
+    def pod_succeeded(self, pod: dict[str, Any]) -> None:
+        """A pod of one of a search's single-pod Jobs succeeded: its step is done."""
+        meta = pod["metadata"]
+        jobs = [o["uid"] for o in meta.get("ownerReferences") or [] if o.get("kind") == "Job"]
+        if jobs and self.executor.pod_succeeded(jobs[0]):
+            self.reconcile_named(meta["namespace"], meta["labels"][SEARCH_LABEL])
+
+    def job_finished(self, job: dict[str, Any]) -> None:
+        meta = job["metadata"]
+        if self.executor.job_finished(job):
+            self.reconcile_named(meta["namespace"], meta["labels"][SEARCH_LABEL])
 
     def reconcile_named(self, namespace: str, name: str) -> None:
         body = self._bodies.get((namespace, name)) or self.inputs.get(namespace, PLURAL, name)

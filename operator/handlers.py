@@ -13,11 +13,13 @@ from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.controller import TICK_S, SearchController, parse_search
 from mixtura_operator.domain_index import count_domain
 from mixtura_operator.domainsets import domainset_status
+from mixtura_operator.executors.kubernetes import SEARCH_LABEL
 from mixtura_operator.observe import check_domain_data
 from mixtura_operator.reconcile import finished
 
 SEARCHES = (GROUP, VERSION, "mixturesearches")
 MANAGED_BY = "app.kubernetes.io/managed-by"
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 DOMAINSETS = (GROUP, VERSION, "domainsets")
 controller: SearchController | None = None
 
@@ -33,8 +35,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     )
     settings.posting.level = logging.ERROR
     settings.watching.server_timeout = 60
-    # The API server filters the Job watch: only Mixtura's Jobs reach the operator.
+    # The API server filters the Job and pod watches: only Mixtura's reach the operator.
     settings.watching.label_selectors["batch", "jobs"] = f"{MANAGED_BY}=mixtura"
+    settings.watching.label_selectors["v1", "pods"] = f"{MANAGED_BY}=mixtura"
     # Sync handlers run in this pool; many searches each reconciling on events need more than the default.
     settings.execution.max_workers = 32
 
@@ -77,8 +80,25 @@ def search_changed(body: kopf.Body, **_: Any) -> None:
 
 
 @kopf.on.event("batch", "v1", "jobs", when=_finished)
-def job_changed(namespace: str, labels: kopf.Labels, **_: Any) -> None:
-    controller.reconcile_named(namespace, labels["mixtura.dev/search"])
+def job_changed(body: kopf.Body, **_: Any) -> None:
+    controller.job_finished(dict(body))
+
+
+def _succeeded_alone(type: str, status: kopf.Status, meta: kopf.Meta, **_: Any) -> bool:
+    """A pod that succeeded, of a Job of one pod (an Indexed Job's pods carry their index), not being deleted."""
+    annotations = meta.get("annotations") or {}
+    return (
+        type != "DELETED"
+        and status.get("phase") == "Succeeded"
+        and not meta.get("deletionTimestamp")
+        and COMPLETION_INDEX not in annotations
+    )
+
+
+# A search acts on its step's pod succeeding, not on the job controller marking the Job Complete after it.
+@kopf.on.event("v1", "pods", labels={SEARCH_LABEL: kopf.PRESENT}, when=_succeeded_alone)
+def pod_succeeded(body: kopf.Body, **_: Any) -> None:
+    controller.pod_succeeded(dict(body))
 
 
 @kopf.on.delete(*SEARCHES, field="spec.artifacts.policy", value="Delete")

@@ -51,7 +51,7 @@ RULES = (
     | {("mixtura.dev", f"{r}/status", "patch") for r in WATCHED}
     | {("mixtura.dev", "mixturesearches/finalizers", "update")}
     | {("batch", "jobs", v) for v in ("list", "watch", "create", "delete")}
-    | {("", "pods", "list"), ("", "events", "create")}
+    | {("", "pods", "list"), ("", "pods", "watch"), ("", "events", "create")}
     | {("", "services", v) for v in ("create", "delete")}
     | {("jobset.x-k8s.io", "jobsets", v) for v in ("list", "create", "delete")}
 )

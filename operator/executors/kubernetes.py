@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from mixtura_operator.executors.launch import Launch, launch_of, torchrun
 from mixtura_operator.reconcile import CreateJob, JobState
 
 STEP_KEY = "mixtura.dev/step-key"
+SEARCH_LABEL = "mixtura.dev/search"
 JOBSET_GROUP, JOBSET_VERSION, JOBSETS = "jobset.x-k8s.io", "v1alpha2", "jobsets"
 # A JobSet of one replicated Job: its pods are `<jobset>-node-0-<index>`, in the subdomain `<jobset>`.
 REPLICATED_JOB = "node"
@@ -61,7 +63,7 @@ CONTAINER_SECURITY = {
 
 
 def labels(search: MixtureSearch, job: CreateJob | None = None) -> dict[str, str]:
-    out = {**MANAGED, "app.kubernetes.io/name": "mixtura-job", "mixtura.dev/search": search.metadata.name}
+    out = {**MANAGED, "app.kubernetes.io/name": "mixtura-job", SEARCH_LABEL: search.metadata.name}
     if job is not None:
         out["mixtura.dev/step"] = job.step
         if job.step_key.startswith("trial/"):
@@ -300,6 +302,23 @@ def jobset_state(jobset: dict[str, Any], pods: list[client.V1Pod]) -> JobState:
     return _unschedulable(pods) or JobState("Running" if ready > 0 else "Pending")
 
 
+def gpu_seconds(body: Mapping[str, Any]) -> tuple[float, int] | None:
+    """A finished Job's (seconds from start to completion, GPUs of all its pods), from its object; None when it
+    never started."""
+    status, spec = body.get("status") or {}, body.get("spec") or {}
+    times = [c.get("lastTransitionTime") for c in status.get("conditions") or [] if c.get("lastTransitionTime")]
+    end = status.get("completionTime") or max(times, default=None)
+    if status.get("startTime") is None or end is None:
+        return None
+    seconds = (_parse_time(end) - _parse_time(status["startTime"])).total_seconds()
+    limits = spec["template"]["spec"]["containers"][0].get("resources", {}).get("limits") or {}
+    return max(0.0, seconds), int(limits.get("nvidia.com/gpu", 0)) * (spec.get("parallelism") or 1)
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
 def jobset_missing_message() -> str:
     return (
         f"spec.finalTraining.launcher: jobset needs the JobSet CRD ({JOBSETS}.{JOBSET_GROUP}, {JOBSET_VERSION}), "
@@ -337,6 +356,8 @@ class KubernetesExecutor:
         self._timed_jobs: set[str] = set()
         # Per search uid: the resourceVersion its Job listings must not be older than (see `_fresh`).
         self._floor: dict[str, int] = {}
+        # Jobs (uids) of which a pod succeeded, until the Job watch reports them finished.
+        self._pod_succeeded: set[str] = set()
         # Per search uid: when its pods were last listed (monotonic), and them by Job name.
         self._pods: dict[str, tuple[float, dict[str, list[client.V1Pod]]]] = {}
 
@@ -385,7 +406,7 @@ class KubernetesExecutor:
         return pods
 
     def observe(self, search: MixtureSearch) -> dict[str, JobState]:
-        selector = f"mixtura.dev/search={search.metadata.name},app.kubernetes.io/managed-by=mixtura"
+        selector = f"{SEARCH_LABEL}={search.metadata.name},app.kubernetes.io/managed-by=mixtura"
         namespace = search.metadata.namespace
         listing = self._list_jobs(search, namespace, selector)
         owned = [j for j in listing.items if _owned(search, [o.uid for o in j.metadata.owner_references or []])]
@@ -407,8 +428,8 @@ class KubernetesExecutor:
             key = (job.metadata.annotations or {}).get(STEP_KEY)
             if key:
                 states[key] = job_state(job, pods_by_owner.get(job.metadata.name, []))
-                if states[key].phase in ("Succeeded", "Failed"):
-                    self._time(search, job)
+                if job.metadata.uid in self._pod_succeeded and (job.spec.completions or 1) == 1:
+                    states[key] = JobState("Succeeded")
         for jobset in jobsets:
             key = (jobset["metadata"].get("annotations") or {}).get(STEP_KEY)
             if key:
@@ -438,21 +459,33 @@ class KubernetesExecutor:
         served = {v.version for g in groups if g.name == JOBSET_GROUP for v in g.versions or []}
         return None if JOBSET_VERSION in served else jobset_missing_message()
 
-    def _time(self, search: MixtureSearch, job: client.V1Job) -> None:
-        if job.metadata.uid in self._timed_jobs:
-            return
-        self._timed_jobs.add(job.metadata.uid)
-        end = job.status.completion_time or max(
-            (c.last_transition_time for c in job.status.conditions or []), default=None
-        )
-        if job.status.start_time is None or end is None:
-            return
-        seconds = max(0.0, (end - job.status.start_time).total_seconds())
-        step = (job.metadata.labels or {}).get("mixtura.dev/step", "unknown")
-        metrics.JOB_DURATION.labels(step).observe(seconds)
-        limits = job.spec.template.spec.containers[0].resources.limits or {}
-        gpus = int(limits.get("nvidia.com/gpu", 0)) * (job.spec.parallelism or 1)
-        metrics.GPU_HOURS.labels(search.metadata.namespace, search.metadata.name).inc(gpus * seconds / 3600)
+    def pod_succeeded(self, job_uid: str) -> bool:
+        """A pod of the single-pod Job `job_uid` succeeded (the pod watch): the Job has succeeded, whether or not
+        the job controller has marked it Complete yet (on a busy control plane that takes seconds to tens of
+        seconds). True when that is news: not for a Job seen succeeded or finished before."""
+        if job_uid in self._pod_succeeded or job_uid in self._timed_jobs:
+            return False
+        self._pod_succeeded.add(job_uid)
+        return True
+
+    def job_finished(self, body: Mapping[str, Any]) -> bool:
+        """A Job marked Complete or Failed (the Job watch): records its duration and GPU-hours once. True when
+        its search has something new to see: False for a Job already seen succeeded from its pod."""
+        uid = body["metadata"]["uid"]
+        if uid not in self._timed_jobs:
+            self._timed_jobs.add(uid)
+            spent = gpu_seconds(body)
+            if spent is not None:
+                meta = body["metadata"]
+                labels = meta.get("labels") or {}
+                metrics.JOB_DURATION.labels(labels.get("mixtura.dev/step", "unknown")).observe(spent[0])
+                metrics.GPU_HOURS.labels(meta["namespace"], labels.get(SEARCH_LABEL, "")).inc(
+                    spent[0] * spent[1] / 3600
+                )
+        if uid in self._pod_succeeded:
+            self._pod_succeeded.discard(uid)
+            return False
+        return True
 
     def cancel(self, search: MixtureSearch, step_key: str) -> None:
         namespace = search.metadata.namespace
