@@ -8,7 +8,6 @@ import subprocess
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime
-from types import SimpleNamespace
 
 import pytest
 from test_reconcile import NOW, World, make
@@ -154,11 +153,10 @@ def test_a_jobset_runs_one_replicated_job_of_a_pod_per_node():
 
 def test_an_indexed_job_has_succeeded_only_when_every_index_has():
     def job(conditions, succeeded, ready):
-        status = SimpleNamespace(conditions=conditions, succeeded=succeeded, ready=ready, failed=0)
-        return SimpleNamespace(status=status)
+        return {"status": {"conditions": conditions, "succeeded": succeeded, "ready": ready, "failed": 0}}
 
     assert job_state(job([], 1, 1), []).phase == "Running"
-    complete = SimpleNamespace(type="Complete", status="True", reason="", message="")
+    complete = {"type": "Complete", "status": "True", "reason": "", "message": ""}
     assert job_state(job([complete], 2, 0), []).phase == "Succeeded"
 
 

@@ -4,6 +4,7 @@ headless Service (or a JobSet, `finalTraining.launcher: jobset`) whose pods meet
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Mapping
@@ -266,29 +267,34 @@ def jobset_manifest(search: MixtureSearch, job: CreateJob, search_uri: str) -> d
     }
 
 
-def _unschedulable(pods: list[client.V1Pod]) -> JobState | None:
+def _unschedulable(pods: list[dict[str, Any]]) -> JobState | None:
     for pod in pods:
-        for condition in pod.status.conditions or []:
-            if condition.type == "PodScheduled" and condition.status == "False" and condition.reason == "Unschedulable":
-                return JobState("Pending", condition.message or "Unschedulable", unschedulable=True)
+        for condition in (pod.get("status") or {}).get("conditions") or []:
+            if (condition.get("type"), condition.get("status"), condition.get("reason")) == (
+                "PodScheduled",
+                "False",
+                "Unschedulable",
+            ):
+                return JobState("Pending", condition.get("message") or "Unschedulable", unschedulable=True)
     return None
 
 
-def job_state(job: client.V1Job, pods: list[client.V1Pod]) -> JobState:
-    """A Job's state for the state machine; a pending pod the scheduler refused is flagged unschedulable. An
+def job_state(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobState:
+    """A Job's state for the state machine (objects as the API server sends them; the client's models cost more
+    to build than the rest of a reconcile); a pending pod the scheduler refused is flagged unschedulable. An
     Indexed Job is Complete once every index has succeeded."""
-    status = job.status
-    for condition in status.conditions or []:
-        if condition.status != "True":
+    status = job.get("status") or {}
+    for condition in status.get("conditions") or []:
+        if condition.get("status") != "True":
             continue
-        if condition.type == "Complete":
+        if condition.get("type") == "Complete":
             return JobState("Succeeded")
-        if condition.type == "Failed":
-            return JobState("Failed", f"{condition.reason}: {condition.message}".strip(": "))
-    return _unschedulable(pods) or JobState("Running" if (status.ready or 0) > 0 else "Pending")
+        if condition.get("type") == "Failed":
+            return JobState("Failed", f"{condition.get('reason', '')}: {condition.get('message', '')}".strip(": "))
+    return _unschedulable(pods) or JobState("Running" if status.get("ready") else "Pending")
 
 
-def jobset_state(jobset: dict[str, Any], pods: list[client.V1Pod]) -> JobState:
+def jobset_state(jobset: dict[str, Any], pods: list[dict[str, Any]]) -> JobState:
     """A JobSet's state, from its conditions (Completed, Failed) and its replicated Jobs' ready pods."""
     status = jobset.get("status") or {}
     for condition in status.get("conditions") or []:
@@ -359,7 +365,7 @@ class KubernetesExecutor:
         # Jobs (uids) of which a pod succeeded, until the Job watch reports them finished.
         self._pod_succeeded: set[str] = set()
         # Per search uid: when its pods were last listed (monotonic), and them by Job name.
-        self._pods: dict[str, tuple[float, dict[str, list[client.V1Pod]]]] = {}
+        self._pods: dict[str, tuple[float, dict[str, list[dict[str, Any]]]]] = {}
 
     def _fresh(self, search: MixtureSearch) -> dict[str, Any]:
         """A search's first listing reads etcd; later ones the API server's watch cache (no read of every Job in
@@ -373,33 +379,33 @@ class KubernetesExecutor:
             uid = search.metadata.uid
             self._floor[uid] = max(self._floor.get(uid, 0), int(resource_version))
 
-    def _list_jobs(self, search: MixtureSearch, namespace: str, selector: str) -> client.V1JobList:
+    def _list_jobs(self, search: MixtureSearch, namespace: str, selector: str) -> list[dict[str, Any]]:
         try:
-            listing = self.batch.list_namespaced_job(namespace, label_selector=selector, **self._fresh(search))
+            listing = _raw(self.batch.list_namespaced_job, namespace, label_selector=selector, **self._fresh(search))
         except client.ApiException as error:
             # The watch cache did not reach the floor within the API server's wait (504, ResourceVersionTooLarge:
             # no Job changed since, and etcd's progress notification is late): read etcd, as the first listing.
             if error.status != 504:
                 raise
-            listing = self.batch.list_namespaced_job(namespace, label_selector=selector)
-        self._saw(search, listing.metadata.resource_version)
-        return listing
+            listing = _raw(self.batch.list_namespaced_job, namespace, label_selector=selector)
+        self._saw(search, listing["metadata"].get("resourceVersion"))
+        return listing["items"]
 
     def forget(self, uid: str) -> None:
         self._floor.pop(uid, None)
         self._pods.pop(uid, None)
 
-    def _pods_by_owner(self, search: MixtureSearch, selector: str) -> dict[str, list[client.V1Pod]]:
+    def _pods_by_owner(self, search: MixtureSearch, selector: str) -> dict[str, list[dict[str, Any]]]:
         """Only to tell an unschedulable pod: the watch cache's view will do, a few seconds old at most."""
         uid = search.metadata.uid
         listed, pods = self._pods.get(uid, (-UNSCHEDULABLE_AFTER_S, {}))
         if time.monotonic() - listed >= UNSCHEDULABLE_AFTER_S:
-            listing = self.core.list_namespaced_pod(
-                search.metadata.namespace, label_selector=selector, resource_version="0"
+            listing = _raw(
+                self.core.list_namespaced_pod, search.metadata.namespace, label_selector=selector, resource_version="0"
             )
             pods = {}
-            for pod in listing.items:
-                pod_labels = pod.metadata.labels or {}
+            for pod in listing["items"]:
+                pod_labels = pod["metadata"].get("labels") or {}
                 owner = pod_labels.get(JOBSET_NAME_LABEL) or pod_labels.get("job-name", "")
                 pods.setdefault(owner, []).append(pod)
             self._pods[uid] = (time.monotonic(), pods)
@@ -408,27 +414,24 @@ class KubernetesExecutor:
     def observe(self, search: MixtureSearch) -> dict[str, JobState]:
         selector = f"{SEARCH_LABEL}={search.metadata.name},app.kubernetes.io/managed-by=mixtura"
         namespace = search.metadata.namespace
-        listing = self._list_jobs(search, namespace, selector)
-        owned = [j for j in listing.items if _owned(search, [o.uid for o in j.metadata.owner_references or []])]
-        jobsets = [
-            j
-            for j in self._jobsets(search, selector)
-            if _owned(search, [o["uid"] for o in j["metadata"].get("ownerReferences") or []])
-        ]
+        owned = [j for j in self._list_jobs(search, namespace, selector) if _owned(search, j)]
+        jobsets = [j for j in self._jobsets(search, selector) if _owned(search, j)]
         now = datetime.now(UTC)
         waiting = [
             j
             for j in owned
-            if not (j.status.ready or j.status.succeeded or j.status.failed)
-            and (now - j.metadata.creation_timestamp).total_seconds() >= UNSCHEDULABLE_AFTER_S
+            if not any((j.get("status") or {}).get(n) for n in ("ready", "succeeded", "failed"))
+            and j["metadata"]["uid"] not in self._pod_succeeded
+            and (now - _parse_time(j["metadata"]["creationTimestamp"])).total_seconds() >= UNSCHEDULABLE_AFTER_S
         ]
         pods_by_owner = self._pods_by_owner(search, selector) if waiting or jobsets else {}
         states = {}
         for job in owned:
-            key = (job.metadata.annotations or {}).get(STEP_KEY)
+            meta = job["metadata"]
+            key = (meta.get("annotations") or {}).get(STEP_KEY)
             if key:
-                states[key] = job_state(job, pods_by_owner.get(job.metadata.name, []))
-                if job.metadata.uid in self._pod_succeeded and (job.spec.completions or 1) == 1:
+                states[key] = job_state(job, pods_by_owner.get(meta["name"], []))
+                if meta["uid"] in self._pod_succeeded and (job["spec"].get("completions") or 1) == 1:
                     states[key] = JobState("Succeeded")
         for jobset in jobsets:
             key = (jobset["metadata"].get("annotations") or {}).get(STEP_KEY)
@@ -525,6 +528,11 @@ class KubernetesExecutor:
         return created is not None
 
 
-def _owned(search: MixtureSearch, owner_uids: list[str]) -> bool:
+def _owned(search: MixtureSearch, obj: dict[str, Any]) -> bool:
     """Owned by this search (its uid): a search deleted and made again under the same name owns none of these."""
-    return search.metadata.uid in owner_uids
+    return any(o.get("uid") == search.metadata.uid for o in obj["metadata"].get("ownerReferences") or [])
+
+
+def _raw(call, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """A listing as the API server's JSON, without the client's models."""
+    return json.loads(call(*args, _preload_content=False, **kwargs).data)
