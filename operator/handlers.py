@@ -20,6 +20,8 @@ from mixtura_operator.reconcile import finished
 SEARCHES = (GROUP, VERSION, "mixturesearches")
 MANAGED_BY = "app.kubernetes.io/managed-by"
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+# Threads running the sync handlers, so reconciles of that many searches at once.
+WORKERS = 32
 DOMAINSETS = (GROUP, VERSION, "domainsets")
 controller: SearchController | None = None
 
@@ -39,7 +41,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.label_selectors["batch", "jobs"] = f"{MANAGED_BY}=mixtura"
     settings.watching.label_selectors["v1", "pods"] = f"{MANAGED_BY}=mixtura"
     # Sync handlers run in this pool; many searches each reconciling on events need more than the default.
-    settings.execution.max_workers = 32
+    settings.execution.max_workers = WORKERS
 
 
 @kopf.on.resume(*SEARCHES)

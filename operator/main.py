@@ -23,7 +23,11 @@ def api_client() -> client.ApiClient:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
-    return client.ApiClient()
+    configuration = client.Configuration.get_default_copy()
+    # A connection per handler thread: with the default pool (5 per CPU) the threads beyond it open and close a
+    # TLS connection per request.
+    configuration.connection_pool_maxsize = handlers.WORKERS
+    return client.ApiClient(configuration)
 
 
 def run(namespaces: list[str], all_namespaces: bool, metrics_port: int, health_port: int, bind: str) -> None:
