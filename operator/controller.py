@@ -140,6 +140,9 @@ class SearchController:
         if jobs and self.executor.pod_succeeded(jobs[0]):
             self.reconcile_named(meta["namespace"], meta["labels"][SEARCH_LABEL])
 
+    def pod_seen(self, pod: dict[str, Any], deleted: bool) -> None:
+        self.executor.pod_seen(pod, deleted)
+
     def job_finished(self, job: dict[str, Any]) -> None:
         meta = job["metadata"]
         if self.executor.job_finished(job):

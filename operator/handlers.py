@@ -103,6 +103,12 @@ def pod_succeeded(body: kopf.Body, **_: Any) -> None:
     controller.pod_succeeded(dict(body))
 
 
+# In the event loop, not a worker thread: it only notes whether the scheduler refused the pod.
+@kopf.on.event("v1", "pods", labels={SEARCH_LABEL: kopf.PRESENT})
+async def pod_changed(type: str, body: kopf.Body, **_: Any) -> None:
+    controller.pod_seen(dict(body), deleted=type == "DELETED")
+
+
 @kopf.on.delete(*SEARCHES, field="spec.artifacts.policy", value="Delete")
 def delete_artifacts(body: kopf.Body, **_: Any) -> None:
     controller.delete_artifacts(dict(body))

@@ -155,9 +155,9 @@ def test_an_indexed_job_has_succeeded_only_when_every_index_has():
     def job(conditions, succeeded, ready):
         return {"status": {"conditions": conditions, "succeeded": succeeded, "ready": ready, "failed": 0}}
 
-    assert job_state(job([], 1, 1), []).phase == "Running"
+    assert job_state(job([], 1, 1), {}).phase == "Running"
     complete = {"type": "Complete", "status": "True", "reason": "", "message": ""}
-    assert job_state(job([complete], 2, 0), []).phase == "Succeeded"
+    assert job_state(job([complete], 2, 0), {}).phase == "Succeeded"
 
 
 def test_the_local_executor_runs_all_the_processes_under_torchrun_standalone():

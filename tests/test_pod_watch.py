@@ -58,6 +58,21 @@ def test_an_indexed_job_waits_for_the_job_controller():
     assert executor.observe(make_search(finalTraining={"nodes": 2}))["final"].phase == "Running"
 
 
+def test_a_pod_the_scheduler_refuses_flags_its_job_until_it_is_scheduled_or_gone():
+    executor = executor_listing([job_body("trial/000", "job-6", {})])
+    search = make_search()
+    pod = {"metadata": {"name": "find-trial-000-x", "namespace": "ns", "labels": {"job-name": "find-trial-000"}}}
+    refused = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/2 nodes: GPUs"}
+    executor.pod_seen({**pod, "status": {"conditions": [refused]}}, deleted=False)
+    state = executor.observe(search)["trial/000"]
+    assert state.unschedulable and state.message == "0/2 nodes: GPUs"
+    executor.pod_seen({**pod, "status": {"conditions": [{"type": "PodScheduled", "status": "True"}]}}, deleted=False)
+    assert not executor.observe(search)["trial/000"].unschedulable
+    executor.pod_seen({**pod, "status": {"conditions": [refused]}}, deleted=False)
+    executor.pod_seen({**pod, "status": {"conditions": [refused]}}, deleted=True)
+    assert executor.observe(search)["trial/000"].phase == "Pending" and not executor._refused
+
+
 def pod_event(type: str = "MODIFIED", phase: str = "Succeeded", **meta: Any) -> dict[str, Any]:
     return {"type": type, "status": {"phase": phase}, "meta": {"name": "s-trial-000-x", **meta}}
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from kubernetes import client
@@ -34,10 +33,6 @@ JOB_UID = 65532
 # Finished Jobs go after an hour: each step's result is in the store (`_SUCCESS` is written before the pod
 # exits, a failure the operator saw is recorded as `_FAILED`), so the Job is only its logs by then.
 DEFAULT_TTL_SECONDS = 3600
-# A Job whose pods have waited this long is asked whether the scheduler refused them (a younger one is not: most
-# pods start within it), and a search's pods are listed at most this often: listing them at every reconcile of a
-# busy search was one in seven of the operator's API requests.
-UNSCHEDULABLE_AFTER_S = 5.0
 # The root filesystem is read-only; these emptyDirs are the only writable paths, and every cache points there.
 TMP, CACHE = "/tmp", "/var/cache/mixtura"
 WRITABLE_ENV = {
@@ -267,22 +262,29 @@ def jobset_manifest(search: MixtureSearch, job: CreateJob, search_uri: str) -> d
     }
 
 
-def _unschedulable(pods: list[dict[str, Any]]) -> JobState | None:
-    for pod in pods:
-        for condition in (pod.get("status") or {}).get("conditions") or []:
-            if (condition.get("type"), condition.get("status"), condition.get("reason")) == (
-                "PodScheduled",
-                "False",
-                "Unschedulable",
-            ):
-                return JobState("Pending", condition.get("message") or "Unschedulable", unschedulable=True)
+def unschedulable_message(pod: Mapping[str, Any]) -> str | None:
+    """Why the scheduler refused the pod, or None: it was not refused (or not yet asked)."""
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if (condition.get("type"), condition.get("status"), condition.get("reason")) == (
+            "PodScheduled",
+            "False",
+            "Unschedulable",
+        ):
+            return condition.get("message") or "Unschedulable"
     return None
 
 
-def job_state(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobState:
+def _unschedulable(refused: Mapping[str, str]) -> JobState | None:
+    """`refused`: pod name → why the scheduler refused it."""
+    if not refused:
+        return None
+    return JobState("Pending", refused[min(refused)], unschedulable=True)
+
+
+def job_state(job: dict[str, Any], refused: Mapping[str, str]) -> JobState:
     """A Job's state for the state machine (objects as the API server sends them; the client's models cost more
-    to build than the rest of a reconcile); a pending pod the scheduler refused is flagged unschedulable. An
-    Indexed Job is Complete once every index has succeeded."""
+    to build than the rest of a reconcile); a pending Job whose pod the scheduler refused (`refused`: pod name →
+    why) is flagged unschedulable. An Indexed Job is Complete once every index has succeeded."""
     status = job.get("status") or {}
     for condition in status.get("conditions") or []:
         if condition.get("status") != "True":
@@ -291,10 +293,10 @@ def job_state(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobState:
             return JobState("Succeeded")
         if condition.get("type") == "Failed":
             return JobState("Failed", f"{condition.get('reason', '')}: {condition.get('message', '')}".strip(": "))
-    return _unschedulable(pods) or JobState("Running" if status.get("ready") else "Pending")
+    return _unschedulable(refused) or JobState("Running" if status.get("ready") else "Pending")
 
 
-def jobset_state(jobset: dict[str, Any], pods: list[dict[str, Any]]) -> JobState:
+def jobset_state(jobset: dict[str, Any], refused: Mapping[str, str]) -> JobState:
     """A JobSet's state, from its conditions (Completed, Failed) and its replicated Jobs' ready pods."""
     status = jobset.get("status") or {}
     for condition in status.get("conditions") or []:
@@ -305,7 +307,7 @@ def jobset_state(jobset: dict[str, Any], pods: list[dict[str, Any]]) -> JobState
         if condition.get("type") == "Failed":
             return JobState("Failed", f"{condition.get('reason', '')}: {condition.get('message', '')}".strip(": "))
     ready = sum(r.get("ready", 0) for r in status.get("replicatedJobsStatus") or [])
-    return _unschedulable(pods) or JobState("Running" if ready > 0 else "Pending")
+    return _unschedulable(refused) or JobState("Running" if ready > 0 else "Pending")
 
 
 def gpu_seconds(body: Mapping[str, Any]) -> tuple[float, int] | None:
@@ -364,8 +366,9 @@ class KubernetesExecutor:
         self._floor: dict[str, int] = {}
         # Jobs (uids) of which a pod succeeded, until the Job watch reports them finished.
         self._pod_succeeded: set[str] = set()
-        # Per search uid: when its pods were last listed (monotonic), and them by Job name.
-        self._pods: dict[str, tuple[float, dict[str, list[dict[str, Any]]]]] = {}
+        # Per (namespace, Job or JobSet name): its pods that the scheduler refused (pod name → why), from the pod
+        # watch. Each change replaces the inner mapping, so a reconcile reads a consistent one.
+        self._refused: dict[tuple[str, str], Mapping[str, str]] = {}
 
     def _fresh(self, search: MixtureSearch) -> dict[str, Any]:
         """A search's first listing reads etcd; later ones the API server's watch cache (no read of every Job in
@@ -393,50 +396,40 @@ class KubernetesExecutor:
 
     def forget(self, uid: str) -> None:
         self._floor.pop(uid, None)
-        self._pods.pop(uid, None)
 
-    def _pods_by_owner(self, search: MixtureSearch, selector: str) -> dict[str, list[dict[str, Any]]]:
-        """Only to tell an unschedulable pod: the watch cache's view will do, a few seconds old at most."""
-        uid = search.metadata.uid
-        listed, pods = self._pods.get(uid, (-UNSCHEDULABLE_AFTER_S, {}))
-        if time.monotonic() - listed >= UNSCHEDULABLE_AFTER_S:
-            listing = _raw(
-                self.core.list_namespaced_pod, search.metadata.namespace, label_selector=selector, resource_version="0"
-            )
-            pods = {}
-            for pod in listing["items"]:
-                pod_labels = pod["metadata"].get("labels") or {}
-                owner = pod_labels.get(JOBSET_NAME_LABEL) or pod_labels.get("job-name", "")
-                pods.setdefault(owner, []).append(pod)
-            self._pods[uid] = (time.monotonic(), pods)
-        return pods
+    def pod_seen(self, pod: Mapping[str, Any], deleted: bool) -> None:
+        """Every event of a search's pod (the pod watch): whether the scheduler refuses it."""
+        meta = pod["metadata"]
+        labels = meta.get("labels") or {}
+        owner = (meta["namespace"], labels.get(JOBSET_NAME_LABEL) or labels.get("job-name", ""))
+        message = None if deleted else unschedulable_message(pod)
+        refused = dict(self._refused.get(owner, {}))
+        if message:
+            refused[meta["name"]] = message
+        else:
+            refused.pop(meta["name"], None)
+        if refused:
+            self._refused[owner] = refused
+        else:
+            self._refused.pop(owner, None)
 
     def observe(self, search: MixtureSearch) -> dict[str, JobState]:
         selector = f"{SEARCH_LABEL}={search.metadata.name},app.kubernetes.io/managed-by=mixtura"
         namespace = search.metadata.namespace
         owned = [j for j in self._list_jobs(search, namespace, selector) if _owned(search, j)]
         jobsets = [j for j in self._jobsets(search, selector) if _owned(search, j)]
-        now = datetime.now(UTC)
-        waiting = [
-            j
-            for j in owned
-            if not any((j.get("status") or {}).get(n) for n in ("ready", "succeeded", "failed"))
-            and j["metadata"]["uid"] not in self._pod_succeeded
-            and (now - _parse_time(j["metadata"]["creationTimestamp"])).total_seconds() >= UNSCHEDULABLE_AFTER_S
-        ]
-        pods_by_owner = self._pods_by_owner(search, selector) if waiting or jobsets else {}
         states = {}
         for job in owned:
             meta = job["metadata"]
             key = (meta.get("annotations") or {}).get(STEP_KEY)
             if key:
-                states[key] = job_state(job, pods_by_owner.get(meta["name"], []))
+                states[key] = job_state(job, self._refused.get((namespace, meta["name"]), {}))
                 if meta["uid"] in self._pod_succeeded and (job["spec"].get("completions") or 1) == 1:
                     states[key] = JobState("Succeeded")
         for jobset in jobsets:
             key = (jobset["metadata"].get("annotations") or {}).get(STEP_KEY)
             if key:
-                states[key] = jobset_state(jobset, pods_by_owner.get(jobset["metadata"]["name"], []))
+                states[key] = jobset_state(jobset, self._refused.get((namespace, jobset["metadata"]["name"]), {}))
         return states
 
     def _jobsets(self, search: MixtureSearch, selector: str) -> list[dict[str, Any]]:
