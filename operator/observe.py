@@ -108,10 +108,10 @@ def check_prior_runs(
 
 def read_result(store: ArtifactStore, metrics_key: str, mixture_key: str, objective: Objective) -> TrialResult | str:
     """A finished run's objective value and weights, or why its metrics do not give the objective."""
-    if not store.exists(metrics_key):
-        return f"{metrics_key} is missing: a trainer writes its metrics before _SUCCESS"
     try:
         value = objective_value(store.get_json(metrics_key), objective)
+    except ArtifactNotFound:
+        return f"{metrics_key} is missing: a trainer writes its metrics before _SUCCESS"
     except ValueError as error:  # ObjectiveError, or metrics that are not JSON
         return f"{metrics_key}: {error}"
     return TrialResult(value, store.get_json(mixture_key)["weights"])
