@@ -19,18 +19,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import multiprocessing
 import os
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import boto3
 import numpy as np
 import yaml
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import make_server
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -44,9 +50,10 @@ from mixtura_operator.store import open_store  # noqa: E402
 from testbed.cluster import kubeconfig, node_manifest, start_control_plane  # noqa: E402
 from testbed.podrunner import PodRunner  # noqa: E402
 from testbed.procs import free_port, operator_argv  # noqa: E402
-from testbed.s3 import CREDENTIALS, start_s3  # noqa: E402
+from testbed.s3 import CREDENTIALS  # noqa: E402
 
 DOMAINS = ("alpha", "beta", "gamma")
+COUNTS_PATH = "/__bench/requests-by-key"
 
 
 class NullStepRunner(PodRunner):
@@ -112,7 +119,8 @@ def search_manifest(name: str, namespace: str, bucket: str, endpoint: str, paral
 
 
 class RequestCounter:
-    """Wraps the S3 server's WSGI app: requests by access key (the operator signs with one of its own)."""
+    """Wraps the S3 server's WSGI app: requests by access key (the operator signs with one of its own), served as
+    JSON at COUNTS_PATH."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -120,14 +128,47 @@ class RequestCounter:
         self.lock = threading.Lock()
 
     def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO") == COUNTS_PATH:
+            with self.lock:
+                body = json.dumps(self.counts).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
         key = environ.get("HTTP_AUTHORIZATION", "").partition("Credential=")[2].partition("/")[0]
         with self.lock:
             self.counts[key] += 1
         return self.app(environ, start_response)
 
+
+def serve_s3(ports: multiprocessing.Queue) -> None:
+    """moto's S3 server behind a RequestCounter, run in a process of its own: in the bench's process its
+    threads (one per request: werkzeug closes every connection) would hold the GIL while the bench's watch
+    timestamps the Jobs it measures."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    app = RequestCounter(DomainDispatcherApplication(create_backend_app))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    ports.put(server.server_port)
+    server.serve_forever()
+
+
+@dataclass
+class S3Process:
+    process: multiprocessing.Process
+    endpoint: str
+
     def count(self, key: str) -> int:
-        with self.lock:
-            return self.counts[key]
+        with urllib.request.urlopen(self.endpoint + COUNTS_PATH) as response:
+            return json.load(response).get(key, 0)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.join()
+
+
+def start_s3_process() -> S3Process:
+    ports: multiprocessing.Queue = multiprocessing.Queue()
+    process = multiprocessing.Process(target=serve_s3, args=(ports,), daemon=True)
+    process.start()
+    return S3Process(process, f"http://127.0.0.1:{ports.get(timeout=60)}")
 
 
 @dataclass
@@ -241,7 +282,7 @@ def run_phase(plane, runner, namespace, bucket, endpoint, names, parallel, trial
     }
 
 
-def measure(plane, runner, counter: RequestCounter, s3, bucket: str, variant: Variant, args) -> dict:
+def measure(plane, runner, s3: S3Process, bucket: str, variant: Variant, args) -> dict:
     """One operator: its namespace, ServiceAccount and DomainSet, the searches, then the quiet window."""
     namespace = f"bench-{variant.slug}"
     plane.kubectl("create", "namespace", namespace)
@@ -282,18 +323,18 @@ def measure(plane, runner, counter: RequestCounter, s3, bucket: str, variant: Va
             operator_argv(namespace, free_port()), stdout=log, stderr=subprocess.STDOUT, env=env
         )
     try:
-        audit_start, s3_start = audit_size(plane), counter.count(key)
+        audit_start, s3_start = audit_size(plane), s3.count(key)
         names = [f"s{i:03d}" for i in range(args.searches)]
         phase = run_phase(
             plane, runner, namespace, bucket, s3.endpoint, names, args.parallel, args.trials, args.timeout
         )
         phase["requests"] = audit_requests(plane, audit_start, user)
-        phase["s3"] = counter.count(key) - s3_start
+        phase["s3"] = s3.count(key) - s3_start
         time.sleep(args.settle)
-        quiet_start, s3_quiet = audit_size(plane), counter.count(key)
+        quiet_start, s3_quiet = audit_size(plane), s3.count(key)
         time.sleep(args.quiet)
         phase["quiet requests"] = audit_requests(plane, quiet_start, user, quiet=True)
-        phase["quiet s3"] = counter.count(key) - s3_quiet
+        phase["quiet s3"] = s3.count(key) - s3_quiet
         status = Path(f"/proc/{operator.pid}/status").read_text().splitlines()
         phase["peak MiB"] = int(next(line.split()[1] for line in status if line.startswith("VmHWM"))) / 1024
     finally:
@@ -315,15 +356,13 @@ def main() -> None:
     parser.add_argument("--quiet", type=float, default=30.0, help="the quiet window's seconds")
     args = parser.parse_args()
 
+    s3 = start_s3_process()
     plane = start_control_plane(audit=True)
-    s3 = start_s3()
     runner = None
     work = Path(tempfile.mkdtemp(prefix="operator-lag-"))
     variants = [variant_at(args.baseline, work), Variant("this tree", "this", operator_tree(REPO, work / "pkgs-this"))]
     results = {}
     try:
-        counter = RequestCounter(s3.server._server.app)
-        s3.server._server.app = counter
         for i in range(4):
             node = node_manifest(f"bench-{i}", 128)
             node["status"]["capacity"]["pods"] = node["status"]["allocatable"]["pods"] = "1000"
@@ -332,14 +371,14 @@ def main() -> None:
         plane.kubectl("wait", "--for=condition=Established", "crd/mixturesearches.mixtura.dev", "--timeout=60s")
         os.environ.update(CREDENTIALS)
         bucket = "bench"
-        s3.client().create_bucket(Bucket=bucket)
+        boto3.client("s3", endpoint_url=s3.endpoint).create_bucket(Bucket=bucket)
         store = open_store(f"s3://{bucket}", s3.endpoint)
         for name in DOMAINS:
             store.put_bytes(f"data/{name}/shard-00000.npz", b"x")
         api = config.new_client_from_config(str(plane.kubeconfig_path))
         runner = NullStepRunner(client.CoreV1Api(api), plane.work / "pods", REPO, {}, endpoint=s3.endpoint).start()
         for variant in variants:
-            results[variant.slug] = measure(plane, runner, counter, s3, bucket, variant, args)
+            results[variant.slug] = measure(plane, runner, s3, bucket, variant, args)
     finally:
         if runner:
             runner.stop()
