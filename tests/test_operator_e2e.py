@@ -850,6 +850,10 @@ def test_the_operator_recovers_from_an_api_server_restart_mid_search(control_pla
     text = manifests("apirestart", installed["bucket"], installed["endpoint"], search={"space": "domains"})
     plane.kubectl("apply", "-n", NS, "-f", "-", input=text)
     running_trial_pod(plane, "apirestart", "000", operator)
+    # The operator acts on propose-0's pod succeeding; the job controller may still be counting it. Stopped then,
+    # the job controller loses the count and runs the step's pod again (Kubernetes' doing, not the operator's):
+    # the restart comes once it has counted, while the trials run.
+    plane.kubectl("wait", "-n", NS, "--for=condition=Complete", "job/apirestart-propose-0", "--timeout=120s")
     plane.restart_apiserver(down_seconds=3)
     if operator.process.poll() is not None:
         operator.start()

@@ -17,14 +17,18 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from kubernetes import client
+from urllib3.exceptions import MaxRetryError
 
 from testbed.procs import free_port
 
 EXIT_CODE = "testbed.mixtura.dev/exit-code"
 OUTPUT = "testbed.mixtura.dev/output"
+# Seconds (one attempt a second) the pod runner keeps trying to record an exit code while the API server is down.
+RECORD_ATTEMPTS = 60
 TESTBED_ENV = "MIXTURA_TESTBED"
 # A pod's terminationGracePeriodSeconds by default.
 GRACE_SECONDS = 30
@@ -176,15 +180,20 @@ class PodRunner:
             code = 128
         self.exit_codes[uid] = code
         output = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-        try:
-            self.api.patch_namespaced_pod(
-                pod.metadata.name,
-                pod.metadata.namespace,
-                {"metadata": {"annotations": {EXIT_CODE: str(code), OUTPUT: output}}},
-            )
-        except client.ApiException as error:
-            if error.status != 404:
-                raise
+        patch = {"metadata": {"annotations": {EXIT_CODE: str(code), OUTPUT: output}}}
+        # As a kubelet retries its status updates: an API server that is down (restarted by a test) comes back.
+        for _ in range(RECORD_ATTEMPTS):
+            try:
+                self.api.patch_namespaced_pod(pod.metadata.name, pod.metadata.namespace, patch)
+                break
+            except client.ApiException as error:
+                if error.status == 404:
+                    break
+                if error.status < 500:
+                    raise
+            except MaxRetryError:
+                pass
+            time.sleep(1)
         self.finished(pod)
 
     def finished(self, pod) -> None:
