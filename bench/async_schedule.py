@@ -24,9 +24,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from recorded_runs import Pool
 from search_quality import DEFAULT_BETA, Setup, load_for_gps, random_proposer
 
+from mixtura_jobs.data.recorded_runs import Pool
 from pool_search import gp_ucb_pool_batch
 
 # Duration laws, mean about 1 for both: lognormal with sigma 1 (median 0.61), Pareto with shape 1.5 (infinite

@@ -36,7 +36,6 @@ from botorch.sampling import SobolQMCNormalSampler
 from gpytorch.kernels import AdditiveKernel, AdditiveStructureKernel, Kernel, LinearKernel, MaternKernel, ScaleKernel
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from gpytorch.priors import GammaPrior, LogNormalPrior
-from recorded_runs import Layout, Pool, join_pools, load_pool
 from search_quality import (
     DEFAULT_RUNS,
     DEFAULT_TARGET,
@@ -48,6 +47,7 @@ from search_quality import (
 )
 from synthetic_swarm import write_swarm
 
+from mixtura_jobs.data.recorded_runs import Layout, Pool, join_pools, load_pool
 from mixtura_jobs.search.gp_ucb import (
     DTYPE,
     FIT_MAXITER,
