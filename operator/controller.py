@@ -148,6 +148,12 @@ class SearchController:
         if self.executor.job_finished(job):
             self.reconcile_named(meta["namespace"], meta["labels"][SEARCH_LABEL])
 
+    def job_deleted(self, job: dict[str, Any]) -> None:
+        """One of a search's Jobs is gone: the search judges it at once (a step whose Job vanished without a result)."""
+        meta = job["metadata"]
+        self.executor.job_deleted(meta["uid"])
+        self.reconcile_named(meta["namespace"], meta["labels"][SEARCH_LABEL])
+
     def reconcile_named(self, namespace: str, name: str) -> None:
         body = self._bodies.get((namespace, name)) or self.inputs.get(namespace, PLURAL, name)
         if body is not None:

@@ -61,10 +61,14 @@ def search_tick(body: kopf.Body, **_: Any) -> None:
     controller.tick(dict(body))
 
 
-def _finished(status: kopf.Status, **_: Any) -> bool:
-    return any(
+def _finished(type: str, status: kopf.Status, **_: Any) -> bool:
+    return type != "DELETED" and any(
         c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in status.get("conditions") or []
     )
+
+
+def _deleted(type: str, **_: Any) -> bool:
+    return type == "DELETED"
 
 
 @kopf.on.event(*SEARCHES)
@@ -84,6 +88,11 @@ def search_changed(body: kopf.Body, **_: Any) -> None:
 @kopf.on.event("batch", "v1", "jobs", when=_finished)
 def job_changed(body: kopf.Body, **_: Any) -> None:
     controller.job_finished(dict(body))
+
+
+@kopf.on.event("batch", "v1", "jobs", when=_deleted)
+def job_deleted(body: kopf.Body, **_: Any) -> None:
+    controller.job_deleted(dict(body))
 
 
 def _succeeded_alone(type: str, status: kopf.Status, meta: kopf.Meta, **_: Any) -> bool:

@@ -10,7 +10,7 @@ from kubernetes import client
 from test_distributed_launch import make_search
 
 from mixtura_operator.executors.kubernetes import KubernetesExecutor, gpu_seconds, job_manifest
-from mixtura_operator.handlers import COMPLETION_INDEX, _succeeded_alone
+from mixtura_operator.handlers import COMPLETION_INDEX, _deleted, _finished, _succeeded_alone
 from mixtura_operator.reconcile import CreateJob
 
 API = client.ApiClient()
@@ -90,3 +90,23 @@ def test_a_finished_jobs_seconds_and_gpus_come_from_its_object():
     body = job_body("trial/000", "job-4", {"startTime": START, "completionTime": END}, gpus=2)
     assert gpu_seconds(body) == (90.0, 2)
     assert gpu_seconds(job_body("trial/000", "job-5", {"conditions": []})) is None
+
+
+def test_the_executor_keeps_no_uid_of_a_deleted_job():
+    """Every Job the operator saw finish, or saw succeed from its pod and then deleted before the job controller
+    marked it (a cancelled trial), is dropped once the Job watch reports it deleted: no uid stays forever."""
+    executor = KubernetesExecutor(API)
+    complete = {"startTime": START, "completionTime": END, "conditions": [{"type": "Complete", "status": "True"}]}
+    executor.job_finished(job_body("trial/000", "job-7", complete))
+    executor.pod_succeeded("job-8")
+    executor.job_deleted("job-7")
+    executor.job_deleted("job-8")
+    assert not executor._timed_jobs and not executor._pod_succeeded
+
+
+def test_job_events_split_finished_from_deleted():
+    complete = {"conditions": [{"type": "Complete", "status": "True"}]}
+    assert _finished(type="MODIFIED", status=complete)
+    assert not _finished(type="DELETED", status=complete), "a finished Job's deletion is not a second finish"
+    assert not _finished(type="MODIFIED", status={"active": 1})
+    assert _deleted(type="DELETED") and not _deleted(type="MODIFIED")

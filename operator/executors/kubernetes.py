@@ -483,6 +483,12 @@ class KubernetesExecutor:
             return False
         return True
 
+    def job_deleted(self, job_uid: str) -> None:
+        """A Job is gone (the Job watch): its uid is no longer kept, whether it finished or was deleted first
+        (a cancelled trial); otherwise every Job the operator ever saw would stay in memory."""
+        self._timed_jobs.discard(job_uid)
+        self._pod_succeeded.discard(job_uid)
+
     def cancel(self, search: MixtureSearch, step_key: str) -> None:
         namespace = search.metadata.namespace
         launch = launch_of(search.spec, step_key)
