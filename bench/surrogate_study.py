@@ -8,7 +8,15 @@ LogRatio coordinates) with one change:
 - `+ additive kernel`: plus a sum of one-dimensional Matérn kernels, one per weight (shared lengthscale);
 - `LOO selection`: the GP with or without the linear kernel, whichever has the better leave-one-out likelihood;
 - `Thompson sampling`: a batch of joint posterior draws over the shortlist instead of qUCB;
-- `qLogNEI`: batch noisy expected improvement instead of qUCB.
+- `qLogNEI`: batch noisy expected improvement instead of qUCB;
+- `MAP-SAAS (weights + log-ratios)`, `MAP-SAAS (log-ratios)`: botorch's MAP version of the sparse axis-aligned
+  subspace prior (half-Cauchy on the inverse lengthscales, few inputs matter) on those inputs, instead of the
+  dimension-scaled log-normal prior;
+- `additive MAP-SAAS`: botorch's sum of MAP-SAAS Matérn kernels with four levels of sparsity;
+- `batch by posterior mean`: the kept qUCB batch, ordered by the posterior mean (the order the metric counts in,
+  as the regression orders its batch by its predictions);
+- `posterior-mean pick first`: the candidate of best posterior mean first, then qUCB with it pending; the batch
+  by posterior mean (and the same with `+ log-linear kernel`).
 
 Swarms: the three shipped ones and four held-out synthetic ones, written to a temporary folder by
 synthetic_swarm.write_swarm (24, 40, 48 and 64 domains; seeds that no other bench uses). Per swarm and seed, the
@@ -27,9 +35,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from botorch.acquisition import qLogNoisyExpectedImprovement
+from botorch.acquisition import MCAcquisitionFunction, qLogNoisyExpectedImprovement
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
+from botorch.models.map_saas import AdditiveMapSaasSingleTaskGP, get_map_saas_model
 from botorch.models.transforms.outcome import Standardize
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
 from botorch.sampling import SobolQMCNormalSampler
@@ -54,7 +63,7 @@ from mixtura_jobs.search.gp_ucb import (
     MC_SAMPLES,
     SHORTLIST_PER_POINT,
     LogRatio,
-    greedy_batch,
+    _near,
     ucb_batch,
 )
 from mixtura_jobs.search.gp_ucb import _predict as predict
@@ -107,6 +116,42 @@ def loo_log_likelihood(model: SingleTaskGP) -> float:
         return float(torch.sum(-0.5 * torch.log(2 * math.pi * variance) - 0.5 * residual**2 / variance))
 
 
+def _saas(x: np.ndarray, y: np.ndarray, keep_weights: bool, additive: bool = False) -> tuple[SingleTaskGP, LogRatio]:
+    """A MAP-SAAS GP (or botorch's additive one) on the LogRatio coordinates of x, and that transform (botorch
+    builds these kernels for the inputs it is given, so the model sees them already transformed)."""
+    features = LogRatio(keep_weights=keep_weights)
+    inputs = features.transform(torch.as_tensor(x, dtype=DTYPE))
+    targets = torch.as_tensor(y, dtype=DTYPE).unsqueeze(-1)
+    if additive:
+        model = AdditiveMapSaasSingleTaskGP(inputs, targets, outcome_transform=Standardize(m=1))
+    else:
+        model = get_map_saas_model(inputs, targets, outcome_transform=Standardize(m=1))
+    fit_gpytorch_mll(
+        ExactMarginalLogLikelihood(model.likelihood, model), optimizer_kwargs={"options": {"maxiter": 200}}
+    )
+    return model.eval(), features
+
+
+def saas_batch(x: np.ndarray, y: np.ndarray, candidates: np.ndarray, q: int, seed: int, **options: bool) -> np.ndarray:
+    model, features = _saas(x, y, **options)
+    return ucb_batch(model, features.transform(torch.as_tensor(candidates, dtype=DTYPE)).numpy(), q, BETA, seed)
+
+
+def by_mean(model: SingleTaskGP, candidates: np.ndarray, batch: np.ndarray) -> np.ndarray:
+    """The batch (indices into candidates) ordered by the posterior mean, best first."""
+    mean, _ = predict(model, candidates[batch])
+    return batch[np.argsort(-mean, kind="stable")]
+
+
+def mean_first_batch(model: SingleTaskGP, candidates: np.ndarray, q: int, seed: int) -> np.ndarray:
+    """The candidate of best posterior mean, then q - 1 by qUCB with it pending; ordered by posterior mean."""
+    mean, _ = predict(model, candidates)
+    best = int(np.argmax(mean))
+    others = np.delete(np.arange(len(candidates)), best)
+    rest = others[ucb_batch(model, candidates[others], q - 1, BETA, seed, pending=candidates[best : best + 1])]
+    return by_mean(model, candidates, np.concatenate([[best], rest]))
+
+
 def _shortlist(model: SingleTaskGP, candidates: np.ndarray, q: int) -> np.ndarray:
     """The SHORTLIST_PER_POINT * q candidates with the best mean + 2 std (as measured in the README)."""
     mean, std = predict(model, candidates)
@@ -124,6 +169,24 @@ def thompson_batch(model: SingleTaskGP, candidates: np.ndarray, q: int) -> np.nd
         if len(chosen) == q:
             break
     return np.array(chosen)
+
+
+def greedy_batch(acquisition: MCAcquisitionFunction, choices: torch.Tensor, q: int, points: np.ndarray) -> list[int]:
+    """Rows of `choices` (m, d; the acquisition's inputs of the mixtures `points`) for a batch of q, picked one
+    at a time, each the best given the earlier picks as pending points (botorch's optimize_acqf_discrete,
+    sequential), for any MC acquisition (gp_ucb's greedy_ucb is qUCB's alone). Rows within SAME_MIXTURE_L1 of a
+    pick are never picked again."""
+    choices = choices.unsqueeze(-2)
+    excluded = torch.zeros(len(choices), dtype=torch.bool)
+    chosen: list[int] = []
+    for _ in range(q):
+        acquisition.set_X_pending(choices[chosen].squeeze(-2) if chosen else None)
+        with torch.no_grad():
+            values = acquisition(choices)
+        values[excluded] = -torch.inf
+        chosen.append(int(torch.argmax(values)))
+        excluded |= torch.as_tensor(_near(points, points[chosen[-1:]]))
+    return chosen
 
 
 def qnei_batch(model: SingleTaskGP, x: np.ndarray, candidates: np.ndarray, q: int, seed: int) -> np.ndarray:
@@ -158,6 +221,16 @@ VARIANTS = {
     ),
     "Thompson sampling": _variant(lambda x, y, c, q, s: thompson_batch(_fit(x, y), c, q)),
     "qLogNEI": _variant(lambda x, y, c, q, s: qnei_batch(_fit(x, y), x, c, q, s)),
+    "MAP-SAAS (weights + log-ratios)": _variant(lambda x, y, c, q, s: saas_batch(x, y, c, q, s, keep_weights=True)),
+    "MAP-SAAS (log-ratios)": _variant(lambda x, y, c, q, s: saas_batch(x, y, c, q, s, keep_weights=False)),
+    "additive MAP-SAAS": _variant(lambda x, y, c, q, s: saas_batch(x, y, c, q, s, keep_weights=True, additive=True)),
+    "batch by posterior mean": _variant(
+        lambda x, y, c, q, s: (lambda m: by_mean(m, c, ucb_batch(m, c, q, BETA, s)))(_fit(x, y))
+    ),
+    "posterior-mean pick first": _variant(lambda x, y, c, q, s: mean_first_batch(_fit(x, y), c, q, s)),
+    "+ log-linear kernel, posterior-mean pick first": _variant(
+        lambda x, y, c, q, s: mean_first_batch(_fit(x, y, "log-linear"), c, q, s)
+    ),
     "regression (RegMix)": regression_pool_batch,
 }
 
