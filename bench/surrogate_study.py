@@ -16,7 +16,7 @@ LogRatio coordinates) with one change:
 - `batch by posterior mean`: the kept qUCB batch, ordered by the posterior mean (the order the metric counts in,
   as the regression orders its batch by its predictions);
 - `posterior-mean pick first`: the candidate of best posterior mean first, then qUCB with it pending; the batch
-  by posterior mean (and the same with `+ log-linear kernel`).
+  by posterior mean (and the same with `+ linear kernel` and `+ log-linear kernel`).
 
 Swarms: the three shipped ones and four held-out synthetic ones, written to a temporary folder by
 synthetic_swarm.write_swarm (24, 40, 48 and 64 domains; seeds that no other bench uses). Per swarm and seed, the
@@ -228,6 +228,9 @@ VARIANTS = {
         lambda x, y, c, q, s: (lambda m: by_mean(m, c, ucb_batch(m, c, q, BETA, s)))(_fit(x, y))
     ),
     "posterior-mean pick first": _variant(lambda x, y, c, q, s: mean_first_batch(_fit(x, y), c, q, s)),
+    "+ linear kernel, posterior-mean pick first": _variant(
+        lambda x, y, c, q, s: mean_first_batch(_fit(x, y, "linear"), c, q, s)
+    ),
     "+ log-linear kernel, posterior-mean pick first": _variant(
         lambda x, y, c, q, s: mean_first_batch(_fit(x, y, "log-linear"), c, q, s)
     ),
