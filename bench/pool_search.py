@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from mixtura_jobs.search.gp_ucb import Inputs, fit_gp, ucb_batch
-from mixtura_jobs.search.regmix import TOP_FRACTION
+from mixtura_jobs.search.regmix import TOP_FRACTION, regressor
 
 
 def _check(x: np.ndarray, y: np.ndarray, candidates: np.ndarray, q: int) -> None:
@@ -48,15 +48,9 @@ def regression_pool_batch(
     the mean of the top-k predicted candidates (RegMix's averaged mixture is not in the pool; k the same
     share of the candidates as RegMix's 128 of 100,000, at least 1) and the best individual predictions,
     ordered by the regressor's own predictions."""
-    from lightgbm import LGBMRegressor
-
     x, y, pool = (np.asarray(a, dtype=np.float64) for a in (X, y, candidates))
     _check(x, y, pool, q)
-    model = LGBMRegressor(
-        n_estimators=1000, learning_rate=0.01, min_child_samples=2, verbose=-1, random_state=seed, n_jobs=1
-    )
-    model.fit(x, y)
-    predicted = model.predict(pool)
+    predicted = regressor(seed).fit(x, y).predict(pool)
     order = np.argsort(-predicted, kind="stable")
     top_k = max(1, round(top_fraction * len(pool)))
     average = pool[order[:top_k]].mean(axis=0)

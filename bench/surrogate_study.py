@@ -16,7 +16,9 @@ LogRatio coordinates) with one change:
 - `batch by posterior mean`: the kept qUCB batch, ordered by the posterior mean (the order the metric counts in,
   as the regression orders its batch by its predictions);
 - `posterior-mean pick first`: the candidate of best posterior mean first, then qUCB with it pending; the batch
-  by posterior mean (and the same with `+ linear kernel` and `+ log-linear kernel`).
+  by posterior mean (and the same with `+ linear kernel` and `+ log-linear kernel`);
+- `tree ensemble UCB`: no GP; RegMix's LightGBM regressor fitted to ENSEMBLE bootstrap resamples of the runs, the
+  batch the q candidates of best mean + sqrt(beta) * spread over the ensemble (a bagged-tree UCB).
 
 Swarms: the three shipped ones and four held-out synthetic ones, written to a temporary folder by
 synthetic_swarm.write_swarm (24, 40, 48 and 64 domains; seeds that no other bench uses). Per swarm and seed, the
@@ -67,6 +69,7 @@ from mixtura_jobs.search.gp_ucb import (
     ucb_batch,
 )
 from mixtura_jobs.search.gp_ucb import _predict as predict
+from mixtura_jobs.search.regmix import regressor
 from pool_search import gp_ucb_pool_batch, regression_pool_batch
 
 BENCH_DATA = Path(__file__).resolve().parent / "data"
@@ -200,6 +203,22 @@ def qnei_batch(model: SingleTaskGP, x: np.ndarray, candidates: np.ndarray, q: in
     return order[greedy_batch(acquisition, torch.as_tensor(candidates[order], dtype=DTYPE), q, candidates[order])]
 
 
+ENSEMBLE = 8
+
+
+def ensemble_ucb_batch(x: np.ndarray, y: np.ndarray, candidates: np.ndarray, q: int, seed: int) -> np.ndarray:
+    """The q candidates of best mean + sqrt(BETA) * standard deviation of LightGBM regressors (RegMix's
+    settings) fitted to bootstrap resamples of (x, y), best first."""
+    rng = np.random.default_rng(seed)
+    predictions = []
+    for member in range(ENSEMBLE):
+        rows = rng.integers(0, len(x), len(x))
+        predictions.append(regressor(seed + member).fit(x[rows], y[rows]).predict(candidates))
+    spread = np.stack(predictions)
+    score = spread.mean(axis=0) + math.sqrt(BETA) * spread.std(axis=0)
+    return np.argsort(-score, kind="stable")[:q]
+
+
 def _variant(pick: Callable[[np.ndarray, np.ndarray, np.ndarray, int, int], np.ndarray]) -> Callable[..., np.ndarray]:
     """A pool proposer from pick(x, y, candidates, q, seed), torch seeded as gp_ucb_pool_batch does."""
 
@@ -234,6 +253,7 @@ VARIANTS = {
     "+ log-linear kernel, posterior-mean pick first": _variant(
         lambda x, y, c, q, s: mean_first_batch(_fit(x, y, "log-linear"), c, q, s)
     ),
+    "tree ensemble UCB": _variant(ensemble_ucb_batch),
     "regression (RegMix)": regression_pool_batch,
 }
 
