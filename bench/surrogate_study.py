@@ -214,8 +214,8 @@ def ensemble_ucb_batch(x: np.ndarray, y: np.ndarray, candidates: np.ndarray, q: 
     for member in range(ENSEMBLE):
         rows = rng.integers(0, len(x), len(x))
         predictions.append(regressor(seed + member).fit(x[rows], y[rows]).predict(candidates))
-    spread = np.stack(predictions)
-    score = spread.mean(axis=0) + math.sqrt(BETA) * spread.std(axis=0)
+    members = np.stack(predictions)
+    score = members.mean(axis=0) + math.sqrt(BETA) * members.std(axis=0)
     return np.argsort(-score, kind="stable")[:q]
 
 
