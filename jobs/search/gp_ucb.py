@@ -31,7 +31,9 @@ from mixtura_jobs.search.spaces import MixtureSpace, SimplexSpace
 DTYPE = torch.float64
 MC_SAMPLES = 256
 # Strengths of the Dirichlet around the best observed mixture: from a wide look around it to a close one.
-LOCAL_STRENGTHS = (1.0, 100.0)
+# Up to 100 only, the acceptance test's search ended within 2 % of the optimum on 7 of 10 seeds (botorch
+# 0.18), on 10 of 10 with draws up to 1000 (a spread of about 1 % of a weight: fine enough to finish).
+LOCAL_STRENGTHS = (1.0, 1000.0)
 # L-BFGS iterations for the marginal likelihood. The likelihood is flat near its optimum: at n=200, d=50 the
 # fit reaches 80 % of the converged gain over the prior in 100 iterations and a tenth of the time (~900).
 FIT_MAXITER = 100
