@@ -8,12 +8,12 @@ maximise y, like gp_ucb.propose_batch, and return indices into `candidates`, dis
 import numpy as np
 import torch
 
-from mixtura_jobs.search.gp_ucb import Inputs, fit_gp, ucb_batch
+from mixtura_jobs.search.gp_ucb import Inputs, fit_surrogate, ucb_batch
 from mixtura_jobs.search.regmix import TOP_FRACTION, regressor
 
 
 def _check(x: np.ndarray, y: np.ndarray, candidates: np.ndarray, q: int) -> None:
-    if x.ndim != 2 or candidates.ndim != 2 or x.shape[1] != candidates.shape[1] or y.shape != (x.shape[0],):
+    if x.ndim != 2 or candidates.ndim != 2 or x.shape[1] != candidates.shape[1] or y.shape[:1] != x.shape[:1]:
         raise ValueError(f"need X (n, d), y (n,), candidates (m, d); got {x.shape}, {y.shape}, {candidates.shape}")
     if not 1 <= q <= len(candidates):
         raise ValueError(f"q must be between 1 and the number of candidates ({len(candidates)}), got {q}")
@@ -30,15 +30,15 @@ def gp_ucb_pool_batch(
     inputs: Inputs = "weights+log-ratio",
     pending: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Indices of q candidates by gp_ucb.ucb_batch on gp_ucb's GP (on `inputs`) fitted to (X, y), conditioned on
-    the `pending` mixtures (being evaluated)."""
+    """Indices of q candidates by gp_ucb.ucb_batch on gp_ucb's surrogate (on `inputs`) fitted to (X, y), y (n,) or
+    the objective's parts (n, M), conditioned on the `pending` mixtures (being evaluated)."""
     x, y, pool = (np.asarray(a, dtype=np.float64) for a in (X, y, candidates))
     _check(x, y, pool, q)
     if beta <= 0:
         raise ValueError(f"beta must be positive, got {beta}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return ucb_batch(fit_gp(x, y, inputs=inputs), pool, q, beta, seed, pending)
+        return ucb_batch(fit_surrogate(x, y, inputs=inputs), pool, q, beta, seed, pending)
 
 
 def regression_pool_batch(

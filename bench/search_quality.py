@@ -5,7 +5,8 @@ Input: one CSV with a row per run (weight columns and score columns), or two CSV
 row per run joined on an ID column (default `index`). The weight columns are every column of the mixtures
 file but the ID (two files), or the ones named by --weight-prefix or --weight-columns; other columns are
 ignored. Weights are renormalised to sum to 1 (with a warning when a row is off by more than 0.02). The score
-is --target (one column, or the mean of several), minimised unless --goal max. Without files: the RegMix
+is --target (one column, or the mean of several: GP-UCB then fits one GP per column, as a search fits one per
+domain of a per-domain objective), minimised unless --goal max. Without files: the RegMix
 swarm shipped in bench/data/regmix (768 runs at 1M parameters, 17 domains; target
 metric/the_pile_pile_cc_val_loss, minimised).
 
@@ -68,12 +69,14 @@ def random_proposer(pool: Pool, asked: np.ndarray, seed: int, batch: int) -> np.
     return order[~np.isin(order, asked)][:batch]
 
 
-def _model_proposer(batch_of: Callable[..., np.ndarray], **options: object) -> Proposer:
-    """Fit on the asked mixtures (maximising -score), choose among the unasked ones."""
+def _model_proposer(batch_of: Callable[..., np.ndarray], parts: bool = False, **options: object) -> Proposer:
+    """Fit on the asked mixtures (maximising -score, or its -parts where the pool has them and `parts`), choose
+    among the unasked ones."""
 
     def propose(pool: Pool, asked: np.ndarray, seed: int, batch: int) -> np.ndarray:
         free = np.setdiff1d(np.arange(len(pool.scores)), asked)
-        x, y = pool.weights[asked], -pool.scores[asked]
+        y = -(pool.parts if parts and pool.parts is not None else pool.scores)[asked]
+        x = pool.weights[asked]
         return free[batch_of(x, y, pool.weights[free], min(batch, free.size), seed=seed, **options)]
 
     return propose
@@ -82,9 +85,10 @@ def _model_proposer(batch_of: Callable[..., np.ndarray], **options: object) -> P
 def methods(beta: float) -> dict[str, Proposer]:
     """Every method the bench compares, by name; GP-UCB at `beta`, with each surrogate variant."""
     return {
-        "GP-UCB": _model_proposer(gp_ucb_pool_batch, beta=beta),
-        "GP-UCB (raw weights)": _model_proposer(gp_ucb_pool_batch, beta=beta, inputs="weights"),
-        "GP-UCB (log-ratios alone)": _model_proposer(gp_ucb_pool_batch, beta=beta, inputs="log-ratio"),
+        "GP-UCB": _model_proposer(gp_ucb_pool_batch, parts=True, beta=beta),
+        "GP-UCB (one GP on the mean)": _model_proposer(gp_ucb_pool_batch, beta=beta),
+        "GP-UCB (raw weights)": _model_proposer(gp_ucb_pool_batch, parts=True, beta=beta, inputs="weights"),
+        "GP-UCB (log-ratios alone)": _model_proposer(gp_ucb_pool_batch, parts=True, beta=beta, inputs="log-ratio"),
         "regression (RegMix)": _model_proposer(regression_pool_batch),
         "random": random_proposer,
     }

@@ -6,6 +6,7 @@ The GP maximises, so `score` turns a value into "higher is better" whatever the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,25 +19,33 @@ class ObjectiveError(ValueError):
 
 def objective_value(metrics: Mapping[str, Any], objective: Objective) -> float:
     """The metric's value; a per-domain metric ({domain: value}) averaged over its domains, weighted by
-    `objective.domainWeights` when given (every domain equally otherwise)."""
+    `objective.domainWeights` when given (every domain equally otherwise): the sum of its `objective_parts`."""
+    return math.fsum(objective_parts(metrics, objective).values())
+
+
+def objective_parts(metrics: Mapping[str, Any], objective: Objective) -> dict[str, float]:
+    """The terms whose sum is the objective: a per-domain metric's {domain: weight * value}, the weights
+    normalised to sum to 1 (the domains weighted 0 left out); one number is its own one part {metric: value}."""
     if objective.metric not in metrics:
         found = ", ".join(sorted(metrics)) or "nothing"
         raise ObjectiveError(f"no {objective.metric!r} (spec.objective.metric) among the metrics: {found}")
     value = metrics[objective.metric]
     if isinstance(value, Mapping):
-        return _domain_average(value, objective)
+        return {
+            d: w * _number(value[d], f"{objective.metric}.{d}") for d, w in _domain_weights(value, objective).items()
+        }
     if objective.domain_weights:
         raise ObjectiveError(
             f"{objective.metric!r} is one number, not one per domain, so spec.objective.domainWeights cannot weight it"
         )
-    return _number(value, objective.metric)
+    return {objective.metric: _number(value, objective.metric)}
 
 
-def _domain_average(values: Mapping[str, Any], objective: Objective) -> float:
+def _domain_weights(values: Mapping[str, Any], objective: Objective) -> dict[str, float]:
     if not objective.domain_weights:
         if not values:
             raise ObjectiveError(f"{objective.metric!r} has no domains")
-        return sum(_number(v, f"{objective.metric}.{d}") for d, v in values.items()) / len(values)
+        return {d: 1 / len(values) for d in values}
     missing = sorted(d for d, w in objective.domain_weights.items() if w > 0 and d not in values)
     if missing:
         raise ObjectiveError(
@@ -44,7 +53,7 @@ def _domain_average(values: Mapping[str, Any], objective: Objective) -> float:
         )
     weighted = {d: w for d, w in objective.domain_weights.items() if w > 0}
     total = sum(weighted.values())
-    return sum(w * _number(values[d], f"{objective.metric}.{d}") for d, w in weighted.items()) / total
+    return {d: w / total for d, w in weighted.items()}
 
 
 def _number(value: Any, name: str) -> float:

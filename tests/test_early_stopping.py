@@ -174,8 +174,10 @@ def test_a_stopped_trial_is_an_observation_at_its_last_reported_objective(tmp_pa
     store.put_json(layout.trial_progress("001"), [{"step": 6, "objective": 3.0}, {"step": 12, "objective": 2.5}])
     store.put_bytes(layout.stopped_marker("trial/001"), b"at step 12 ...")
     ctx = StepContext(store)
-    ids, x, y = propose.observations(ctx, propose.load_space(ctx))
+    ids, x, y, parts = propose.observations(ctx, propose.load_space(ctx))
     assert ids == ["000", "001"] and list(y) == [-1.0, -2.5] and x[1].tolist() == [0.8, 0.2]
+    # A stopped trial has one number, no per-domain parts: the GP fits the objective itself.
+    assert parts is None
     # The built-in trainer's reports (the step before training left out) are what the operator reads.
     report = train._progress_reporter(ctx, "002")
     for step, loss in ((0, 5.0), (6, 3.0), (12, 2.0)):

@@ -14,10 +14,13 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from mixtura_jobs.search.gp_ucb import (
+    PARTS,
     SAME_MIXTURE_L1,
     SHORTLIST_PER_POINT,
     LogRatio,
+    SumOfGPs,
     fit_gp,
+    fit_surrogate,
     posterior_best,
     propose_batch,
     srinivas_beta,
@@ -229,6 +232,40 @@ def test_a_round_warm_starts_from_the_previous_rounds_fit() -> None:
     assert_on_simplex(a.weights)
     with pytest.raises(ValueError, match="warm_start must name"):
         propose_batch(x, y, 4, seed=0, pool_size=2000, warm_start={"covar_module.raw_lengthscale": [[0.0] * D]})
+
+
+def test_an_objective_of_parts_is_one_gp_per_part_and_their_sum() -> None:
+    x = random_batch(14, D, seed=3)
+    parts = np.column_stack([-np.sum((x - W_STAR) ** 2, axis=1), -2.0 * x[:, 0], 0.5 * x[:, 3]])
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = fit_surrogate(x, parts)
+    assert isinstance(model, SumOfGPs) and len(model.parts) == 3
+    test = torch.as_tensor(random_batch(5, D, seed=4), dtype=torch.float64)
+    with torch.no_grad():
+        joint, each = model.posterior(test), [part.posterior(test) for part in model.parts]
+        np.testing.assert_allclose(joint.mean.reshape(-1), sum(p.mean.reshape(-1) for p in each), atol=1e-10)
+        covariance = sum(p.distribution.covariance_matrix for p in each)
+        np.testing.assert_allclose(joint.distribution.covariance_matrix, covariance, atol=1e-10)
+
+
+def test_a_round_of_parts_warm_starts_each_part_and_a_sum_ignores_them() -> None:
+    x = random_batch(16, D, seed=5)
+    parts = np.column_stack([objective(x), -x[:, 1]])
+    previous = propose_batch(x[:12], parts[:12], 4, seed=0, pool_size=2000)
+    warm = json.loads(json.dumps(previous.hyperparameters))
+    assert list(warm) == [PARTS] and len(warm[PARTS]) == 2
+    assert all("covar_module.raw_lengthscale" in part for part in warm[PARTS])
+    a = propose_batch(x, parts, 4, seed=0, pool_size=2000, warm_start=warm)
+    assert_on_simplex(a.weights) and assert_distinct(a.weights)
+    # The predictions are of the objective, the parts' sum.
+    assert a.predicted_mean.max() <= parts.sum(axis=1).max() + 0.1 * np.ptp(parts.sum(axis=1))
+    # A search whose observations lost their parts (a stopped trial joined) fits one GP, cold.
+    assert sorted(propose_batch(x, parts.sum(axis=1), 4, seed=0, pool_size=2000, warm_start=warm).hyperparameters) == [
+        "covar_module.raw_lengthscale",
+        "likelihood.noise_covar.raw_noise",
+        "mean_module.raw_constant",
+    ]
 
 
 def test_log_ratio_inputs_lie_in_the_unit_cube_and_tell_absent_from_small_weights() -> None:

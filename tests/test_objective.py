@@ -10,7 +10,7 @@ from malformed import domainset, search
 from mixtura_operator import layout
 from mixtura_operator.api.domainset import DomainSet
 from mixtura_operator.api.mixturesearch import MixtureSearch, Objective
-from mixtura_operator.objective import ObjectiveError, label, objective_value, score
+from mixtura_operator.objective import ObjectiveError, label, objective_parts, objective_value, score
 from mixtura_operator.observe import StoreObserver
 from mixtura_operator.reconcile import JobState, Observed, TrialResult, reconcile
 from mixtura_operator.store import open_store
@@ -28,6 +28,16 @@ def test_domain_weights_weight_a_per_domain_metric():
     objective = Objective(domain_weights={"digits": 3, "prose": 1, "charts": 0})
     assert objective_value(METRICS, objective) == pytest.approx((3 * 2.0 + 4.0) / 4)
     assert label(objective) == "min heldout_loss{charts:0,digits:3,prose:1}"
+
+
+def test_the_parts_of_a_per_domain_objective_are_its_weighted_terms_and_sum_to_it():
+    objective = Objective(domain_weights={"digits": 3, "prose": 1, "charts": 0})
+    assert objective_parts(METRICS, objective) == pytest.approx({"digits": 3 * 2.0 / 4, "prose": 4.0 / 4})
+    thirds = {d: v / 3 for d, v in METRICS["heldout_loss"].items()}
+    assert objective_parts(METRICS, Objective()) == pytest.approx(thirds)
+    for o in (objective, Objective(), Objective(metric="accuracy")):
+        assert sum(objective_parts(METRICS, o).values()) == pytest.approx(objective_value(METRICS, o))
+    assert objective_parts(METRICS, Objective(metric="accuracy")) == {"accuracy": 0.25}
 
 
 def test_a_maximised_scalar_scores_as_itself_and_a_minimised_one_negated():

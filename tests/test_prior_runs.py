@@ -92,7 +92,7 @@ def test_the_gp_of_the_first_round_fits_the_recorded_runs(tmp_path, swarm, one_t
     store = open_store((tmp_path / "search").as_uri())
     store.put_json(layout.SNAPSHOT, snapshot(MixtureSearch.model_validate(spec), ds))
     ctx = StepContext(store)
-    ids, x, y = propose.observations(ctx, propose.load_space(ctx))
+    ids, x, y, _ = propose.observations(ctx, propose.load_space(ctx))
     # The DomainSet's order (b, a), not the CSV's; minimised loss becomes the GP's score.
     assert ids == ["prior:1", "prior:2", "prior:3", "prior:4"]
     assert x.tolist() == [[0.8, 0.2], [0.5, 0.5], [0.1, 0.9], [0.3, 0.7]] and y.tolist() == [-2.1, -1.8, -1.6, -1.7]

@@ -210,8 +210,13 @@ def test_one_file_with_extra_columns_a_mean_target_and_max_goal(tmp_path: Path) 
     w = random_batch(24, 3, seed=2)
     # Maximised: the pool holds the negated mean of the two columns, lower is better.
     np.testing.assert_allclose(pool.scores, -(5.0 - np.sum((w - [0.6, 0.3, 0.1]) ** 2, axis=1)), atol=1e-3)
+    # Its parts (each column / 2, negated) are what GP-UCB fits; one column is no parts.
+    np.testing.assert_allclose(pool.parts.sum(axis=1), pool.scores)
+    np.testing.assert_allclose(pool.parts[:, 0] - pool.parts[:, 1], -1.0, atol=1e-3)
     listed = load_pool([path], Layout(target=("acc_x",), weight_columns=("w_a", "w_b", "w_c")))
     np.testing.assert_allclose(listed.weights, pool.weights)
+    assert listed.parts is None and join_pools([pool, pool]).parts.shape == (48, 2)
+    assert join_pools([pool, listed]).parts is None
 
 
 @pytest.mark.parametrize(

@@ -76,6 +76,8 @@ def test_the_gp_of_the_first_round_fits_the_imported_trials(new_search, tmp_path
     # Without observations round 0 is the initial design; with the 4 imported trials the GP proposes.
     assert summary["observations"] == 4 and summary["imported"] == [earlier.uri]
     assert summary["source"] == "gp-ucb" and "gp" in summary
+    # A per-domain heldout_loss (as the built-in trainer reports it): one GP per domain's term.
+    assert summary["objectiveParts"] == 2 and len(summary["gp"]["parts"]) == 2
 
 
 def test_trials_of_another_space_are_refused_naming_the_field(new_search, tmp_path, one_torch_thread):

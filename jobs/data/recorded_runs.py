@@ -29,6 +29,8 @@ class Pool:
     weights: np.ndarray  # (m, d)
     scores: np.ndarray  # (m,)
     domains: tuple[str, ...]
+    # (m, M): the score's terms where it is the mean of M > 1 target columns (each column / M, signed as it is).
+    parts: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -170,8 +172,10 @@ def _pool(mixtures: _Table, scores: _Table, joined: bool, layout: Layout) -> Poo
         if len(mixture_rows) < 2:
             raise ValueError(f"{mixtures.path}: fewer than 2 runs")
     weights = np.column_stack([mixtures.numbers(name, mixture_rows) for name in names])
-    target = np.mean([scores.numbers(name, score_rows) for name in layout.target], axis=0)
-    return Pool(_normalised(weights, mixtures.path, names), -target if layout.maximise else target, tuple(names))
+    columns = np.column_stack([scores.numbers(name, score_rows) for name in layout.target]) / len(layout.target)
+    parts = -columns if layout.maximise else columns
+    split = parts if parts.shape[1] > 1 else None
+    return Pool(_normalised(weights, mixtures.path, names), parts.sum(axis=1), tuple(names), split)
 
 
 def join_pools(pools: Sequence[Pool]) -> Pool:
@@ -180,4 +184,5 @@ def join_pools(pools: Sequence[Pool]) -> Pool:
     for pool in pools[1:]:
         if pool.domains != domains:
             raise ValueError(f"the run files name different domains: {domains} and {pool.domains}")
-    return Pool(np.vstack([p.weights for p in pools]), np.concatenate([p.scores for p in pools]), domains)
+    parts = None if any(p.parts is None for p in pools) else np.vstack([p.parts for p in pools])
+    return Pool(np.vstack([p.weights for p in pools]), np.concatenate([p.scores for p in pools]), domains, parts)

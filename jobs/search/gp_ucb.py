@@ -5,7 +5,9 @@ candidate mixtures, return the batch. The GP sees all d weights, not the d-1 fre
 Matérn kernel restricted to the simplex's hyperplane is still a valid kernel, every domain gets its own
 lengthscale, and no domain is singled out as the implicit one (with the last weight left implicit the
 search came 10-30x further from the optimum on the acceptance test's objective). Beside the weights the
-kernel sees their centred log-ratios (`LogRatio`), so that whether a domain is present at all counts.
+kernel sees their centred log-ratios (`LogRatio`), so that whether a domain is present at all counts. An
+objective that is a sum of parts (a per-domain metric) gets one such GP per part, the model their sum
+(`fit_surrogate`).
 """
 
 import math
@@ -22,7 +24,9 @@ from botorch.models import SingleTaskGP
 from botorch.models.transforms.input import InputTransform
 from botorch.models.transforms.outcome import Standardize
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
+from botorch.posteriors import GPyTorchPosterior
 from botorch.utils.sampling import draw_sobol_normal_samples
+from gpytorch.distributions import MultivariateNormal
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from linear_operator.utils.cholesky import psd_safe_cholesky
 
@@ -57,8 +61,9 @@ SAME_MIXTURE_L1 = 1e-3
 Inputs = Literal["weights+log-ratio", "log-ratio", "weights"]
 
 
-# Parameter name -> values (nested lists), JSON-ready.
+# Parameter name -> values (nested lists), JSON-ready; a SumOfGPs' are {PARTS: [each part's]}.
 Hyperparameters = dict[str, list]
+PARTS = "parts"
 
 
 @dataclass(frozen=True)
@@ -83,8 +88,8 @@ def _check_observations(
 ) -> tuple[np.ndarray, np.ndarray, MixtureSpace]:
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    if x.ndim != 2 or x.shape[1] < 2 or y.shape != (x.shape[0],):
-        raise ValueError(f"X must be (n, d) with d >= 2 and y (n,), got {x.shape} and {y.shape}")
+    if x.ndim != 2 or x.shape[1] < 2 or y.shape[:1] != x.shape[:1] or y.ndim not in (1, 2):
+        raise ValueError(f"X must be (n, d) with d >= 2 and y (n,) or (n, M), got {x.shape} and {y.shape}")
     space = SimplexSpace(x.shape[1]) if space is None else space
     space.check(x)
     if not np.all(np.isfinite(y)):
@@ -179,17 +184,59 @@ def fit_gp(
     return model
 
 
+class SumOfGPs:
+    """The sum of independent GPs, one per part of an objective that is a sum of parts, as one model: its
+    posterior's mean and covariance are the sums of theirs. The covariance stays lazy, as each GP's does: a
+    dense sum would be factorised at once, without the jitter the batch picks add."""
+
+    def __init__(self, parts: list[SingleTaskGP]) -> None:
+        self.parts = parts
+
+    def posterior(self, x: torch.Tensor) -> GPyTorchPosterior:
+        posteriors = [part.posterior(x) for part in self.parts]
+        mean = sum(p.mean.squeeze(-1) for p in posteriors)
+        covariance = sum(p.distribution.lazy_covariance_matrix for p in posteriors)
+        return GPyTorchPosterior(MultivariateNormal(mean, covariance))
+
+
+Surrogate = SingleTaskGP | SumOfGPs
+
+
+def fit_surrogate(
+    x: np.ndarray,
+    y: np.ndarray,
+    warm_start: Hyperparameters | None = None,
+    noise: float | None = None,
+    inputs: Inputs = "weights+log-ratio",
+) -> Surrogate:
+    """fit_gp for y (n,); for y (n, M), the objective's M parts (a per-domain metric's weighted terms: their
+    sum is the objective), one fit_gp per part and their sum (Bayesian optimisation of a composite objective,
+    Astudillo & Frazier 2019). Each part is a simpler function of the mixture than their sum (one domain's
+    loss follows its own mixing law), so the parts' GPs learn it from fewer trials: on the synthetic
+    mixing-law swarms the search needed a median 0.73x the trials of one GP on the sum (0.34-1.5x over 14
+    swarm and seed sets; README, "One GP per part of the objective").
+    Each part's GP warm-starts from its own in `warm_start` (`hyperparameters` of a SumOfGPs) and learns its
+    own noise (`noise` is the sum's); a warm start of the other kind (parts for a sum, or back) is not used."""
+    parts = (warm_start or {}).get(PARTS)
+    if y.ndim == 1:
+        return fit_gp(x, y, None if parts is not None else warm_start, inputs, noise)
+    starts = parts if parts is not None and len(parts) == y.shape[1] else [None] * y.shape[1]
+    return SumOfGPs([fit_gp(x, column, start, inputs) for column, start in zip(y.T, starts, strict=True)])
+
+
 def _kernel_names(parameters: Mapping[str, object]) -> set[str]:
     return {name for name in parameters if not name.startswith("likelihood.")}
 
 
-def hyperparameters(model: SingleTaskGP) -> Hyperparameters:
-    """The GP's fitted hyperparameters (raw, unconstrained values), for `fit_gp(warm_start=...)`; the outcome
-    transform has none (it is refitted to each round's data)."""
+def hyperparameters(model: Surrogate) -> Hyperparameters:
+    """The GP's fitted hyperparameters (raw, unconstrained values), for `fit_surrogate(warm_start=...)`, those
+    of a SumOfGPs' parts under PARTS; the outcome transform has none (it is refitted to each round's data)."""
+    if isinstance(model, SumOfGPs):
+        return {PARTS: [hyperparameters(part) for part in model.parts]}
     return {name: value.detach().tolist() for name, value in model.named_parameters()}
 
 
-def _predict(model: SingleTaskGP, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _predict(model: Surrogate, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Marginal posterior mean and std at each row. In chunks: one joint posterior over a large pool builds
     its (m, m) covariance, and one-point batches copy the training data per point; both are 10-20x slower."""
     means, stds = [], []
@@ -202,7 +249,7 @@ def _predict(model: SingleTaskGP, w: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def ucb_batch(
-    model: SingleTaskGP,
+    model: Surrogate,
     candidates: np.ndarray,
     q: int,
     beta: float,
@@ -325,12 +372,12 @@ def propose_batch(
     being evaluated: asynchronous proposals are conditioned on them).
 
     X: (n, d) observed points of `space` (default: plain weights over d domains; n may be 0); y: (n,)
-    their objective. While n < n_initial (default q, at least 2) the batch comes from the initial design:
-    `prior_center` first (MaD-Mix weights or the natural distribution; once, unless already observed), then
-    Dirichlet draws around it (around uniform without one). After that: GP-UCB (ucb_batch) over a pool of
-    `pool_size` Dirichlet candidates, the GP fitted from `warm_start` (the previous round's
-    `hyperparameters`) when given, with observation noise `noise` (fit_gp). `beta="srinivas"` uses
-    srinivas_beta(t=n+1, |D|=pool_size). The result depends only on the arguments.
+    their objective, or (n, M) its parts. While n < n_initial (default q, at least 2) the batch comes from the
+    initial design: `prior_center` first (MaD-Mix weights or the natural distribution; once, unless already
+    observed), then Dirichlet draws around it (around uniform without one). After that: GP-UCB (ucb_batch)
+    over a pool of `pool_size` Dirichlet candidates, the GP (fit_surrogate) fitted from `warm_start` (the
+    previous round's `hyperparameters`) when given, with observation noise `noise` (fit_gp). `beta="srinivas"`
+    uses srinivas_beta(t=n+1, |D|=pool_size). The result depends only on the arguments.
     """
     x, y, space = _check_observations(X, y, space)
     n, d = x.shape
@@ -350,7 +397,7 @@ def propose_batch(
         return Proposal(_initial_design(taken, q, center, prior_center is not None, space, rng), None, None)
 
     with _torch_seeded(int(rng.integers(2**63))):
-        model = fit_gp(x, y, warm_start, noise=noise)
+        model = fit_surrogate(x, y, warm_start, noise)
         observed_mean, _ = _predict(model, x)
         pool = _candidate_pool(x[np.argmax(observed_mean)], center, space, pool_size, rng)
         beta_t = srinivas_beta(n + 1, pool_size) if beta == "srinivas" else float(beta)

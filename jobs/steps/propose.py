@@ -4,6 +4,7 @@ or the mixtures of the best trials again (repeatTop)."""
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,7 +16,7 @@ from mixtura_jobs.search.regmix import regression_batch
 from mixtura_jobs.steps.context import StepContext
 from mixtura_operator import layout
 from mixtura_operator.api.plan import search_space
-from mixtura_operator.objective import objective_value, score
+from mixtura_operator.objective import objective_parts, score
 from mixtura_operator.store import ArtifactNotFound, open_store
 from mixtura_operator.trainer_contract import progress_curve
 
@@ -36,19 +37,21 @@ PRIOR = "prior:"  # the id prefix of spec.search.priorRuns' rows among the obser
 
 def observations(
     ctx: StepContext, space: NamedSpace, warm_start: Sequence[str] = ()
-) -> tuple[list[str], np.ndarray, np.ndarray]:
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray | None]:
     """Finished trials, this search's and those of the `warm_start` searches (root URIs), this search's stopped
-    trials and its prior runs: ids, their points in `space` (n, dim) and their scores, the objective as the GP
-    maximises it (minus its value when the goal is minimize). A trial whose metrics lack the objective is left
-    out: the operator counts it as failed. A stopped trial is its last reported objective: measured before the
-    end of its training, so worse than it would have ended (a penalty), where the rule judged it worse than its
-    peers. Prior runs have ids `prior:<row>`."""
-    ids, points, scores = [], [], []
+    trials and its prior runs: ids, their points in `space` (n, dim), their scores, the objective as the GP
+    maximises it (minus its value when the goal is minimize), and the scores' parts (n, M) where the objective
+    is a per-domain metric that every observation has for the same M > 1 domains (objective_parts; None
+    otherwise). A trial whose metrics lack the objective is left out: the operator counts it as failed. A
+    stopped trial is its last reported objective: measured before the end of its training, so worse than it
+    would have ended (a penalty), where the rule judged it worse than its peers. Prior runs have ids
+    `prior:<row>`. Stopped trials and prior runs have one number each, no parts."""
+    ids, points, parts = [], [], []
     objective = ctx.search.spec.objective
     for source in [ctx.store, *(open_store(uri, ctx.search.spec.artifacts.endpoint_url) for uri in warm_start)]:
         for tid in sorted(key.split("/")[1] for key in source.list("trials") if key.endswith("/_SUCCESS")):
             try:
-                value = objective_value(source.get_json(layout.trial_metrics(tid)), objective)
+                terms = objective_parts(source.get_json(layout.trial_metrics(tid)), objective)
             except (ValueError, ArtifactNotFound):  # ObjectiveError, or metrics that are not JSON
                 continue
             record = source.get_json(layout.trial_mixture(tid))
@@ -56,16 +59,20 @@ def observations(
                 _check_same_space(space, record, source.uri)
             ids.append(tid if source is ctx.store else f"{source.uri}#{tid}")
             points.append(space.point(record))
-            scores.append(score(value, objective))
+            parts.append(terms)
     for tid, value in stopped_trials(ctx):
         ids.append(tid)
         points.append(space.point(ctx.store.get_json(layout.trial_mixture(tid))))
-        scores.append(score(value, objective))
+        parts.append({objective.metric: value})
     for index, (weights, value) in enumerate(prior_runs(ctx)):
         ids.append(f"{PRIOR}{index + 1}")
         points.append(space.center(weights))
-        scores.append(score(value, objective))
-    return ids, np.array(points).reshape(len(ids), space.geometry.dim), np.array(scores)
+        parts.append({objective.metric: value})
+    scores = np.array([score(math.fsum(terms.values()), objective) for terms in parts])
+    names = {tuple(sorted(terms)) for terms in parts}
+    split = len(names) == 1 and len(columns := next(iter(names))) > 1
+    matrix = np.array([[score(terms[c], objective) for c in columns] for terms in parts]) if split else None
+    return ids, np.array(points).reshape(len(ids), space.geometry.dim), scores, matrix
 
 
 def stopped_trials(ctx: StepContext) -> list[tuple[str, float]]:
@@ -157,7 +164,7 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
     q, seed = len(trial_ids), ctx.seed + 7919 * args.round
     space = load_space(ctx)
     imported = [uri for uri in args.warm_start.split(",") if uri]
-    ids, x, y = observations(ctx, space, imported)
+    ids, x, y, parts = observations(ctx, space, imported)
     # A trial that finished after the operator started this proposal is an observation now, no longer pending.
     pending_ids = [tid for tid in args.pending.split(",") if tid and tid not in ids]
     noise = measured_noise(ctx, ids, y)
@@ -173,7 +180,7 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
         beta = "srinivas" if spec.search.beta_schedule == "srinivas" else spec.search.beta
         proposal = gp_ucb.propose_batch(
             x,
-            y,
+            y if parts is None else parts,
             q,
             seed=seed,
             beta=beta,
@@ -182,7 +189,7 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
             space=space.geometry,
             warm_start=previous_fit(ctx, args.round),
             pending=mixtures(ctx, space, pending_ids),
-            noise=None if noise is None else noise.variance,
+            noise=None if noise is None or parts is not None else noise.variance,
         )
         points, mean, std = proposal.weights, proposal.predicted_mean, proposal.predicted_std
         fitted = proposal.hyperparameters
@@ -204,6 +211,7 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
         "trials": trial_ids,
         "pending": pending_ids,
         **({} if noise is None else {"noise": {"variance": noise.variance, "repeats": noise.repeats}}),
+        **({} if parts is None else {"objectiveParts": parts.shape[1]}),
     }
     ctx.store.put_json(layout.proposal(args.round), summary if fitted is None else {**summary, "gp": fitted})
     running = f" pending={','.join(pending_ids)}" if pending_ids else ""

@@ -156,7 +156,7 @@ def _surrogate(ctx: StepContext, chosen: dict | None) -> tuple[dict[str, bytes],
     """The surrogate's section: top candidates by posterior mean, leave-one-out predictions, sensitivities
     and a posterior slice; and its leave-one-out fit for status. Nothing before MIN_TRIALS_FOR_POSTERIOR."""
     space = load_space(ctx)
-    ids, x, y = observations(ctx, space)
+    ids, x, y, _ = observations(ctx, space)
     if len(ids) < MIN_TRIALS_FOR_POSTERIOR:
         return {}, "", None
     objective = ctx.search.spec.objective

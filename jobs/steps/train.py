@@ -146,7 +146,7 @@ def pick_final(ctx: StepContext) -> dict:
     manual = ctx.vector({d.name: d.weight or 0.0 for d in domains}) if spec.method == "manual" else None
     madmix = ctx.vector(ctx.store.get_json(layout.MADMIX)["weights"]) if spec.method == "madmix" else None
     space = load_space(ctx)
-    ids, x, y = observations(ctx, space)
+    ids, x, y, _ = observations(ctx, space)
     noise = measured_noise(ctx, ids, y)
     point, provenance = final_mixture(
         spec.method,
