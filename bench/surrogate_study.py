@@ -19,6 +19,7 @@ kept before) with one change:
   as the regression orders its batch by its predictions);
 - `posterior-mean pick first`: the candidate of best posterior mean first, then qUCB with it pending; the batch
   by posterior mean (and the same with `+ linear kernel` and `+ log-linear kernel`);
+- `+ log-linear kernel per column`: the kept GP-UCB's per-column GPs, each with the log-linear kernel;
 - `tree ensemble UCB`: no GP; RegMix's LightGBM regressor fitted to ENSEMBLE bootstrap resamples of the runs, the
   batch the q candidates of best mean + sqrt(beta) * spread over the ensemble (a bagged-tree UCB).
 
@@ -67,6 +68,7 @@ from mixtura_jobs.search.gp_ucb import (
     MC_SAMPLES,
     SHORTLIST_PER_POINT,
     LogRatio,
+    SumOfGPs,
     _near,
     ucb_batch,
 )
@@ -107,6 +109,12 @@ def _fit(x: np.ndarray, y: np.ndarray, extra: str | None = None) -> SingleTaskGP
     mll = ExactMarginalLogLikelihood(model.likelihood, model)
     fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": FIT_MAXITER}})
     return model.eval()
+
+
+def _fit_each(x: np.ndarray, y: np.ndarray, extra: str) -> SingleTaskGP | SumOfGPs:
+    """_fit with `extra` on each score column of y (m, M), summed as GP-UCB sums its per-column GPs (on y (m,),
+    one _fit)."""
+    return _fit(x, y, extra) if y.ndim == 1 else SumOfGPs([_fit(x, column, extra) for column in y.T])
 
 
 def loo_log_likelihood(model: SingleTaskGP) -> float:
@@ -257,8 +265,15 @@ VARIANTS = {
         lambda x, y, c, q, s: mean_first_batch(_fit(x, y, "log-linear"), c, q, s)
     ),
     "tree ensemble UCB": _variant(ensemble_ucb_batch),
+    "+ log-linear kernel per column": _variant(
+        lambda x, y, c, q, s: ucb_batch(_fit_each(x, y, "log-linear"), c, q, BETA, s)
+    ),
     "regression (RegMix)": regression_pool_batch,
 }
+
+
+# The variants fitted to each score column of a mean target (the others fit the mean).
+PER_COLUMN = {"GP-UCB", "+ log-linear kernel per column"}
 
 
 def swarms(folder: Path) -> dict[str, Pool]:
@@ -292,7 +307,7 @@ def main() -> None:
     names = args.swarms.split(",") if args.swarms else list(pools)
     print("| variant | " + " | ".join(names) + " |\n|---|" + "---:|" * len(names))
     for variant in chosen:
-        propose = _model_proposer(VARIANTS[variant], parts=variant == "GP-UCB")
+        propose = _model_proposer(VARIANTS[variant], parts=variant in PER_COLUMN)
         cells = []
         for name in names:
             pool = pools[name]
