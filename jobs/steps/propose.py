@@ -189,7 +189,7 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
             space=space.geometry,
             warm_start=previous_fit(ctx, args.round),
             pending=mixtures(ctx, space, pending_ids),
-            noise=None if noise is None or parts is not None else noise.variance,
+            noise=None if noise is None else noise.variance,
         )
         points, mean, std = proposal.weights, proposal.predicted_mean, proposal.predicted_std
         fitted = proposal.hyperparameters
