@@ -27,7 +27,7 @@ from testbed.procs import free_port
 
 EXIT_CODE = "testbed.mixtura.dev/exit-code"
 OUTPUT = "testbed.mixtura.dev/output"
-# Seconds (one attempt a second) the pod runner keeps trying to record an exit code while the API server is down.
+# Seconds (one attempt a second) the pod runner keeps trying the API server while it is down.
 RECORD_ATTEMPTS = 60
 TESTBED_ENV = "MIXTURA_TESTBED"
 # A pod's terminationGracePeriodSeconds by default.
@@ -61,6 +61,22 @@ def _field(pod, path: str) -> str:
         if path.startswith(prefix):
             return (mapping or {}).get(path[len(prefix) : -2], "")
     raise ValueError(f"fieldRef {path} is not supported by the test pod runner")
+
+
+def _while_the_server_is_down(call, *args):
+    """`call(*args)`, tried again each second while the API server is down (restarted by a test), as a kubelet
+    retries: a pod whose environment is read, or whose exit code is recorded, during the outage neither fails nor
+    is lost. An answer from the server (an ApiException under 500) is raised."""
+    for _ in range(RECORD_ATTEMPTS - 1):
+        try:
+            return call(*args)
+        except client.ApiException as error:
+            if error.status < 500:
+                raise
+        except MaxRetryError:
+            pass
+        time.sleep(1)
+    return call(*args)
 
 
 def stop_container(process: subprocess.Popen) -> None:
@@ -101,19 +117,23 @@ class PodRunner:
         ns = pod.metadata.namespace
         for source in container.env_from or []:
             if source.secret_ref:
-                data = self.api.read_namespaced_secret(source.secret_ref.name, ns).data or {}
+                data = _while_the_server_is_down(self.api.read_namespaced_secret, source.secret_ref.name, ns).data or {}
                 env.update({k: base64.b64decode(v).decode() for k, v in data.items()})
             if source.config_map_ref:
-                env.update(self.api.read_namespaced_config_map(source.config_map_ref.name, ns).data or {})
+                config = _while_the_server_is_down(self.api.read_namespaced_config_map, source.config_map_ref.name, ns)
+                env.update(config.data or {})
         for var in container.env or []:
             if var.value_from is None:
                 env[var.name] = var.value or ""
             elif var.value_from.secret_key_ref:
                 ref = var.value_from.secret_key_ref
-                env[var.name] = base64.b64decode(self.api.read_namespaced_secret(ref.name, ns).data[ref.key]).decode()
+                secret = _while_the_server_is_down(self.api.read_namespaced_secret, ref.name, ns)
+                env[var.name] = base64.b64decode(secret.data[ref.key]).decode()
             elif var.value_from.config_map_key_ref:
                 ref = var.value_from.config_map_key_ref
-                env[var.name] = self.api.read_namespaced_config_map(ref.name, ns).data[ref.key]
+                env[var.name] = _while_the_server_is_down(self.api.read_namespaced_config_map, ref.name, ns).data[
+                    ref.key
+                ]
             elif var.value_from.field_ref:
                 env[var.name] = _field(pod, var.value_from.field_ref.field_path)
             elif var.value_from.resource_field_ref:
@@ -181,19 +201,11 @@ class PodRunner:
         self.exit_codes[uid] = code
         output = log.read_text(errors="replace")[-2000:] if log.exists() else ""
         patch = {"metadata": {"annotations": {EXIT_CODE: str(code), OUTPUT: output}}}
-        # As a kubelet retries its status updates: an API server that is down (restarted by a test) comes back.
-        for _ in range(RECORD_ATTEMPTS):
-            try:
-                self.api.patch_namespaced_pod(pod.metadata.name, pod.metadata.namespace, patch)
-                break
-            except client.ApiException as error:
-                if error.status == 404:
-                    break
-                if error.status < 500:
-                    raise
-            except MaxRetryError:
-                pass
-            time.sleep(1)
+        try:
+            _while_the_server_is_down(self.api.patch_namespaced_pod, pod.metadata.name, pod.metadata.namespace, patch)
+        except client.ApiException as error:
+            if error.status != 404:
+                raise
         self.finished(pod)
 
     def finished(self, pod) -> None:
