@@ -28,7 +28,7 @@ from testbed.procs import free_port
 EXIT_CODE = "testbed.mixtura.dev/exit-code"
 OUTPUT = "testbed.mixtura.dev/output"
 # Seconds (one attempt a second) the pod runner keeps trying the API server while it is down.
-RECORD_ATTEMPTS = 60
+API_ATTEMPTS = 60
 TESTBED_ENV = "MIXTURA_TESTBED"
 # A pod's terminationGracePeriodSeconds by default.
 GRACE_SECONDS = 30
@@ -67,7 +67,7 @@ def _while_the_server_is_down(call, *args):
     """`call(*args)`, tried again each second while the API server is down (restarted by a test), as a kubelet
     retries: a pod whose environment is read, or whose exit code is recorded, during the outage neither fails nor
     is lost. An answer from the server (an ApiException under 500) is raised."""
-    for _ in range(RECORD_ATTEMPTS - 1):
+    for _ in range(API_ATTEMPTS - 1):
         try:
             return call(*args)
         except client.ApiException as error:
@@ -112,28 +112,30 @@ class PodRunner:
             if process and process.poll() is None:
                 stop_container(process)
 
+    def _secret(self, name: str, namespace: str) -> dict[str, str]:
+        data = _while_the_server_is_down(self.api.read_namespaced_secret, name, namespace).data or {}
+        return {key: base64.b64decode(value).decode() for key, value in data.items()}
+
+    def _config_map(self, name: str, namespace: str) -> dict[str, str]:
+        return _while_the_server_is_down(self.api.read_namespaced_config_map, name, namespace).data or {}
+
     def _env(self, pod, container) -> dict[str, str]:
         env = {**self.extra_env, TESTBED_ENV: "1"}
         ns = pod.metadata.namespace
         for source in container.env_from or []:
             if source.secret_ref:
-                data = _while_the_server_is_down(self.api.read_namespaced_secret, source.secret_ref.name, ns).data or {}
-                env.update({k: base64.b64decode(v).decode() for k, v in data.items()})
+                env.update(self._secret(source.secret_ref.name, ns))
             if source.config_map_ref:
-                config = _while_the_server_is_down(self.api.read_namespaced_config_map, source.config_map_ref.name, ns)
-                env.update(config.data or {})
+                env.update(self._config_map(source.config_map_ref.name, ns))
         for var in container.env or []:
             if var.value_from is None:
                 env[var.name] = var.value or ""
             elif var.value_from.secret_key_ref:
                 ref = var.value_from.secret_key_ref
-                secret = _while_the_server_is_down(self.api.read_namespaced_secret, ref.name, ns)
-                env[var.name] = base64.b64decode(secret.data[ref.key]).decode()
+                env[var.name] = self._secret(ref.name, ns)[ref.key]
             elif var.value_from.config_map_key_ref:
                 ref = var.value_from.config_map_key_ref
-                env[var.name] = _while_the_server_is_down(self.api.read_namespaced_config_map, ref.name, ns).data[
-                    ref.key
-                ]
+                env[var.name] = self._config_map(ref.name, ns)[ref.key]
             elif var.value_from.field_ref:
                 env[var.name] = _field(pod, var.value_from.field_ref.field_path)
             elif var.value_from.resource_field_ref:
@@ -206,7 +208,8 @@ class PodRunner:
         except client.ApiException as error:
             if error.status != 404:
                 raise
-        self.finished(pod)
+        finally:
+            self.finished(pod)
 
     def finished(self, pod) -> None:
         """Called once a pod's exit code is recorded (a hook for benchmarks)."""
