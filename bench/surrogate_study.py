@@ -19,7 +19,8 @@ kept before) with one change:
   as the regression orders its batch by its predictions);
 - `posterior-mean pick first`: the candidate of best posterior mean first, then qUCB with it pending; the batch
   by posterior mean (and the same with `+ linear kernel` and `+ log-linear kernel`);
-- `+ log-linear kernel per column`: the kept GP-UCB's per-column GPs, each with the log-linear kernel;
+- `+ log-linear kernel per column`, `+ linear kernel per column`, `+ both linear kernels per column`: the kept
+  GP-UCB's per-column GPs, each with the log-linear kernel, the linear one, or both;
 - `tree ensemble UCB`: no GP; RegMix's LightGBM regressor fitted to ENSEMBLE bootstrap resamples of the runs, the
   batch the q candidates of best mean + sqrt(beta) * spread over the ensemble (a bagged-tree UCB).
 
@@ -86,14 +87,15 @@ BETA = 2.0
 
 def _kernel(d: int, extra: str | None) -> Kernel:
     """GP-UCB's Matérn on the 2d transformed inputs (weights, then log-ratios), plus `extra`: a linear or an
-    additive kernel on the weights, or a linear one on the log-ratios."""
+    additive kernel on the weights, a linear one on the log-ratios, or both linear ones."""
     matern = get_covar_module_with_dim_scaled_prior(2 * d, use_rbf_kernel=False)
     weights = torch.arange(d)
     if extra is None:
         return matern
-    if extra in ("linear", "log-linear"):
-        dims = weights if extra == "linear" else weights + d
-        return AdditiveKernel(matern, LinearKernel(active_dims=dims, variance_prior=GammaPrior(2.0, 0.5)))
+    linear = {"linear": [weights], "log-linear": [weights + d], "both linear": [weights, weights + d]}
+    if extra in linear:
+        kernels = [LinearKernel(active_dims=dims, variance_prior=GammaPrior(2.0, 0.5)) for dims in linear[extra]]
+        return AdditiveKernel(matern, *kernels)
     one_dimensional = MaternKernel(nu=2.5, lengthscale_prior=LogNormalPrior(math.log(0.3), 1.0))
     return AdditiveKernel(matern, ScaleKernel(AdditiveStructureKernel(one_dimensional, d, active_dims=weights)))
 
@@ -240,6 +242,12 @@ def _variant(pick: Callable[[np.ndarray, np.ndarray, np.ndarray, int, int], np.n
     return batch
 
 
+# The kernels the per-column variants add to each column's GP, and the names of those variants.
+PER_COLUMN_KERNELS = {
+    "log-linear": "+ log-linear kernel",
+    "linear": "+ linear kernel",
+    "both linear": "+ both linear kernels",
+}
 VARIANTS = {
     "GP-UCB": gp_ucb_pool_batch,
     "GP-UCB (one GP on the mean)": gp_ucb_pool_batch,
@@ -265,15 +273,16 @@ VARIANTS = {
         lambda x, y, c, q, s: mean_first_batch(_fit(x, y, "log-linear"), c, q, s)
     ),
     "tree ensemble UCB": _variant(ensemble_ucb_batch),
-    "+ log-linear kernel per column": _variant(
-        lambda x, y, c, q, s: ucb_batch(_fit_each(x, y, "log-linear"), c, q, BETA, s)
-    ),
+    **{
+        f"{name} per column": _variant(
+            lambda x, y, c, q, s, extra=extra: ucb_batch(_fit_each(x, y, extra), c, q, BETA, s)
+        )
+        for extra, name in PER_COLUMN_KERNELS.items()
+    },
     "regression (RegMix)": regression_pool_batch,
 }
-
-
 # The variants fitted to each score column of a mean target (the others fit the mean).
-PER_COLUMN = {"GP-UCB", "+ log-linear kernel per column"}
+PER_COLUMN = {"GP-UCB", *(f"{name} per column" for name in PER_COLUMN_KERNELS.values())}
 
 
 def swarms(folder: Path) -> dict[str, Pool]:
