@@ -212,7 +212,7 @@ class PodRunner:
             self.finished(pod)
 
     def finished(self, pod) -> None:
-        """Called once a pod's exit code is recorded (a hook for benchmarks)."""
+        """Called once a pod has run and its exit code is recorded, or recording it gave up (a hook for benchmarks)."""
 
     def _loop(self) -> None:
         while not self._stop.wait(0.2):
