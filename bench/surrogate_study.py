@@ -21,6 +21,10 @@ kept before) with one change:
   by posterior mean (and the same with `+ linear kernel` and `+ log-linear kernel`);
 - `+ log-linear kernel per column`, `+ linear kernel per column`, `+ both linear kernels per column`: the kept
   GP-UCB's per-column GPs, each with the log-linear kernel, the linear one, or both;
+- `+ mixing-law mean per column`: the per-column GPs, each with a data mixing law as its prior mean
+  (MixingLawMean), the GP on what the law misses;
+- `log-warped per column`: the per-column GPs fitted to log(loss - floor) (output warping, the law made
+  linear where the floor is its constant), the batch by Monte Carlo qUCB on the sum of the unwarped draws;
 - `tree ensemble UCB`: no GP; RegMix's LightGBM regressor fitted to ENSEMBLE bootstrap resamples of the runs, the
   batch the q candidates of best mean + sqrt(beta) * spread over the ensemble (a bagged-tree UCB).
 
@@ -49,8 +53,9 @@ from botorch.models.transforms.outcome import Standardize
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
 from botorch.sampling import SobolQMCNormalSampler
 from gpytorch.kernels import AdditiveKernel, AdditiveStructureKernel, Kernel, LinearKernel, MaternKernel, ScaleKernel
+from gpytorch.means import Mean
 from gpytorch.mlls import ExactMarginalLogLikelihood
-from gpytorch.priors import GammaPrior, LogNormalPrior
+from gpytorch.priors import GammaPrior, LogNormalPrior, NormalPrior
 from search_quality import (
     DEFAULT_RUNS,
     DEFAULT_TARGET,
@@ -100,11 +105,32 @@ def _kernel(d: int, extra: str | None) -> Kernel:
     return AdditiveKernel(matern, ScaleKernel(AdditiveStructureKernel(one_dimensional, d, active_dims=weights)))
 
 
+class MixingLawMean(Mean):
+    """m(w) = c + k exp(sum_i t_i w_i), the data mixing law of Ye et al. (2024), t_i ~ N(0, 2) a priori, on the
+    weights (the first d of LogRatio's 2d inputs), fitted with the GP by marginal likelihood."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.d = d
+        self.register_parameter("constant", torch.nn.Parameter(torch.zeros(1, dtype=DTYPE)))
+        # k starts away from 0, where the rates would get no gradient.
+        self.register_parameter("scale", torch.nn.Parameter(torch.full((1,), 0.1, dtype=DTYPE)))
+        self.register_parameter("rates", torch.nn.Parameter(torch.zeros(d, dtype=DTYPE)))
+        self.register_prior("rates_prior", NormalPrior(0.0, 2.0), "rates")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.constant + self.scale * torch.exp(x[..., : self.d] @ self.rates)
+
+
 def _fit(x: np.ndarray, y: np.ndarray, extra: str | None = None) -> SingleTaskGP:
+    """The one GP of the study's variants: _kernel's Matérn plus `extra`, or, with extra "mixing-law", the
+    Matérn alone over MixingLawMean."""
+    law = extra == "mixing-law"
     model = SingleTaskGP(
         torch.as_tensor(x, dtype=DTYPE),
         torch.as_tensor(y, dtype=DTYPE).unsqueeze(-1),
-        covar_module=_kernel(x.shape[1], extra),
+        mean_module=MixingLawMean(x.shape[1]) if law else None,
+        covar_module=_kernel(x.shape[1], None if law else extra),
         outcome_transform=Standardize(m=1),
         input_transform=LogRatio(keep_weights=True),
     )
@@ -215,6 +241,43 @@ def qnei_batch(model: SingleTaskGP, x: np.ndarray, candidates: np.ndarray, q: in
     return order[greedy_batch(acquisition, torch.as_tensor(candidates[order], dtype=DTYPE), q, candidates[order])]
 
 
+# The warped variant's floor below the lowest observed value of a column, as a share of the column's range.
+WARP_MARGIN = 0.1
+
+
+def _warped_draws(x: np.ndarray, y: np.ndarray, candidates: np.ndarray) -> torch.Tensor:
+    """MC_SAMPLES joint draws (MC_SAMPLES, m) of the objective at the candidates, from one GP per column of y
+    (n,) or (n, M) fitted to g = log(s - floor), s = -column (a loss), floor WARP_MARGIN of its range below its
+    least value; each draw is -sum over columns of (exp(g) + floor), the objective in y's units."""
+    columns = y[:, None] if y.ndim == 1 else y
+    total = torch.zeros(MC_SAMPLES, len(candidates), dtype=DTYPE)
+    for column in columns.T:
+        s = -column
+        floor = s.min() - WARP_MARGIN * (s.max() - s.min()) - 1e-9
+        model = _fit(x, np.log(s - floor))
+        with torch.no_grad():
+            g = model.posterior(torch.as_tensor(candidates, dtype=DTYPE)).rsample(torch.Size([MC_SAMPLES]))
+        total -= torch.exp(g.squeeze(-1)) + floor
+    return total
+
+
+def warped_ucb_batch(x: np.ndarray, y: np.ndarray, candidates: np.ndarray, q: int, seed: int) -> np.ndarray:
+    """qUCB (botorch's form: the mean over draws of the set's largest mean + sqrt(beta pi / 2) |f - mean|) on
+    _warped_draws, greedily over the SHORTLIST_PER_POINT * q candidates of best mean + sqrt(beta) std."""
+    draws = _warped_draws(x, y, candidates)
+    mean, std = draws.mean(dim=0), draws.std(dim=0)
+    order = torch.argsort(-(mean + math.sqrt(BETA) * std))[: SHORTLIST_PER_POINT * q]
+    values = mean[order] + math.sqrt(BETA * math.pi / 2) * (draws[:, order] - mean[order]).abs()
+    best = torch.full((MC_SAMPLES,), -torch.inf, dtype=DTYPE)
+    chosen: list[int] = []
+    for _ in range(q):
+        gain = torch.maximum(best.unsqueeze(1), values).mean(dim=0)
+        gain[chosen] = -torch.inf
+        chosen.append(int(torch.argmax(gain)))
+        best = torch.maximum(best, values[:, chosen[-1]])
+    return order[chosen].numpy()
+
+
 ENSEMBLE = 8
 
 
@@ -242,11 +305,12 @@ def _variant(pick: Callable[[np.ndarray, np.ndarray, np.ndarray, int, int], np.n
     return batch
 
 
-# The kernels the per-column variants add to each column's GP, and the names of those variants.
+# What the per-column variants add to each column's GP (a kernel, or the mixing-law mean), and their names.
 PER_COLUMN_KERNELS = {
     "log-linear": "+ log-linear kernel",
     "linear": "+ linear kernel",
     "both linear": "+ both linear kernels",
+    "mixing-law": "+ mixing-law mean",
 }
 VARIANTS = {
     "GP-UCB": gp_ucb_pool_batch,
@@ -279,10 +343,11 @@ VARIANTS = {
         )
         for extra, name in PER_COLUMN_KERNELS.items()
     },
+    "log-warped per column": _variant(warped_ucb_batch),
     "regression (RegMix)": regression_pool_batch,
 }
 # The variants fitted to each score column of a mean target (the others fit the mean).
-PER_COLUMN = {"GP-UCB", *(f"{name} per column" for name in PER_COLUMN_KERNELS.values())}
+PER_COLUMN = {"GP-UCB", "log-warped per column", *(f"{name} per column" for name in PER_COLUMN_KERNELS.values())}
 
 
 def swarms(folder: Path) -> dict[str, Pool]:
