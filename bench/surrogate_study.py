@@ -25,6 +25,8 @@ kept before) with one change:
   (MixingLawMean), the GP on what the law misses;
 - `log-warped per column`: the per-column GPs fitted to log(loss - floor) (output warping, the law made
   linear where the floor is its constant), the batch by Monte Carlo qUCB on the sum of the unwarped draws;
+- `regression's pick last`, `posterior-mean pick last`: the kept GP-UCB's first q - 1 picks, the last slot the
+  best unpicked candidate by RegMix's regression or by the GP's posterior mean (a hedge of one slot a batch);
 - `tree ensemble UCB`: no GP; RegMix's LightGBM regressor fitted to ENSEMBLE bootstrap resamples of the runs, the
   batch the q candidates of best mean + sqrt(beta) * spread over the ensemble (a bagged-tree UCB).
 
@@ -76,6 +78,7 @@ from mixtura_jobs.search.gp_ucb import (
     LogRatio,
     SumOfGPs,
     _near,
+    fit_surrogate,
     ucb_batch,
 )
 from mixtura_jobs.search.gp_ucb import _predict as predict
@@ -278,6 +281,20 @@ def warped_ucb_batch(x: np.ndarray, y: np.ndarray, candidates: np.ndarray, q: in
     return order[chosen].numpy()
 
 
+def with_last_pick(x: np.ndarray, y: np.ndarray, candidates: np.ndarray, q: int, seed: int, last: str) -> np.ndarray:
+    """The kept GP-UCB's first q - 1 picks, then (`last`) the best unpicked candidate by the regression's
+    prediction of the objective (RegMix's regressor) or by the GP's posterior mean: a hedge of one slot a batch."""
+    model = fit_surrogate(x, y)
+    chosen = ucb_batch(model, candidates, q - 1, BETA, seed)
+    if last == "regression":
+        objective = y if y.ndim == 1 else y.sum(axis=1)
+        ranked = regressor(seed).fit(x, objective).predict(candidates)
+    else:
+        ranked, _ = predict(model, candidates)
+    ranked[chosen] = -np.inf
+    return np.append(chosen, int(np.argmax(ranked)))
+
+
 ENSEMBLE = 8
 
 
@@ -344,10 +361,18 @@ VARIANTS = {
         for extra, name in PER_COLUMN_KERNELS.items()
     },
     "log-warped per column": _variant(warped_ucb_batch),
+    "regression's pick last": _variant(lambda x, y, c, q, s: with_last_pick(x, y, c, q, s, "regression")),
+    "posterior-mean pick last": _variant(lambda x, y, c, q, s: with_last_pick(x, y, c, q, s, "mean")),
     "regression (RegMix)": regression_pool_batch,
 }
 # The variants fitted to each score column of a mean target (the others fit the mean).
-PER_COLUMN = {"GP-UCB", "log-warped per column", *(f"{name} per column" for name in PER_COLUMN_KERNELS.values())}
+PER_COLUMN = {
+    "GP-UCB",
+    "log-warped per column",
+    "regression's pick last",
+    "posterior-mean pick last",
+    *(f"{name} per column" for name in PER_COLUMN_KERNELS.values()),
+}
 
 
 def swarms(folder: Path) -> dict[str, Pool]:
