@@ -25,6 +25,12 @@ kept before) with one change:
   (MixingLawMean), the GP on what the law misses;
 - `log-warped per column`: the per-column GPs fitted to log(loss - floor) (output warping, the law made
   linear where the floor is its constant), the batch by Monte Carlo qUCB on the sum of the unwarped draws;
+- `isotropic Matérn per block per column`: the per-column GPs with one isotropic Matérn on the weights times one
+  on the log-ratios (2 lengthscales, for few runs in many dimensions) instead of ARD; `ARD + isotropic Matérn per
+  column`: the sum of the two, each with its output scale;
+- `log-warped + linear kernel per column`: `log-warped per column` with the linear kernel on the weights (the
+  synthetic law's exact form: log(loss - c) is linear in the weights);
+- `qLogNEI per column`: the kept per-column GPs, the batch by qLogNEI on their sum instead of qUCB;
 - `regression's pick last`, `posterior-mean pick last`: the kept GP-UCB's first q - 1 picks, the last slot the
   best unpicked candidate by RegMix's regression or by the GP's posterior mean (a hedge of one slot a batch);
 - `tree ensemble UCB`: no GP; RegMix's LightGBM regressor fitted to ENSEMBLE bootstrap resamples of the runs, the
@@ -48,12 +54,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from botorch.acquisition import MCAcquisitionFunction, qLogNoisyExpectedImprovement
+from botorch.acquisition.objective import ScalarizedPosteriorTransform
 from botorch.fit import fit_gpytorch_mll
-from botorch.models import SingleTaskGP
+from botorch.models import ModelListGP, SingleTaskGP
 from botorch.models.map_saas import AdditiveMapSaasSingleTaskGP, get_map_saas_model
 from botorch.models.transforms.outcome import Standardize
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
 from botorch.sampling import SobolQMCNormalSampler
+from gpytorch.constraints import GreaterThan
 from gpytorch.kernels import AdditiveKernel, AdditiveStructureKernel, Kernel, LinearKernel, MaternKernel, ScaleKernel
 from gpytorch.means import Mean
 from gpytorch.mlls import ExactMarginalLogLikelihood
@@ -93,13 +101,27 @@ BUDGET = 96
 BETA = 2.0
 
 
+def _block(d: int, dims: torch.Tensor) -> MaternKernel:
+    """An isotropic Matérn-5/2 on `dims` (one block of d inputs), one lengthscale with the prior and bound of
+    botorch's dimension-scaled ARD kernel for d inputs (no output scale, as there: the outcomes are standardised)."""
+    prior = LogNormalPrior(math.sqrt(2.0) + 0.5 * math.log(d), math.sqrt(3.0))
+    return MaternKernel(nu=2.5, active_dims=dims, lengthscale_prior=prior, lengthscale_constraint=GreaterThan(0.025))
+
+
 def _kernel(d: int, extra: str | None) -> Kernel:
     """GP-UCB's Matérn on the 2d transformed inputs (weights, then log-ratios), plus `extra`: a linear or an
-    additive kernel on the weights, a linear one on the log-ratios, or both linear ones."""
-    matern = get_covar_module_with_dim_scaled_prior(2 * d, use_rbf_kernel=False)
+    additive kernel on the weights, a linear one on the log-ratios, or both linear ones; or, `isotropic`,
+    instead of it the product of one isotropic Matérn on each block (2 lengthscales for 2d ARD ones); or,
+    `ARD + isotropic`, the sum of both, each with its own output scale."""
     weights = torch.arange(d)
+    isotropic = _block(d, weights) * _block(d, weights + d)
+    if extra == "isotropic":
+        return isotropic
+    matern = get_covar_module_with_dim_scaled_prior(2 * d, use_rbf_kernel=False)
     if extra is None:
         return matern
+    if extra == "ARD + isotropic":
+        return AdditiveKernel(ScaleKernel(matern), ScaleKernel(isotropic))
     linear = {"linear": [weights], "log-linear": [weights + d], "both linear": [weights, weights + d]}
     if extra in linear:
         kernels = [LinearKernel(active_dims=dims, variance_prior=GammaPrior(2.0, 0.5)) for dims in linear[extra]]
@@ -233,13 +255,16 @@ def greedy_batch(acquisition: MCAcquisitionFunction, choices: torch.Tensor, q: i
     return chosen
 
 
-def qnei_batch(model: SingleTaskGP, x: np.ndarray, candidates: np.ndarray, q: int, seed: int) -> np.ndarray:
-    """q candidates by greedy qLogNoisyExpectedImprovement over the UCB shortlist."""
+def qnei_batch(model: SingleTaskGP | SumOfGPs, x: np.ndarray, candidates: np.ndarray, q: int, seed: int) -> np.ndarray:
+    """q candidates by greedy qLogNoisyExpectedImprovement over the UCB shortlist; on a SumOfGPs, of the sum of
+    its parts' joint draws (botorch's ModelListGP, summed by a posterior transform)."""
     order = _shortlist(model, candidates, q)
+    parts = isinstance(model, SumOfGPs)
     acquisition = qLogNoisyExpectedImprovement(
-        model,
+        ModelListGP(*model.parts) if parts else model,
         X_baseline=torch.as_tensor(x, dtype=DTYPE),
         sampler=SobolQMCNormalSampler(sample_shape=torch.Size([MC_SAMPLES]), seed=seed),
+        posterior_transform=ScalarizedPosteriorTransform(torch.ones(len(model.parts), dtype=DTYPE)) if parts else None,
     )
     return order[greedy_batch(acquisition, torch.as_tensor(candidates[order], dtype=DTYPE), q, candidates[order])]
 
@@ -248,26 +273,28 @@ def qnei_batch(model: SingleTaskGP, x: np.ndarray, candidates: np.ndarray, q: in
 WARP_MARGIN = 0.1
 
 
-def _warped_draws(x: np.ndarray, y: np.ndarray, candidates: np.ndarray) -> torch.Tensor:
-    """MC_SAMPLES joint draws (MC_SAMPLES, m) of the objective at the candidates, from one GP per column of y
-    (n,) or (n, M) fitted to g = log(s - floor), s = -column (a loss), floor WARP_MARGIN of its range below its
-    least value; each draw is -sum over columns of (exp(g) + floor), the objective in y's units."""
+def _warped_draws(x: np.ndarray, y: np.ndarray, candidates: np.ndarray, extra: str | None = None) -> torch.Tensor:
+    """MC_SAMPLES joint draws (MC_SAMPLES, m) of the objective at the candidates, from one GP (_fit with `extra`)
+    per column of y (n,) or (n, M) fitted to g = log(s - floor), s = -column (a loss), floor WARP_MARGIN of its
+    range below its least value; each draw is -sum over columns of (exp(g) + floor), the objective in y's units."""
     columns = y[:, None] if y.ndim == 1 else y
     total = torch.zeros(MC_SAMPLES, len(candidates), dtype=DTYPE)
     for column in columns.T:
         s = -column
         floor = s.min() - WARP_MARGIN * (s.max() - s.min()) - 1e-9
-        model = _fit(x, np.log(s - floor))
+        model = _fit(x, np.log(s - floor), extra)
         with torch.no_grad():
             g = model.posterior(torch.as_tensor(candidates, dtype=DTYPE)).rsample(torch.Size([MC_SAMPLES]))
         total -= torch.exp(g.squeeze(-1)) + floor
     return total
 
 
-def warped_ucb_batch(x: np.ndarray, y: np.ndarray, candidates: np.ndarray, q: int, seed: int) -> np.ndarray:
+def warped_ucb_batch(
+    x: np.ndarray, y: np.ndarray, candidates: np.ndarray, q: int, seed: int, extra: str | None = None
+) -> np.ndarray:
     """qUCB (botorch's form: the mean over draws of the set's largest mean + sqrt(beta pi / 2) |f - mean|) on
     _warped_draws, greedily over the SHORTLIST_PER_POINT * q candidates of best mean + sqrt(beta) std."""
-    draws = _warped_draws(x, y, candidates)
+    draws = _warped_draws(x, y, candidates, extra)
     mean, std = draws.mean(dim=0), draws.std(dim=0)
     order = torch.argsort(-(mean + math.sqrt(BETA) * std))[: SHORTLIST_PER_POINT * q]
     values = mean[order] + math.sqrt(BETA * math.pi / 2) * (draws[:, order] - mean[order]).abs()
@@ -328,6 +355,8 @@ PER_COLUMN_KERNELS = {
     "linear": "+ linear kernel",
     "both linear": "+ both linear kernels",
     "mixing-law": "+ mixing-law mean",
+    "isotropic": "isotropic Matérn per block",
+    "ARD + isotropic": "ARD + isotropic Matérn",
 }
 VARIANTS = {
     "GP-UCB": gp_ucb_pool_batch,
@@ -361,6 +390,8 @@ VARIANTS = {
         for extra, name in PER_COLUMN_KERNELS.items()
     },
     "log-warped per column": _variant(warped_ucb_batch),
+    "log-warped + linear kernel per column": _variant(lambda x, y, c, q, s: warped_ucb_batch(x, y, c, q, s, "linear")),
+    "qLogNEI per column": _variant(lambda x, y, c, q, s: qnei_batch(fit_surrogate(x, y), x, c, q, s)),
     "regression's pick last": _variant(lambda x, y, c, q, s: with_last_pick(x, y, c, q, s, "regression")),
     "posterior-mean pick last": _variant(lambda x, y, c, q, s: with_last_pick(x, y, c, q, s, "mean")),
     "regression (RegMix)": regression_pool_batch,
@@ -369,6 +400,8 @@ VARIANTS = {
 PER_COLUMN = {
     "GP-UCB",
     "log-warped per column",
+    "log-warped + linear kernel per column",
+    "qLogNEI per column",
     "regression's pick last",
     "posterior-mean pick last",
     *(f"{name} per column" for name in PER_COLUMN_KERNELS.values()),
