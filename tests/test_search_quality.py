@@ -62,10 +62,17 @@ def test_loader_joins_on_index_and_renormalises_the_weights(sq: ModuleType, tmp_
         ["index", *DOMAINS],
         [[1, 0.5, 0.5, 0.0], [2, 0.2, 0.3, 0.499], [3, 1.0, 0.0, 0.0], [10, 0.0, 0.0, 1.0]],
     )
-    scores = write_csv(tmp_path / "loss.csv", ["index", TARGET, "x"], [[10, 4.0, 0], [2, 3.0, 0], [1, 5.0, 0]])
-    pool = load_pool([mixtures, scores], LAYOUT)
+    scores = write_csv(
+        tmp_path / "loss.csv", ["index", TARGET, "x"], [[10, 4.0, 0], [2, 3.0, 0], [1, 5.0, 0], [11, 1.0, 0]]
+    )
+    with pytest.warns(UserWarning) as caught:
+        pool = load_pool([mixtures, scores], LAYOUT)
+    assert [str(w.message) for w in caught if "left out" in str(w.message)] == [
+        f"{mixtures}: 1 runs have no row in {scores} ('index': 3); they are left out",
+        f"{scores}: 1 runs have no row in {mixtures} ('index': 11); they are left out",
+    ]
     assert pool.domains == DOMAINS
-    # Run 3 has no score and is left out; runs come in `index` order, numerically (10 after 2).
+    # Runs 3 and 11 are in one file only and left out; runs come in `index` order, numerically (10 after 2).
     np.testing.assert_array_equal(pool.scores, [5.0, 3.0, 4.0])
     np.testing.assert_allclose(pool.weights, [[0.5, 0.5, 0.0], np.array([0.2, 0.3, 0.499]) / 0.999, [0, 0, 1]])
 

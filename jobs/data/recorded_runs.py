@@ -20,6 +20,8 @@ import numpy as np
 
 # Rows whose weights sum further than this from 1 are reported when renormalised (RegMix rounds to 3 decimals).
 SUM_TOLERANCE = 0.02
+# How many of the runs only one file holds a warning names.
+MISSING_LISTED = 5
 
 
 @dataclass(frozen=True)
@@ -121,11 +123,21 @@ def _keys(table: _Table, id_column: str) -> dict[str, int]:
 
 
 def _positions(mixtures: _Table, scores: _Table, id_column: str) -> tuple[list[int], list[int]]:
-    """Row positions of the runs both files hold, in ID order (numeric IDs numerically)."""
+    """Row positions of the runs both files hold, in ID order (numeric IDs numerically); a warning names the
+    runs only one file holds (a run that failed before it was scored, a file cut short), which are left out."""
     mixture_keys, score_keys = _keys(mixtures, id_column), _keys(scores, id_column)
     shared = sorted(mixture_keys.keys() & score_keys.keys(), key=lambda k: (len(k), k))
     if len(shared) < 2:
         raise ValueError(f"{mixtures.path} and {scores.path} share fewer than 2 values of {id_column!r}")
+    for table, other, keys in ((mixtures, scores, mixture_keys), (scores, mixtures, score_keys)):
+        alone = sorted(keys.keys() - set(shared), key=lambda k: (len(k), k))
+        if alone:
+            listed = ", ".join(alone[:MISSING_LISTED]) + (", ..." if len(alone) > MISSING_LISTED else "")
+            warnings.warn(
+                f"{table.path}: {len(alone)} runs have no row in {other.path} ({id_column!r}: {listed}); "
+                "they are left out",
+                stacklevel=2,
+            )
     return [mixture_keys[k] for k in shared], [score_keys[k] for k in shared]
 
 
@@ -148,7 +160,7 @@ def _normalised(weights: np.ndarray, path: Path, names: list[str]) -> np.ndarray
 
 def load_pool(paths: Sequence[Path], layout: Layout) -> Pool:
     """The runs of one CSV (weights and score columns), or of two (mixtures, scores) joined on the ID column
-    (a run missing from either is left out). The score is the mean of the target columns, negated when
+    (a run missing from either is left out, with a warning). The score is the mean of the target columns, negated when
     maximising, so that lower is better. Weights are renormalised to sum to 1, with a warning when a row is
     off by more than SUM_TOLERANCE."""
     if len(paths) not in (1, 2):
