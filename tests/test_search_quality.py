@@ -77,6 +77,21 @@ def test_loader_joins_on_index_and_renormalises_the_weights(sq: ModuleType, tmp_
     np.testing.assert_allclose(pool.weights, [[0.5, 0.5, 0.0], np.array([0.2, 0.3, 0.499]) / 0.999, [0, 0, 1]])
 
 
+@pytest.mark.parametrize("delimiter", [";", "\t"])
+def test_loader_reads_what_spreadsheets_write(sq: ModuleType, tmp_path: Path, delimiter: str) -> None:
+    """A byte-order mark, another delimiter and spaces around names and IDs load as the plain comma files do."""
+    mixtures, scores = synthetic_runs(tmp_path)
+    for path in (mixtures, scores):
+        lines = path.read_text().splitlines()
+        spaced = [delimiter.join(f" {value} " for value in line.split(",")) for line in lines]
+        (tmp_path / f"excel-{path.name}").write_text("\n".join(spaced) + "\n", encoding="utf-8-sig")
+    excel = load_pool([tmp_path / "excel-mix.csv", tmp_path / "excel-loss.csv"], LAYOUT)
+    plain = load_pool([mixtures, scores], LAYOUT)
+    assert excel.domains == plain.domains
+    np.testing.assert_array_equal(excel.weights, plain.weights)
+    np.testing.assert_array_equal(excel.scores, plain.scores)
+
+
 @pytest.mark.parametrize(
     ("mix_rows", "target", "message"),
     [

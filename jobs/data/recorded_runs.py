@@ -22,6 +22,8 @@ import numpy as np
 SUM_TOLERANCE = 0.02
 # How many of the runs only one file holds a warning names.
 MISSING_LISTED = 5
+# Value separators a CSV may use (a comma first: a header with none of them is one column).
+DELIMITERS = (",", ";", "\t")
 
 
 @dataclass(frozen=True)
@@ -81,11 +83,20 @@ def _read(path: Path) -> _Table:
     return _parse(path, text)
 
 
+def _delimiter(text: str) -> str:
+    """The header line's delimiter among DELIMITERS (the one it holds most of; a comma when it holds none)."""
+    first = text.split("\n", 1)[0]
+    return max(DELIMITERS, key=first.count)
+
+
 def _parse(path: Path, text: str) -> _Table:
-    lines = list(csv.reader(io.StringIO(text, newline="")))
+    """A CSV as spreadsheets and pandas write them too: a byte-order mark, `;` or tabs between values, spaces
+    around header names."""
+    text = text.removeprefix("\ufeff")
+    lines = list(csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text)))
     if not lines:
         raise ValueError(f"{path}: the file is empty; it needs a header line")
-    header = lines[0]
+    header = [name.strip() for name in lines[0]]
     rows = []
     for number, row in enumerate(lines[1:], start=2):
         if not row:
@@ -116,9 +127,10 @@ def _keys(table: _Table, id_column: str) -> dict[str, int]:
     index = table.column(id_column)
     keys: dict[str, int] = {}
     for position, (line, row) in enumerate(table.rows):
-        if row[index] in keys:
-            raise ValueError(f"{table.path}, line {line}, column {id_column!r}: {row[index]!r} is repeated")
-        keys[row[index]] = position
+        key = row[index].strip()
+        if key in keys:
+            raise ValueError(f"{table.path}, line {line}, column {id_column!r}: {key!r} is repeated")
+        keys[key] = position
     return keys
 
 
