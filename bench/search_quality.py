@@ -14,7 +14,9 @@ Protocol: per seed, every method starts from the same random batch of --batch ru
 unasked runs. A run is a hit when its score is within --threshold (relative, default 0.01) of the pool's best.
 Reported per method: trials up to and with the first hit (median and quartiles over the seeds), counted after
 the shared first batch and in total, in the order the method ranks its batch; the simple regret after 16, 32
-and 64 trials; ratios to regression and to random search's exact median (computed, not sampled).
+and 64 trials; ratios to regression (after the first batch with a 90 % paired bootstrap interval over the seeds:
+with a few hits in the pool, a ratio over 20 seeds is far from settled) and to random search's exact median
+(computed, not sampled).
 
     python bench/search_quality.py                                       # the shipped RegMix swarm
     python bench/search_quality.py runs.csv --weight-prefix w_ --target loss --out results/
@@ -46,6 +48,9 @@ DEFAULT_TARGET = "metric/the_pile_pile_cc_val_loss"
 # The CRD's default (operator/api/mixturesearch.py), chosen on seeds 100-119 of three swarms (README).
 DEFAULT_BETA = 2.0
 REGRET_BUDGETS = (16, 32, 64)
+# The ratio to regression's median gets a paired bootstrap interval over the seeds: its level and resamples.
+INTERVAL_LEVEL = 0.9
+BOOTSTRAP_DRAWS = 2000
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,27 @@ def trials_summary(trials: list[int | None]) -> tuple[float, float, float, int]:
     return float(median), float(q1), float(q3), sum(t is None for t in trials)
 
 
+def median_ratio(values: np.ndarray, baseline: np.ndarray) -> np.ndarray:
+    """Ratio of the medians of trials-to-hit (inf for a censored seed) along the last axis: 1 where both are 0 or
+    both censored, inf over a median of 0."""
+    a, b = (np.percentile(v, 50, axis=-1, method="inverted_cdf") for v in (values, baseline))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.divide(a, b)
+    return np.where(a == b, 1.0, ratio)
+
+
+def ratio_interval(trials: list[int | None], baseline: list[int | None], seed: int = 0) -> tuple[float, float]:
+    """The INTERVAL_LEVEL interval of median_ratio over BOOTSTRAP_DRAWS resamples of the seeds, in pairs (a seed's
+    two searches share its first batch): how far a ratio over a few seeds is from settled."""
+    values, base = (np.array([np.inf if t is None else t for t in v], dtype=np.float64) for v in (trials, baseline))
+    if values.shape != base.shape:
+        raise ValueError(f"need the same seeds for both, got {values.size} and {base.size}")
+    picks = np.random.default_rng(seed).integers(0, values.size, size=(BOOTSTRAP_DRAWS, values.size))
+    tail = (1 - INTERVAL_LEVEL) / 2
+    low, high = np.quantile(median_ratio(values[picks], base[picks]), [tail, 1 - tail], method="inverted_cdf")
+    return float(low), float(high)
+
+
 @dataclass(frozen=True)
 class MethodResult:
     trials: list[int | None]  # per seed, in total
@@ -229,17 +255,19 @@ def report(results: dict[str, MethodResult], pool: Pool, args: argparse.Namespac
     regression = results.get("regression (RegMix)")
     print(
         f"\nrandom search's exact median: {random_total} trials in total, {random_after} after the first batch\n\n"
-        "| method | ÷ regression, after the first batch | ÷ regression, in total "
+        f"| method | ÷ regression, after the first batch [{INTERVAL_LEVEL:.0%} interval] | ÷ regression, in total "
         "| ÷ random's exact median, after the first batch | ÷ random's exact median, in total |\n"
         "|---|---:|---:|---:|---:|"
     )
     for name, result in results.items():
-        after = trials_summary([after_first_batch(t, setup.batch) for t in result.trials])[0]
-        total = trials_summary(result.trials)[0]
+        trials_after = [after_first_batch(t, setup.batch) for t in result.trials]
+        after, total = trials_summary(trials_after)[0], trials_summary(result.trials)[0]
         cells = ["", ""]
         if regression is not None:
+            regression_after = [after_first_batch(t, setup.batch) for t in regression.trials]
+            low, high = ratio_interval(trials_after, regression_after)
             cells = [
-                _ratio_text(after, trials_summary([after_first_batch(t, setup.batch) for t in regression.trials])[0]),
+                f"{_ratio_text(after, trials_summary(regression_after)[0])} [{low:.2f}, {high:.2f}]",
                 _ratio_text(total, trials_summary(regression.trials)[0]),
             ]
         cells += [_ratio_text(after, random_after), _ratio_text(total, random_total)]

@@ -2,6 +2,7 @@
 reproducibility."""
 
 import importlib.util
+import re
 from pathlib import Path
 from types import ModuleType
 
@@ -202,6 +203,19 @@ def test_pools_join_only_over_the_same_domains(sq: ModuleType) -> None:
         join_pools([a, Pool(b.weights, b.scores, ("x", "y", "z"))])
 
 
+def test_the_ratio_interval_resamples_seeds_in_pairs(sq: ModuleType) -> None:
+    trials = [2, 5, 9, 14, 30, 3]
+    assert sq.ratio_interval(trials, trials) == (1.0, 1.0)
+    # Halved on every seed: every resample's ratio is 0.5, as the pairs move together.
+    assert sq.ratio_interval(trials, [2 * t for t in trials]) == (0.5, 0.5)
+    low, high = sq.ratio_interval([1, 40, 2, 50, 3, 60], [10, 10, 10, 10, 10, 10])
+    assert low < 1 < high
+    assert sq.ratio_interval([None, None], [4, 6]) == (np.inf, np.inf)
+    assert sq.ratio_interval([0, 0, 0], [0, 0, 0]) == (1.0, 1.0)
+    with pytest.raises(ValueError, match="same seeds"):
+        sq.ratio_interval([1, 2], [1, 2, 3])
+
+
 def test_random_search_median_is_exact(sq: ModuleType) -> None:
     assert sq.random_search_median(10, 1) == 5  # P(miss after 5 draws) = 5/10
     assert sq.random_search_median(10, 10) == 1
@@ -267,12 +281,15 @@ def test_the_command_runs_on_a_users_file_and_states_no_targets_of_its_own(
     path = one_file_swarm(tmp_path, m=40)
     out = tmp_path / "results"
     argv = [str(path), "--weight-prefix", "w_", "--target", "acc_x", "acc_y", "--goal", "max", "--batch", "4"]
-    argv += ["--threshold", "0.002", "--seeds", "0-2", "--methods", "GP-UCB,random", "--regret-at", "8,16"]
+    argv += ["--threshold", "0.002", "--seeds", "0-2", "--methods", "GP-UCB,regression (RegMix),random"]
+    argv += ["--regret-at", "8,16"]
     with pytest.warns(UserWarning, match="renormalised"):
         sq.main([*argv, "--out", str(out)])
     text = capsys.readouterr().out
     assert "40 runs over 3 domains; target acc_x + acc_y (maximised)" in text
     assert "| GP-UCB |" in text and "| random |" in text and "random search's exact median" in text
+    assert "÷ regression, after the first batch [90% interval]" in text
+    assert re.search(r"\| regression \(RegMix\) \| 1\.00 \[1\.00, 1\.00\] \|", text)
     assert "NOT met" not in text and "target <=" not in text
     assert (out / "search_quality_regret.png").is_file()
 
