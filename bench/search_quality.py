@@ -140,10 +140,14 @@ def random_search_median(m: int, hits: int) -> int:
     raise ValueError(f"need 1 <= hits <= m, got hits={hits}, m={m}")
 
 
+def _censored_as_inf(trials: list[int | None]) -> np.ndarray:
+    return np.array([np.inf if t is None else t for t in trials], dtype=np.float64)
+
+
 def trials_summary(trials: list[int | None]) -> tuple[float, float, float, int]:
     """Median, first and third quartile of trials-to-hit (a censored seed counts as infinite: it ranks above
     every hit, so the quantiles stay exact while they fall on hits), and the number of censored seeds."""
-    values = np.array([np.inf if t is None else t for t in trials], dtype=np.float64)
+    values = _censored_as_inf(trials)
     q1, median, q3 = np.percentile(values, [25, 50, 75], method="inverted_cdf")
     return float(median), float(q1), float(q3), sum(t is None for t in trials)
 
@@ -160,7 +164,7 @@ def median_ratio(values: np.ndarray, baseline: np.ndarray) -> np.ndarray:
 def ratio_interval(trials: list[int | None], baseline: list[int | None], seed: int = 0) -> tuple[float, float]:
     """The INTERVAL_LEVEL interval of median_ratio over BOOTSTRAP_DRAWS resamples of the seeds, in pairs (a seed's
     two searches share its first batch): how far a ratio over a few seeds is from settled."""
-    values, base = (np.array([np.inf if t is None else t for t in v], dtype=np.float64) for v in (trials, baseline))
+    values, base = _censored_as_inf(trials), _censored_as_inf(baseline)
     if values.shape != base.shape:
         raise ValueError(f"need the same seeds for both, got {values.size} and {base.size}")
     picks = np.random.default_rng(seed).integers(0, values.size, size=(BOOTSTRAP_DRAWS, values.size))
@@ -259,16 +263,18 @@ def report(results: dict[str, MethodResult], pool: Pool, args: argparse.Namespac
         "| ÷ random's exact median, after the first batch | ÷ random's exact median, in total |\n"
         "|---|---:|---:|---:|---:|"
     )
+    if regression is not None:
+        regression_after = [after_first_batch(t, setup.batch) for t in regression.trials]
+        regression_medians = trials_summary(regression_after)[0], trials_summary(regression.trials)[0]
     for name, result in results.items():
         trials_after = [after_first_batch(t, setup.batch) for t in result.trials]
         after, total = trials_summary(trials_after)[0], trials_summary(result.trials)[0]
         cells = ["", ""]
         if regression is not None:
-            regression_after = [after_first_batch(t, setup.batch) for t in regression.trials]
             low, high = ratio_interval(trials_after, regression_after)
             cells = [
-                f"{_ratio_text(after, trials_summary(regression_after)[0])} [{low:.2f}, {high:.2f}]",
-                _ratio_text(total, trials_summary(regression.trials)[0]),
+                f"{_ratio_text(after, regression_medians[0])} [{low:.2f}, {high:.2f}]",
+                _ratio_text(total, regression_medians[1]),
             ]
         cells += [_ratio_text(after, random_after), _ratio_text(total, random_total)]
         print(f"| {name} | " + " | ".join(cells) + " |")
