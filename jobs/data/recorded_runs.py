@@ -134,15 +134,20 @@ def _keys(table: _Table, id_column: str) -> dict[str, int]:
     return keys
 
 
+def _id_order(key: str) -> tuple[int, str]:
+    """Sort key of run IDs: numeric IDs numerically (shorter first), the rest as text."""
+    return len(key), key
+
+
 def _positions(mixtures: _Table, scores: _Table, id_column: str) -> tuple[list[int], list[int]]:
     """Row positions of the runs both files hold, in ID order (numeric IDs numerically); a warning names the
     runs only one file holds (a run that failed before it was scored, a file cut short), which are left out."""
     mixture_keys, score_keys = _keys(mixtures, id_column), _keys(scores, id_column)
-    shared = sorted(mixture_keys.keys() & score_keys.keys(), key=lambda k: (len(k), k))
+    shared = sorted(mixture_keys.keys() & score_keys.keys(), key=_id_order)
     if len(shared) < 2:
         raise ValueError(f"{mixtures.path} and {scores.path} share fewer than 2 values of {id_column!r}")
     for table, other, keys in ((mixtures, scores, mixture_keys), (scores, mixtures, score_keys)):
-        alone = sorted(keys.keys() - set(shared), key=lambda k: (len(k), k))
+        alone = sorted(keys.keys() - set(shared), key=_id_order)
         if alone:
             listed = ", ".join(alone[:MISSING_LISTED]) + (", ..." if len(alone) > MISSING_LISTED else "")
             warnings.warn(
