@@ -114,14 +114,13 @@ def _kernel(d: int, extra: str | None) -> Kernel:
     instead of it the product of one isotropic Matérn on each block (2 lengthscales for 2d ARD ones); or,
     `ARD + isotropic`, the sum of both, each with its own output scale."""
     weights = torch.arange(d)
-    isotropic = _block(d, weights) * _block(d, weights + d)
     if extra == "isotropic":
-        return isotropic
+        return _block(d, weights) * _block(d, weights + d)
     matern = get_covar_module_with_dim_scaled_prior(2 * d, use_rbf_kernel=False)
     if extra is None:
         return matern
     if extra == "ARD + isotropic":
-        return AdditiveKernel(ScaleKernel(matern), ScaleKernel(isotropic))
+        return AdditiveKernel(ScaleKernel(matern), ScaleKernel(_kernel(d, "isotropic")))
     linear = {"linear": [weights], "log-linear": [weights + d], "both linear": [weights, weights + d]}
     if extra in linear:
         kernels = [LinearKernel(active_dims=dims, variance_prior=GammaPrior(2.0, 0.5)) for dims in linear[extra]]
