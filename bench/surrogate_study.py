@@ -31,6 +31,8 @@ kept before) with one change:
 - `log-warped + linear kernel per column`: `log-warped per column` with the linear kernel on the weights (the
   synthetic law's exact form: log(loss - c) is linear in the weights);
 - `qLogNEI per column`: the kept per-column GPs, the batch by qLogNEI on their sum instead of qUCB;
+- `+ MinMax kernel per column`: the per-column GPs with the MinMax kernel on the weights (MinMaxKernel, no
+  lengthscale) beside the Matérn, each with its own output scale;
 - `regression's pick last`, `posterior-mean pick last`: the kept GP-UCB's first q - 1 picks, the last slot the
   best unpicked candidate by RegMix's regression or by the GP's posterior mean (a hedge of one slot a batch);
 - `tree ensemble UCB`: no GP; RegMix's LightGBM regressor fitted to ENSEMBLE bootstrap resamples of the runs, the
@@ -108,6 +110,26 @@ def _block(d: int, dims: torch.Tensor) -> MaternKernel:
     return MaternKernel(nu=2.5, active_dims=dims, lengthscale_prior=prior, lengthscale_constraint=GreaterThan(0.025))
 
 
+class MinMaxKernel(Kernel):
+    """k(w, v) = sum_i min(w_i, v_i) / sum_i max(w_i, v_i) on the weights (the first d inputs): the Ruzicka
+    (MinMax, Tanimoto on counts) kernel, positive definite on non-negative vectors (Ralaivola et al. 2005). On
+    the simplex it is (1 - TV) / (1 + TV) of the total variation distance: how much of two mixtures is the same
+    data, with no lengthscale to fit from few runs in many dimensions."""
+
+    has_lengthscale = False
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.d = d
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, diag: bool = False, **params: object) -> torch.Tensor:
+        a, b = x1[..., : self.d], x2[..., : self.d]
+        if diag:
+            return torch.minimum(a, b).sum(-1) / torch.maximum(a, b).sum(-1)
+        a, b = a.unsqueeze(-2), b.unsqueeze(-3)
+        return torch.minimum(a, b).sum(-1) / torch.maximum(a, b).sum(-1)
+
+
 def _kernel(d: int, extra: str | None) -> Kernel:
     """GP-UCB's Matérn on the 2d transformed inputs (weights, then log-ratios), plus `extra`: a linear or an
     additive kernel on the weights, a linear one on the log-ratios, or both linear ones; or, `isotropic`,
@@ -121,6 +143,8 @@ def _kernel(d: int, extra: str | None) -> Kernel:
         return matern
     if extra == "ARD + isotropic":
         return AdditiveKernel(ScaleKernel(matern), ScaleKernel(_kernel(d, "isotropic")))
+    if extra == "MinMax":
+        return AdditiveKernel(ScaleKernel(matern), ScaleKernel(MinMaxKernel(d)))
     linear = {"linear": [weights], "log-linear": [weights + d], "both linear": [weights, weights + d]}
     if extra in linear:
         kernels = [LinearKernel(active_dims=dims, variance_prior=GammaPrior(2.0, 0.5)) for dims in linear[extra]]
@@ -356,6 +380,7 @@ PER_COLUMN_KERNELS = {
     "mixing-law": "+ mixing-law mean",
     "isotropic": "isotropic Matérn per block",
     "ARD + isotropic": "ARD + isotropic Matérn",
+    "MinMax": "+ MinMax kernel",
 }
 VARIANTS = {
     "GP-UCB": gp_ucb_pool_batch,
