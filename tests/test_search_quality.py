@@ -255,6 +255,31 @@ def test_one_file_with_extra_columns_a_mean_target_and_max_goal(tmp_path: Path) 
     assert join_pools([pool, listed]).parts is None
 
 
+def test_runs_without_a_score_are_left_out_with_a_warning(tmp_path: Path) -> None:
+    """A run that failed before it was scored has an empty or NaN score (as pandas writes one): left out, as a
+    run missing from the scores file is; text that is no number stays an error."""
+    path = one_file_swarm(tmp_path)
+    lines = path.read_text().splitlines()
+    for line, missing in ((2, ""), (5, "NaN"), (9, " nan ")):
+        values = lines[line - 1].split(",")
+        values[-1 if line != 5 else -2] = missing
+        lines[line - 1] = ",".join(values)
+    path.write_text("\n".join(lines) + "\n")
+    layout = Layout(target=("acc_x", "acc_y"), weight_prefix="w_")
+    with pytest.warns(UserWarning) as caught:
+        pool = load_pool([path], layout)
+    assert f"{path}: 3 runs have no value in 'acc_x', 'acc_y' (empty or NaN; lines 2, 5, 9); they are left out" in [
+        str(w.message) for w in caught
+    ]
+    assert pool.weights.shape == (21, 3) and np.all(np.isfinite(pool.scores))
+    few = write_csv(tmp_path / "few.csv", ["w_a", "w_b", "acc_x"], [[0.5, 0.5, 1.0], [1.0, 0.0, ""], [0.0, 1.0, "nan"]])
+    with pytest.warns(UserWarning, match="left out"), pytest.raises(ValueError, match=r"few\.csv: fewer than 2 runs"):
+        load_pool([few], Layout(target=("acc_x",), weight_prefix="w_"))
+    path.write_text(path.read_text().replace(",NaN,", ",n/a,"))
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match=r"runs.csv, line 5, column 'acc_x': 'n/a' is not"):
+        load_pool([path], layout)
+
+
 @pytest.mark.parametrize(
     ("layout", "message"),
     [

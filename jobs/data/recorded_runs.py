@@ -24,6 +24,8 @@ SUM_TOLERANCE = 0.02
 MISSING_LISTED = 5
 # Value separators a CSV may use (a comma first: a header with none of them is one column).
 DELIMITERS = (",", ";", "\t")
+# How a score cell says a run has no score (it failed or diverged before it was evaluated), lower-cased.
+MISSING = ("", "nan")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,11 @@ class _Table:
         if name not in self.header:
             raise ValueError(f"{self.path}: no column {name!r}; the columns are {', '.join(self.header)}")
         return self.header.index(name)
+
+    def blank(self, name: str, keys: Sequence[int]) -> np.ndarray:
+        """Which rows at `keys` hold no value in the column: an empty cell, or NaN as pandas writes a missing one."""
+        index = self.column(name)
+        return np.array([self.rows[k][1][index].strip().lower() in MISSING for k in keys], dtype=bool)
 
     def numbers(self, name: str, keys: Sequence[int] | None = None) -> np.ndarray:
         """The column as floats, for the rows at `keys` (row positions; default all)."""
@@ -149,13 +156,30 @@ def _positions(mixtures: _Table, scores: _Table, id_column: str) -> tuple[list[i
     for table, other, keys in ((mixtures, scores, mixture_keys), (scores, mixtures, score_keys)):
         alone = sorted(keys.keys() - set(shared), key=_id_order)
         if alone:
-            listed = ", ".join(alone[:MISSING_LISTED]) + (", ..." if len(alone) > MISSING_LISTED else "")
             warnings.warn(
-                f"{table.path}: {len(alone)} runs have no row in {other.path} ({id_column!r}: {listed}); "
+                f"{table.path}: {len(alone)} runs have no row in {other.path} ({id_column!r}: {_listed(alone)}); "
                 "they are left out",
                 stacklevel=2,
             )
     return [mixture_keys[k] for k in shared], [score_keys[k] for k in shared]
+
+
+def _listed(names: Sequence[str]) -> str:
+    return ", ".join(names[:MISSING_LISTED]) + (", ..." if len(names) > MISSING_LISTED else "")
+
+
+def _scored(scores: _Table, rows: list[int], target: tuple[str, ...]) -> np.ndarray:
+    """Which of the runs at `rows` have a value in every target column; a warning names the lines of the others
+    (a run that failed before it was scored), which are left out, as a run missing from the scores file is."""
+    unscored = np.any([scores.blank(name, rows) for name in target], axis=0)
+    if unscored.any():
+        lines = [str(scores.rows[rows[i]][0]) for i in np.flatnonzero(unscored)]
+        warnings.warn(
+            f"{scores.path}: {len(lines)} runs have no value in {', '.join(map(repr, target))} (empty or NaN; "
+            f"lines {_listed(lines)}); they are left out",
+            stacklevel=2,
+        )
+    return ~unscored
 
 
 def _normalised(weights: np.ndarray, path: Path, names: list[str]) -> np.ndarray:
@@ -177,9 +201,9 @@ def _normalised(weights: np.ndarray, path: Path, names: list[str]) -> np.ndarray
 
 def load_pool(paths: Sequence[Path], layout: Layout) -> Pool:
     """The runs of one CSV (weights and score columns), or of two (mixtures, scores) joined on the ID column
-    (a run missing from either is left out, with a warning). The score is the mean of the target columns, negated when
-    maximising, so that lower is better. Weights are renormalised to sum to 1, with a warning when a row is
-    off by more than SUM_TOLERANCE."""
+    (a run missing from either, or with an empty or NaN score, is left out, with a warning). The score is the
+    mean of the target columns, negated when maximising, so that lower is better. Weights are renormalised to
+    sum to 1, with a warning when a row is off by more than SUM_TOLERANCE."""
     if len(paths) not in (1, 2):
         raise ValueError(f"give one CSV or two (mixtures, scores), got {len(paths)}")
     return _pool(_read(paths[0]), _read(paths[-1]), len(paths) == 2, layout)
@@ -198,8 +222,11 @@ def _pool(mixtures: _Table, scores: _Table, joined: bool, layout: Layout) -> Poo
     else:
         mixture_rows = score_rows = list(range(len(mixtures.rows)))
         names = _weight_names(mixtures, layout, {layout.id_column, *layout.target})
-        if len(mixture_rows) < 2:
-            raise ValueError(f"{mixtures.path}: fewer than 2 runs")
+    scored = _scored(scores, score_rows, layout.target)
+    mixture_rows = [row for row, keep in zip(mixture_rows, scored, strict=True) if keep]
+    score_rows = [row for row, keep in zip(score_rows, scored, strict=True) if keep]
+    if len(score_rows) < 2:
+        raise ValueError(f"{scores.path}: fewer than 2 runs with a score")
     weights = np.column_stack([mixtures.numbers(name, mixture_rows) for name in names])
     columns = np.column_stack([scores.numbers(name, score_rows) for name in layout.target]) / len(layout.target)
     parts = -columns if layout.maximise else columns
