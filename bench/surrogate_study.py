@@ -124,9 +124,8 @@ class MinMaxKernel(Kernel):
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, diag: bool = False, **params: object) -> torch.Tensor:
         a, b = x1[..., : self.d], x2[..., : self.d]
-        if diag:
-            return torch.minimum(a, b).sum(-1) / torch.maximum(a, b).sum(-1)
-        a, b = a.unsqueeze(-2), b.unsqueeze(-3)
+        if not diag:  # every pair of rows, not the rows side by side
+            a, b = a.unsqueeze(-2), b.unsqueeze(-3)
         return torch.minimum(a, b).sum(-1) / torch.maximum(a, b).sum(-1)
 
 
