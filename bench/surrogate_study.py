@@ -31,6 +31,8 @@ kept before) with one change:
 - `log-warped + linear kernel per column`: `log-warped per column` with the linear kernel on the weights (the
   synthetic law's exact form: log(loss - c) is linear in the weights);
 - `qLogNEI per column`: the kept per-column GPs, the batch by qLogNEI on their sum instead of qUCB;
+- `shared kernel per column`: the per-column GPs with one Matérn shared by all, its lengthscales fitted to every
+  column at once (the sum of their marginal likelihoods);
 - `+ MinMax kernel per column`: the per-column GPs with the MinMax kernel on the weights (MinMaxKernel, no
   lengthscale) beside the Matérn, each with its own output scale;
 - `regression's pick last`, `posterior-mean pick last`: the kept GP-UCB's first q - 1 picks, the last slot the
@@ -62,11 +64,12 @@ from botorch.models import ModelListGP, SingleTaskGP
 from botorch.models.map_saas import AdditiveMapSaasSingleTaskGP, get_map_saas_model
 from botorch.models.transforms.outcome import Standardize
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
+from botorch.optim.fit import fit_gpytorch_mll_scipy
 from botorch.sampling import SobolQMCNormalSampler
 from gpytorch.constraints import GreaterThan
 from gpytorch.kernels import AdditiveKernel, AdditiveStructureKernel, Kernel, LinearKernel, MaternKernel, ScaleKernel
 from gpytorch.means import Mean
-from gpytorch.mlls import ExactMarginalLogLikelihood
+from gpytorch.mlls import ExactMarginalLogLikelihood, SumMarginalLogLikelihood
 from gpytorch.priors import GammaPrior, LogNormalPrior, NormalPrior
 from search_quality import (
     DEFAULT_RUNS,
@@ -169,18 +172,23 @@ class MixingLawMean(Mean):
         return self.constant + self.scale * torch.exp(x[..., : self.d] @ self.rates)
 
 
+def _unfitted(x: np.ndarray, y: np.ndarray, kernel: Kernel, mean: Mean | None = None) -> SingleTaskGP:
+    """A GP on the weights and their LogRatio coordinates with `kernel` (and `mean`), y (m,) standardised."""
+    return SingleTaskGP(
+        torch.as_tensor(x, dtype=DTYPE),
+        torch.as_tensor(y, dtype=DTYPE).unsqueeze(-1),
+        mean_module=mean,
+        covar_module=kernel,
+        outcome_transform=Standardize(m=1),
+        input_transform=LogRatio(keep_weights=True),
+    )
+
+
 def _fit(x: np.ndarray, y: np.ndarray, extra: str | None = None) -> SingleTaskGP:
     """The one GP of the study's variants: _kernel's Matérn plus `extra`, or, with extra "mixing-law", the
     Matérn alone over MixingLawMean."""
     law = extra == "mixing-law"
-    model = SingleTaskGP(
-        torch.as_tensor(x, dtype=DTYPE),
-        torch.as_tensor(y, dtype=DTYPE).unsqueeze(-1),
-        mean_module=MixingLawMean(x.shape[1]) if law else None,
-        covar_module=_kernel(x.shape[1], None if law else extra),
-        outcome_transform=Standardize(m=1),
-        input_transform=LogRatio(keep_weights=True),
-    )
+    model = _unfitted(x, y, _kernel(x.shape[1], None if law else extra), MixingLawMean(x.shape[1]) if law else None)
     mll = ExactMarginalLogLikelihood(model.likelihood, model)
     fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": FIT_MAXITER}})
     return model.eval()
@@ -190,6 +198,21 @@ def _fit_each(x: np.ndarray, y: np.ndarray, extra: str) -> SingleTaskGP | SumOfG
     """_fit with `extra` on each score column of y (m, M), summed as GP-UCB sums its per-column GPs (on y (m,),
     one _fit)."""
     return _fit(x, y, extra) if y.ndim == 1 else SumOfGPs([_fit(x, column, extra) for column in y.T])
+
+
+def _fit_shared(x: np.ndarray, y: np.ndarray) -> SingleTaskGP | SumOfGPs:
+    """The kept per-column GPs with one Matérn kernel shared by all: its 2d lengthscales fitted to every column at
+    once (the sum of their marginal likelihoods), so M columns give M times the runs to fit them from; each
+    column keeps its own noise and standardisation. On y (m,), the kept GP."""
+    if y.ndim == 1:
+        return fit_surrogate(x, y)
+    kernel = _kernel(x.shape[1], None)
+    parts = [_unfitted(x, column, kernel) for column in y.T]
+    models = ModelListGP(*parts)
+    mll = SumMarginalLogLikelihood(models.likelihood, models).train()
+    fit_gpytorch_mll_scipy(mll, options={"maxiter": FIT_MAXITER})
+    mll.eval()
+    return SumOfGPs(parts)
 
 
 def loo_log_likelihood(model: SingleTaskGP) -> float:
@@ -414,6 +437,7 @@ VARIANTS = {
     },
     "log-warped per column": _variant(warped_ucb_batch),
     "log-warped + linear kernel per column": _variant(lambda x, y, c, q, s: warped_ucb_batch(x, y, c, q, s, "linear")),
+    "shared kernel per column": _variant(lambda x, y, c, q, s: ucb_batch(_fit_shared(x, y), c, q, BETA, s)),
     "qLogNEI per column": _variant(lambda x, y, c, q, s: qnei_batch(fit_surrogate(x, y), x, c, q, s)),
     "regression's pick last": _variant(lambda x, y, c, q, s: with_last_pick(x, y, c, q, s, "regression")),
     "posterior-mean pick last": _variant(lambda x, y, c, q, s: with_last_pick(x, y, c, q, s, "mean")),
@@ -425,6 +449,7 @@ PER_COLUMN = {
     "log-warped per column",
     "log-warped + linear kernel per column",
     "qLogNEI per column",
+    "shared kernel per column",
     "regression's pick last",
     "posterior-mean pick last",
     *(f"{name} per column" for name in PER_COLUMN_KERNELS.values()),
