@@ -377,11 +377,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         chosen = {name: chosen[name] for name in args.methods.split(",")}
     best = pool.scores.min()
     hits = int(np.sum(pool.scores <= setup.hit_level(pool)))
-    target = " + ".join(args.target or [DEFAULT_TARGET])
+    columns = args.target or [DEFAULT_TARGET]
+    target = columns[0] if len(columns) == 1 else f"the mean of {', '.join(columns)}"
+    within = f"{hits} run{'s' * (hits != 1)} within {args.threshold:.1%} of it"
     goal, shown_best = ("maximised", -best) if args.goal == "max" else ("minimised", best)
     print(
         f"{len(pool.scores)} runs over {len(pool.domains)} domains; target {target} ({goal}), best {shown_best:.6g}; "
-        f"{hits} runs within {args.threshold:.1%} of it\nseeds {args.seeds[0]}..{args.seeds[-1]} ({len(args.seeds)}), "
+        f"{within}\nseeds {args.seeds[0]}..{args.seeds[-1]} ({len(args.seeds)}), "
         f"batch {args.batch}, budget {args.budget}, GP-UCB β {args.beta:g}\n"
     )
     results = {

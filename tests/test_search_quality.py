@@ -311,7 +311,7 @@ def test_the_command_runs_on_a_users_file_and_states_no_targets_of_its_own(
     with pytest.warns(UserWarning, match="renormalised"):
         sq.main([*argv, "--out", str(out)])
     text = capsys.readouterr().out
-    assert "40 runs over 3 domains; target acc_x + acc_y (maximised)" in text
+    assert "40 runs over 3 domains; target the mean of acc_x, acc_y (maximised)" in text
     assert "| GP-UCB |" in text and "| random |" in text and "random search's exact median" in text
     assert "÷ regression, after the first batch [90% interval]" in text
     assert re.search(r"\| regression \(RegMix\) \| 1\.00 \[1\.00, 1\.00\] \|", text)
