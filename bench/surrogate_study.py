@@ -31,6 +31,8 @@ kept before) with one change:
 - `log-warped + linear kernel per column`: `log-warped per column` with the linear kernel on the weights (the
   synthetic law's exact form: log(loss - c) is linear in the weights);
 - `qLogNEI per column`: the kept per-column GPs, the batch by qLogNEI on their sum instead of qUCB;
+- `RBF instead of Matérn per column`: the per-column GPs with a squared-exponential kernel under the same
+  dimension-scaled prior (botorch's default, Hvarfner et al. 2024) instead of the Matérn-5/2;
 - `shared kernel per column`: the per-column GPs with one Matérn shared by all, its lengthscales fitted to every
   column at once (the sum of their marginal likelihoods);
 - `+ MinMax kernel per column`: the per-column GPs with the MinMax kernel on the weights (MinMaxKernel, no
@@ -134,10 +136,13 @@ class MinMaxKernel(Kernel):
 
 def _kernel(d: int, extra: str | None) -> Kernel:
     """GP-UCB's Matérn on the 2d transformed inputs (weights, then log-ratios), plus `extra`: a linear or an
-    additive kernel on the weights, a linear one on the log-ratios, or both linear ones; or, `isotropic`,
+    additive kernel on the weights, a linear one on the log-ratios, or both linear ones; or, `RBF`, an RBF kernel
+    with the same prior instead of it; or, `isotropic`,
     instead of it the product of one isotropic Matérn on each block (2 lengthscales for 2d ARD ones); or,
     `ARD + isotropic`, the sum of both, each with its own output scale."""
     weights = torch.arange(d)
+    if extra == "RBF":
+        return get_covar_module_with_dim_scaled_prior(2 * d, use_rbf_kernel=True)
     if extra == "isotropic":
         return _block(d, weights) * _block(d, weights + d)
     matern = get_covar_module_with_dim_scaled_prior(2 * d, use_rbf_kernel=False)
@@ -403,6 +408,7 @@ PER_COLUMN_KERNELS = {
     "isotropic": "isotropic Matérn per block",
     "ARD + isotropic": "ARD + isotropic Matérn",
     "MinMax": "+ MinMax kernel",
+    "RBF": "RBF instead of Matérn",
 }
 VARIANTS = {
     "GP-UCB": gp_ucb_pool_batch,
