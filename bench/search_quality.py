@@ -3,8 +3,9 @@ find one of the best recorded mixtures, when asking for a mixture returns its re
 
 Input: one CSV with a row per run (weight columns and score columns), or two CSVs, mixtures and scores, with a
 row per run joined on an ID column (default `index`). The weight columns are every column of the mixtures
-file but the ID (two files), or the ones named by --weight-prefix or --weight-columns; other columns are
-ignored. Weights are renormalised to sum to 1 (with a warning when a row is off by more than 0.02). The score
+file but the ID (two files; their totals must agree between runs, or the bench asks to name them), or the
+ones named by --weight-prefix or --weight-columns; other columns are ignored. Weights are renormalised to sum
+to 1 (with a warning when a row is off by more than 0.02). The score
 is --target (one column, or the mean of several: GP-UCB then fits one GP per column, as a search fits one per
 domain of a per-domain objective), minimised unless --goal max. Without files: the RegMix
 swarm shipped in bench/data/regmix (768 runs at 1M parameters, 17 domains; target

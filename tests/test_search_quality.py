@@ -112,6 +112,23 @@ def test_loader_refuses_malformed_files(
         load_pool([mixtures, scores], Layout(target=(target,)))
 
 
+def test_columns_taken_as_weights_by_default_must_sum_to_one_total(tmp_path: Path) -> None:
+    """Without named weight columns every other column is taken: a step count among them would be renormalised
+    into every mixture, so totals that differ between runs stop the load; percentages (every run 100) load."""
+    rows = [[1, 50, 50, 0, 1000], [2, 20, 30, 50, 2000], [3, 0, 0, 100, 1000]]
+    scores = write_csv(tmp_path / "loss.csv", ["index", TARGET], [[1, 1.0], [2, 2.0], [3, 3.0]])
+    mixtures = write_csv(tmp_path / "mix.csv", ["index", *DOMAINS, "steps"], rows)
+    taken = r"mix.csv: the columns taken as weights \(.*train_c, steps\) sum to 1100 in run 1 and to 2100 in run 2"
+    with pytest.raises(ValueError, match=taken + r"; name the weight columns \(--weight-prefix or --weight-columns\)"):
+        load_pool([mixtures, scores], LAYOUT)
+    percent = write_csv(tmp_path / "percent.csv", ["index", *DOMAINS], [row[:4] for row in rows])
+    with pytest.warns(UserWarning, match="do not sum to 1"):
+        pool = load_pool([percent, scores], LAYOUT)
+    np.testing.assert_allclose(pool.weights, [[0.5, 0.5, 0.0], [0.2, 0.3, 0.5], [0.0, 0.0, 1.0]])
+    named = load_pool([mixtures, scores], Layout(target=(TARGET,), weight_columns=DOMAINS))
+    np.testing.assert_allclose(named.weights, pool.weights)
+
+
 # --- the search loop and its metrics ---
 
 

@@ -182,13 +182,22 @@ def _scored(scores: _Table, rows: list[int], target: tuple[str, ...]) -> np.ndar
     return ~unscored
 
 
-def _normalised(weights: np.ndarray, path: Path, names: list[str]) -> np.ndarray:
+def _normalised(weights: np.ndarray, path: Path, names: list[str], named: bool) -> np.ndarray:
+    """The rows scaled to sum to 1. Columns taken as weights because none were `named` must sum to one total in
+    every row (1, or 100 for percentages): where the totals differ, a column that is not a weight (a step count,
+    a seed) was most likely taken, and renormalising would give every run a wrong mixture."""
     if np.any(weights < 0):
         row, col = np.argwhere(weights < 0)[0]
         raise ValueError(f"{path}, column {names[col]!r}: weights must be non-negative (run {row + 1} has one below 0)")
     sums = weights.sum(axis=1)
     if np.any(sums <= 0):
         raise ValueError(f"{path}: run {int(np.argmin(sums)) + 1} has no positive weight")
+    if not named and sums.max() > (1.0 + SUM_TOLERANCE) * sums.min():
+        raise ValueError(
+            f"{path}: the columns taken as weights (every column but the ID and target: {', '.join(names)}) sum to "
+            f"{sums.min():.6g} in run {int(np.argmin(sums)) + 1} and to {sums.max():.6g} in run "
+            f"{int(np.argmax(sums)) + 1}; name the weight columns (--weight-prefix or --weight-columns)"
+        )
     off = np.abs(sums - 1.0) > SUM_TOLERANCE
     if np.any(off):
         warnings.warn(
@@ -228,10 +237,11 @@ def _pool(mixtures: _Table, scores: _Table, joined: bool, layout: Layout) -> Poo
     if len(score_rows) < 2:
         raise ValueError(f"{scores.path}: fewer than 2 runs with a score")
     weights = np.column_stack([mixtures.numbers(name, mixture_rows) for name in names])
+    named = layout.weight_columns is not None or layout.weight_prefix is not None
     columns = np.column_stack([scores.numbers(name, score_rows) for name in layout.target]) / len(layout.target)
     parts = -columns if layout.maximise else columns
     split = parts if parts.shape[1] > 1 else None
-    return Pool(_normalised(weights, mixtures.path, names), parts.sum(axis=1), tuple(names), split)
+    return Pool(_normalised(weights, mixtures.path, names, named), parts.sum(axis=1), tuple(names), split)
 
 
 def join_pools(pools: Sequence[Pool]) -> Pool:
