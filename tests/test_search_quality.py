@@ -112,6 +112,19 @@ def test_loader_refuses_malformed_files(
         load_pool([mixtures, scores], Layout(target=(target,)))
 
 
+def test_integer_run_ids_join_however_each_file_writes_them(tmp_path: Path) -> None:
+    """pandas writes an integer ID column that has a missing value as floats (7.0), other tools pad (007)."""
+    mixtures, scores = synthetic_runs(tmp_path)
+    lines = scores.read_text().splitlines()
+    ids = [f"{i}.0" if i % 2 else f"{i:03d}" for i in range(len(lines) - 1, 0, -1)]
+    padded = [lines[0]] + [f"{run}{line[line.index(',') :]}" for run, line in zip(ids, lines[1:], strict=True)]
+    written = tmp_path / "written.csv"
+    written.write_text("\n".join(padded) + "\n")
+    joined, plain = load_pool([mixtures, written], LAYOUT), load_pool([mixtures, scores], LAYOUT)
+    np.testing.assert_array_equal(joined.weights, plain.weights)
+    np.testing.assert_array_equal(joined.scores, plain.scores)
+
+
 def test_columns_taken_as_weights_by_default_must_sum_to_one_total(tmp_path: Path) -> None:
     """Without named weight columns every other column is taken: a step count among them would be renormalised
     into every mixture, so totals that differ between runs stop the load; percentages (every run 100) load."""

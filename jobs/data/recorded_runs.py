@@ -14,6 +14,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,8 @@ SUM_TOLERANCE = 0.02
 MISSING_LISTED = 5
 # Value separators a CSV may use (a comma first: a header with none of them is one column).
 DELIMITERS = (",", ";", "\t")
+# Run IDs that are integers of up to this many digits are joined as integers (longer ones, hashes, as text).
+INTEGER_ID_DIGITS = 19
 # How a score cell says a run has no score (it failed or diverged before it was evaluated), lower-cased.
 MISSING = ("", "nan")
 
@@ -130,11 +133,23 @@ def _weight_names(table: _Table, layout: Layout, other: set[str]) -> list[str]:
     return names
 
 
+def _run_id(text: str) -> str:
+    """A run ID as both files are joined on it: an integer however it is written (`7`, `007`, `7.0`, as pandas
+    writes an integer column that has a missing value), anything else as it stands."""
+    text = text.strip()
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return text
+    integer = value.is_finite() and value.adjusted() < INTEGER_ID_DIGITS and value == value.to_integral_value()
+    return str(int(value)) if integer else text
+
+
 def _keys(table: _Table, id_column: str) -> dict[str, int]:
     index = table.column(id_column)
     keys: dict[str, int] = {}
     for position, (line, row) in enumerate(table.rows):
-        key = row[index].strip()
+        key = _run_id(row[index])
         if key in keys:
             raise ValueError(f"{table.path}, line {line}, column {id_column!r}: {key!r} is repeated")
         keys[key] = position
