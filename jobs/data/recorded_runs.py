@@ -151,7 +151,10 @@ def _keys(table: _Table, id_column: str) -> dict[str, int]:
     for position, (line, row) in enumerate(table.rows):
         key = _run_id(row[index])
         if key in keys:
-            raise ValueError(f"{table.path}, line {line}, column {id_column!r}: {key!r} is repeated")
+            raise ValueError(
+                f"{table.path}, line {line}, column {id_column!r}: {key!r} is repeated (first at line "
+                f"{table.rows[keys[key]][0]}); give one row per run (of a run evaluated at several steps, the last)"
+            )
         keys[key] = position
     return keys
 
