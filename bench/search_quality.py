@@ -333,6 +333,8 @@ def seed_range(text: str) -> list[int]:
     """'0-19', '3' or '1,4,7'."""
     if "-" in text:
         low, high = (int(v) for v in text.split("-"))
+        if low > high:
+            raise argparse.ArgumentTypeError(f"{text!r} is an empty range (write low-high)")
         return list(range(low, high + 1))
     return [int(v) for v in text.split(",")]
 
@@ -371,6 +373,8 @@ def load_for_gps(args: argparse.Namespace) -> Pool:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     pool = load_for_gps(args)
+    if args.batch >= len(pool.scores):
+        sys.exit(f"error: --batch {args.batch} must be below the number of runs ({len(pool.scores)})")
     setup = Setup(args.batch, args.threshold)
     args.horizon = min(max(args.regret_at), args.budget, len(pool.scores))
     chosen = methods(args.beta)

@@ -315,7 +315,8 @@ def test_runs_without_a_score_are_left_out_with_a_warning(tmp_path: Path) -> Non
     [
         (Layout(target=("acc_x",), weight_prefix="p_"), "runs.csv: no column starts with 'p_'"),
         (Layout(target=("acc_x",), weight_columns=("w_a", "w_q")), "runs.csv: no column 'w_q'"),
-        (Layout(target=("acc_x",)), r"runs.csv, line 2, column 'run_id': 'run-0' is not a finite number"),
+        (Layout(target=("acc_x",)), r"runs.csv, line 2, column 'run_id': 'run-0' is not a finite number \(every"),
+        (Layout(target=("acc_x",)), r"taken as a weight; name the weight columns \(--weight-prefix or --weight-col"),
         (Layout(target=("acc_z",), weight_prefix="w_"), "runs.csv: no column 'acc_z'"),
     ],
 )
@@ -352,6 +353,17 @@ def test_the_command_runs_on_a_users_file_and_states_no_targets_of_its_own(
 def test_the_command_reports_bad_files_without_a_traceback(sq: ModuleType, tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"error: .*runs.csv: no column 'acc_z'"):
         sq.main([str(one_file_swarm(tmp_path)), "--weight-prefix", "w_", "--target", "acc_z"])
+
+
+def test_the_command_refuses_a_batch_as_large_as_the_pool(sq: ModuleType, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=r"--batch 24 must be below the number of runs \(24\)"):
+        sq.main([str(one_file_swarm(tmp_path)), "--weight-prefix", "w_", "--target", "acc_x", "--batch", "24"])
+
+
+def test_the_command_refuses_an_empty_seed_range(sq: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        sq.parse_args(["--seeds", "5-2"])
+    assert "argument --seeds: '5-2' is an empty range" in capsys.readouterr().err
 
 
 def test_help_states_the_layout_and_the_defaults(sq: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:

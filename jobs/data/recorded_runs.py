@@ -25,6 +25,8 @@ SUM_TOLERANCE = 0.02
 MISSING_LISTED = 5
 # Value separators a CSV may use (a comma first: a header with none of them is one column).
 DELIMITERS = (",", ";", "\t")
+# What to do when the columns taken as weights by default are not all weights.
+NAME_THEM = "name the weight columns (--weight-prefix or --weight-columns)"
 # Run IDs that are integers of up to this many digits are joined as integers (longer ones, hashes, as text).
 INTEGER_ID_DIGITS = 19
 # How a score cell says a run has no score (it failed or diverged before it was evaluated), lower-cased.
@@ -214,7 +216,7 @@ def _normalised(weights: np.ndarray, path: Path, names: list[str], named: bool) 
         raise ValueError(
             f"{path}: the columns taken as weights (every column but the ID and target: {', '.join(names)}) sum to "
             f"{sums.min():.6g} in run {int(np.argmin(sums)) + 1} and to {sums.max():.6g} in run "
-            f"{int(np.argmax(sums)) + 1}; name the weight columns (--weight-prefix or --weight-columns)"
+            f"{int(np.argmax(sums)) + 1}; {NAME_THEM}"
         )
     off = np.abs(sums - 1.0) > SUM_TOLERANCE
     if np.any(off):
@@ -254,8 +256,14 @@ def _pool(mixtures: _Table, scores: _Table, joined: bool, layout: Layout) -> Poo
     score_rows = [row for row, keep in zip(score_rows, scored, strict=True) if keep]
     if len(score_rows) < 2:
         raise ValueError(f"{scores.path}: fewer than 2 runs with a score")
-    weights = np.column_stack([mixtures.numbers(name, mixture_rows) for name in names])
     named = layout.weight_columns is not None or layout.weight_prefix is not None
+    try:
+        weights = np.column_stack([mixtures.numbers(name, mixture_rows) for name in names])
+    except ValueError as error:
+        if named:
+            raise
+        # A run's name or notes beside the weights: say how to leave them out.
+        raise ValueError(f"{error} (every column but the ID and target is taken as a weight; {NAME_THEM})") from None
     columns = np.column_stack([scores.numbers(name, score_rows) for name in layout.target]) / len(layout.target)
     parts = -columns if layout.maximise else columns
     split = parts if parts.shape[1] > 1 else None
