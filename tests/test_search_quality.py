@@ -80,11 +80,12 @@ def test_loader_joins_on_index_and_renormalises_the_weights(sq: ModuleType, tmp_
 
 @pytest.mark.parametrize("delimiter", [";", "\t"])
 def test_loader_reads_what_spreadsheets_write(sq: ModuleType, tmp_path: Path, delimiter: str) -> None:
-    """A byte-order mark, another delimiter and spaces around names and IDs load as the plain comma files do."""
+    """A byte-order mark, another delimiter, spaces around names and IDs and a delimiter ending every line load
+    as the plain comma files do."""
     mixtures, scores = synthetic_runs(tmp_path)
     for path in (mixtures, scores):
         lines = path.read_text().splitlines()
-        spaced = [delimiter.join(f" {value} " for value in line.split(",")) for line in lines]
+        spaced = [delimiter.join(f" {value} " for value in line.split(",")) + delimiter for line in lines]
         (tmp_path / f"excel-{path.name}").write_text("\n".join(spaced) + "\n", encoding="utf-8-sig")
     excel = load_pool([tmp_path / "excel-mix.csv", tmp_path / "excel-loss.csv"], LAYOUT)
     plain = load_pool([mixtures, scores], LAYOUT)

@@ -129,7 +129,8 @@ def _weight_names(table: _Table, layout: Layout, other: set[str]) -> list[str]:
         if not names:
             raise ValueError(f"{table.path}: no column starts with {layout.weight_prefix!r}")
         return names
-    names = [name for name in table.header if name not in other]
+    # A column without a name is what a trailing delimiter on every line makes (some spreadsheet exports).
+    names = [name for name in table.header if name not in other and name]
     if len(names) < 2:
         raise ValueError(f"{table.path}: name the weight columns (--weight-prefix or --weight-columns)")
     return names
