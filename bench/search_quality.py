@@ -321,7 +321,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if not 0 < args.threshold < 1 or args.batch < 1 or args.budget < 1 or args.beta <= 0:
         parser.error("need 0 < --threshold < 1, --batch >= 1, --budget >= 1 and --beta > 0")
     if args.methods:
-        unknown = set(args.methods.split(",")) - set(methods(DEFAULT_BETA))
+        unknown = set(listed(args.methods)) - set(methods(DEFAULT_BETA))
         if unknown:
             parser.error(f"unknown methods {sorted(unknown)}; choose from {list(methods(DEFAULT_BETA))}")
     if not args.files and (args.weight_prefix or args.weight_columns):
@@ -339,6 +339,11 @@ def seed_range(text: str) -> list[int]:
     return [int(v) for v in text.split(",")]
 
 
+def listed(text: str) -> list[str]:
+    """Comma-separated names, as typed: 'a,b' or 'a, b'."""
+    return [name.strip() for name in text.split(",")]
+
+
 def budget_list(text: str) -> list[int]:
     return [int(v) for v in text.split(",")]
 
@@ -348,7 +353,7 @@ def load(args: argparse.Namespace) -> Pool:
         target=tuple(args.target or (DEFAULT_TARGET,)),
         id_column=args.id,
         weight_prefix=args.weight_prefix,
-        weight_columns=tuple(args.weight_columns.split(",")) if args.weight_columns else None,
+        weight_columns=tuple(listed(args.weight_columns)) if args.weight_columns else None,
         maximise=args.goal == "max",
     )
     if args.files:
@@ -379,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.horizon = min(max(args.regret_at), args.budget, len(pool.scores))
     chosen = methods(args.beta)
     if args.methods:
-        chosen = {name: chosen[name] for name in args.methods.split(",")}
+        chosen = {name: chosen[name] for name in listed(args.methods)}
     best = pool.scores.min()
     hits = int(np.sum(pool.scores <= setup.hit_level(pool)))
     columns = args.target or [DEFAULT_TARGET]

@@ -361,6 +361,11 @@ def test_the_command_refuses_a_batch_as_large_as_the_pool(sq: ModuleType, tmp_pa
         sq.main([str(one_file_swarm(tmp_path)), "--weight-prefix", "w_", "--target", "acc_x", "--batch", "24"])
 
 
+def test_listed_names_may_have_spaces_after_the_commas(sq: ModuleType) -> None:
+    assert sq.listed("w_a, w_b,w_c") == ["w_a", "w_b", "w_c"]
+    assert sq.parse_args(["--methods", "GP-UCB, random"]).methods == "GP-UCB, random"
+
+
 def test_the_command_refuses_an_empty_seed_range(sq: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         sq.parse_args(["--seeds", "5-2"])
