@@ -100,8 +100,9 @@ def test_loader_reads_what_spreadsheets_write(sq: ModuleType, tmp_path: Path, de
         ([[1, 0.5, 0.5, 0.0, 0.0], [2, 0.2, 0.3, 0.5]], TARGET, "line 2: 5 values for 4 header names"),
         ([[1, 0.5, 0.5, 0.0], [1, 0.2, 0.3, 0.5]], TARGET, r"line 3, .* '1' is repeated \(first at line 2"),
         ([[1, 0.5, 0.5, 0.0], [2, 0.2, 0.3, 0.5]], "metric/missing", "loss.csv: no column 'metric/missing'"),
-        ([[1, 0.5, 0.5, 0.0], [2, -0.2, 0.7, 0.5]], TARGET, "mix.csv, column 'train_a': weights must be non-negative"),
+        ([[1, 0.5, 0.5, 0.0], [2, -0.2, 0.7, 0.5]], TARGET, "mix.csv, line 3, column 'train_a': weights must be"),
         ([[1, 0.5, 0.5, 0.0], [2, "n/a", 0.7, 0.5]], TARGET, "mix.csv, line 3, column 'train_a': 'n/a' is not a"),
+        ([[1, 0.5, 0.5, 0.0], [2, 0.0, 0.0, 0.0]], TARGET, "mix.csv, line 3: the run has no positive weight"),
     ],
 )
 def test_loader_refuses_malformed_files(
@@ -132,7 +133,7 @@ def test_columns_taken_as_weights_by_default_must_sum_to_one_total(tmp_path: Pat
     rows = [[1, 50, 50, 0, 1000], [2, 20, 30, 50, 2000], [3, 0, 0, 100, 1000]]
     scores = write_csv(tmp_path / "loss.csv", ["index", TARGET], [[1, 1.0], [2, 2.0], [3, 3.0]])
     mixtures = write_csv(tmp_path / "mix.csv", ["index", *DOMAINS, "steps"], rows)
-    taken = r"mix.csv: the columns taken as weights \(.*train_c, steps\) sum to 1100 in run 1 and to 2100 in run 2"
+    taken = r"mix.csv: the columns taken as weights \(.*train_c, steps\) sum to 1100 on line 2 and to 2100 on line 3"
     with pytest.raises(ValueError, match=taken + r"; name the weight columns \(--weight-prefix or --weight-columns\)"):
         load_pool([mixtures, scores], LAYOUT)
     percent = write_csv(tmp_path / "percent.csv", ["index", *DOMAINS], [row[:4] for row in rows])

@@ -203,21 +203,21 @@ def _scored(scores: _Table, rows: list[int], target: tuple[str, ...]) -> np.ndar
     return ~unscored
 
 
-def _normalised(weights: np.ndarray, path: Path, names: list[str], named: bool) -> np.ndarray:
-    """The rows scaled to sum to 1. Columns taken as weights because none were `named` must sum to one total in
-    every row (1, or 100 for percentages): where the totals differ, a column that is not a weight (a step count,
-    a seed) was most likely taken, and renormalising would give every run a wrong mixture."""
+def _normalised(weights: np.ndarray, path: Path, names: list[str], named: bool, lines: list[int]) -> np.ndarray:
+    """The rows (from the file's `lines`) scaled to sum to 1. Columns taken as weights because none were `named`
+    must sum to one total in every row (1, or 100 for percentages): where the totals differ, a column that is not
+    a weight (a step count, a seed) was most likely taken, and renormalising would give every run a wrong mixture."""
     if np.any(weights < 0):
         row, col = np.argwhere(weights < 0)[0]
-        raise ValueError(f"{path}, column {names[col]!r}: weights must be non-negative (run {row + 1} has one below 0)")
+        raise ValueError(f"{path}, line {lines[row]}, column {names[col]!r}: weights must be non-negative")
     sums = weights.sum(axis=1)
     if np.any(sums <= 0):
-        raise ValueError(f"{path}: run {int(np.argmin(sums)) + 1} has no positive weight")
+        raise ValueError(f"{path}, line {lines[int(np.argmin(sums))]}: the run has no positive weight")
     if not named and sums.max() > (1.0 + SUM_TOLERANCE) * sums.min():
         raise ValueError(
             f"{path}: the columns taken as weights (every column but the ID and target: {', '.join(names)}) sum to "
-            f"{sums.min():.6g} in run {int(np.argmin(sums)) + 1} and to {sums.max():.6g} in run "
-            f"{int(np.argmax(sums)) + 1}; {NAME_THEM}"
+            f"{sums.min():.6g} on line {lines[int(np.argmin(sums))]} and to {sums.max():.6g} on line "
+            f"{lines[int(np.argmax(sums))]}; {NAME_THEM}"
         )
     off = np.abs(sums - 1.0) > SUM_TOLERANCE
     if np.any(off):
@@ -268,7 +268,8 @@ def _pool(mixtures: _Table, scores: _Table, joined: bool, layout: Layout) -> Poo
     columns = np.column_stack([scores.numbers(name, score_rows) for name in layout.target]) / len(layout.target)
     parts = -columns if layout.maximise else columns
     split = parts if parts.shape[1] > 1 else None
-    return Pool(_normalised(weights, mixtures.path, names, named), parts.sum(axis=1), tuple(names), split)
+    lines = [mixtures.rows[row][0] for row in mixture_rows]
+    return Pool(_normalised(weights, mixtures.path, names, named, lines), parts.sum(axis=1), tuple(names), split)
 
 
 def join_pools(pools: Sequence[Pool]) -> Pool:
