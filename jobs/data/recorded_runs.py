@@ -25,7 +25,8 @@ SUM_TOLERANCE = 0.02
 MISSING_LISTED = 5
 # Value separators a CSV may use (a comma first: a header with none of them is one column).
 DELIMITERS = (",", ";", "\t")
-# What to do when the columns taken as weights by default are not all weights.
+# Which columns are weights when none are named, and what to do when they are not all weights.
+TAKEN = "every column but the ID and target"
 NAME_THEM = "name the weight columns (--weight-prefix or --weight-columns)"
 # Run IDs that are integers of up to this many digits are joined as integers (longer ones, hashes, as text).
 INTEGER_ID_DIGITS = 19
@@ -132,7 +133,7 @@ def _weight_names(table: _Table, layout: Layout, other: set[str]) -> list[str]:
     # A column without a name is what a trailing delimiter on every line makes (some spreadsheet exports).
     names = [name for name in table.header if name not in other and name]
     if len(names) < 2:
-        raise ValueError(f"{table.path}: name the weight columns (--weight-prefix or --weight-columns)")
+        raise ValueError(f"{table.path}: {NAME_THEM}")
     return names
 
 
@@ -215,7 +216,7 @@ def _normalised(weights: np.ndarray, path: Path, names: list[str], named: bool, 
         raise ValueError(f"{path}, line {lines[int(np.argmin(sums))]}: the run has no positive weight")
     if not named and sums.max() > (1.0 + SUM_TOLERANCE) * sums.min():
         raise ValueError(
-            f"{path}: the columns taken as weights (every column but the ID and target: {', '.join(names)}) sum to "
+            f"{path}: the columns taken as weights ({TAKEN}: {', '.join(names)}) sum to "
             f"{sums.min():.6g} on line {lines[int(np.argmin(sums))]} and to {sums.max():.6g} on line "
             f"{lines[int(np.argmax(sums))]}; {NAME_THEM}"
         )
@@ -264,7 +265,7 @@ def _pool(mixtures: _Table, scores: _Table, joined: bool, layout: Layout) -> Poo
         if named:
             raise
         # A run's name or notes beside the weights: say how to leave them out.
-        raise ValueError(f"{error} (every column but the ID and target is taken as a weight; {NAME_THEM})") from None
+        raise ValueError(f"{error} ({TAKEN} is taken as a weight; {NAME_THEM})") from None
     columns = np.column_stack([scores.numbers(name, score_rows) for name in layout.target]) / len(layout.target)
     parts = -columns if layout.maximise else columns
     split = parts if parts.shape[1] > 1 else None
