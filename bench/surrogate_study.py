@@ -45,7 +45,7 @@ kept before) with one change:
 Swarms: the three shipped ones and four held-out synthetic ones, written to a temporary folder by
 synthetic_swarm.write_swarm (24, 40, 48 and 64 domains; seeds that no other bench uses). Per swarm and seed, the
 search protocol of search_quality.py (shared first batch of 8, trials to a run within 1 % of the best, counted
-after the first batch). Prints the median and mean over the seeds.
+after the first batch). Prints the median and mean over the seeds (and, with --per-seed, each seed's trials).
 
     python bench/surrogate_study.py --seeds 100-115 --variants "GP-UCB,+ linear kernel,regression (RegMix)"
 """
@@ -190,8 +190,8 @@ def _unfitted(x: np.ndarray, y: np.ndarray, kernel: Kernel, mean: Mean | None = 
 
 
 def _fit(x: np.ndarray, y: np.ndarray, extra: str | None = None) -> SingleTaskGP:
-    """The one GP of the study's variants: _kernel's Matérn plus `extra`, or, with extra "mixing-law", the
-    Matérn alone over MixingLawMean."""
+    """The one GP of the study's variants: with _kernel(d, extra), or, with extra "mixing-law", the Matérn alone
+    over MixingLawMean."""
     law = extra == "mixing-law"
     model = _unfitted(x, y, _kernel(x.shape[1], None if law else extra), MixingLawMean(x.shape[1]) if law else None)
     mll = ExactMarginalLogLikelihood(model.likelihood, model)
@@ -480,6 +480,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=seed_range, default=list(range(100, 108)), help="default: 100-107")
     parser.add_argument("--variants", help="comma-separated subset of: " + ", ".join(VARIANTS))
     parser.add_argument("--swarms", help="comma-separated subset of the swarm names (default: all)")
+    parser.add_argument("--per-seed", action="store_true", help="also print each cell's trials seed by seed")
     args = parser.parse_args()
     chosen = args.variants.split(",") if args.variants else list(VARIANTS)
     unknown = set(chosen) - set(VARIANTS)
@@ -494,14 +495,17 @@ def main() -> None:
     print("| variant | " + " | ".join(names) + " |\n|---|" + "---:|" * len(names))
     for variant in chosen:
         propose = _model_proposer(VARIANTS[variant], parts=variant in PER_COLUMN)
-        cells = []
+        cells, seeds = [], []
         for name in names:
             pool = pools[name]
             runs = [run_search(pool, propose, seed, BUDGET, setup.batch, setup) for seed in args.seeds]
             trials = [trials_to_hit(pool, asked, setup) for asked in runs]
             after = [BUDGET if t is None else max(t - setup.batch, 0) for t in trials]
             cells.append(f"{np.median(after):.1f} ({np.mean(after):.1f})")
+            seeds.append(f"{variant}, {name}, seeds {', '.join(map(str, args.seeds))}: {', '.join(map(str, after))}")
         print(f"| {variant} | " + " | ".join(cells) + " |", flush=True)
+        if args.per_seed:
+            print("\n".join(seeds), flush=True)
 
 
 if __name__ == "__main__":
