@@ -35,6 +35,8 @@ kept before) with one change:
   dimension-scaled prior (botorch's default, Hvarfner et al. 2024) instead of the Matérn-5/2;
 - `shared kernel per column`: the per-column GPs with one Matérn shared by all, its lengthscales fitted to every
   column at once (the sum of their marginal likelihoods);
+- `MAP-SAAS (log-ratios) per column`, `MAP-SAAS (weights + log-ratios) per column`: botorch's MAP-SAAS GP on
+  those inputs fitted to each score column, summed as the kept GP-UCB sums its per-column GPs;
 - `+ MinMax kernel per column`: the per-column GPs with the MinMax kernel on the weights (MinMaxKernel, no
   lengthscale) beside the Matérn, each with its own output scale;
 - `regression's pick last`, `posterior-mean pick last`: the kept GP-UCB's first q - 1 picks, the last slot the
@@ -78,6 +80,7 @@ from search_quality import (
     DEFAULT_TARGET,
     Setup,
     _model_proposer,
+    listed,
     run_search,
     seed_range,
     trials_to_hit,
@@ -232,11 +235,9 @@ def loo_log_likelihood(model: SingleTaskGP) -> float:
         return float(torch.sum(-0.5 * torch.log(2 * math.pi * variance) - 0.5 * residual**2 / variance))
 
 
-def _saas(x: np.ndarray, y: np.ndarray, keep_weights: bool, additive: bool = False) -> tuple[SingleTaskGP, LogRatio]:
-    """A MAP-SAAS GP (or botorch's additive one) on the LogRatio coordinates of x, and that transform (botorch
-    builds these kernels for the inputs it is given, so the model sees them already transformed)."""
-    features = LogRatio(keep_weights=keep_weights)
-    inputs = features.transform(torch.as_tensor(x, dtype=DTYPE))
+def _saas(inputs: torch.Tensor, y: np.ndarray, additive: bool) -> SingleTaskGP:
+    """A MAP-SAAS GP (or botorch's additive one) on `inputs`, already transformed (botorch builds these kernels
+    for the inputs it is given)."""
     targets = torch.as_tensor(y, dtype=DTYPE).unsqueeze(-1)
     if additive:
         model = AdditiveMapSaasSingleTaskGP(inputs, targets, outcome_transform=Standardize(m=1))
@@ -245,11 +246,17 @@ def _saas(x: np.ndarray, y: np.ndarray, keep_weights: bool, additive: bool = Fal
     fit_gpytorch_mll(
         ExactMarginalLogLikelihood(model.likelihood, model), optimizer_kwargs={"options": {"maxiter": 200}}
     )
-    return model.eval(), features
+    return model.eval()
 
 
-def saas_batch(x: np.ndarray, y: np.ndarray, candidates: np.ndarray, q: int, seed: int, **options: bool) -> np.ndarray:
-    model, features = _saas(x, y, **options)
+def saas_batch(
+    x: np.ndarray, y: np.ndarray, candidates: np.ndarray, q: int, seed: int, keep_weights: bool, additive: bool = False
+) -> np.ndarray:
+    """qUCB over the candidates with MAP-SAAS GPs on the LogRatio coordinates (after the weights when
+    `keep_weights`): one on y (m,), or one per score column of y (m, M), summed as GP-UCB sums its parts."""
+    features = LogRatio(keep_weights=keep_weights)
+    inputs = features.transform(torch.as_tensor(x, dtype=DTYPE))
+    model = _saas(inputs, y, additive) if y.ndim == 1 else SumOfGPs([_saas(inputs, c, additive) for c in y.T])
     return ucb_batch(model, features.transform(torch.as_tensor(candidates, dtype=DTYPE)).numpy(), q, BETA, seed)
 
 
@@ -442,6 +449,10 @@ VARIANTS = {
         for extra, name in PER_COLUMN_KERNELS.items()
     },
     "log-warped per column": _variant(warped_ucb_batch),
+    "MAP-SAAS (log-ratios) per column": _variant(lambda x, y, c, q, s: saas_batch(x, y, c, q, s, keep_weights=False)),
+    "MAP-SAAS (weights + log-ratios) per column": _variant(
+        lambda x, y, c, q, s: saas_batch(x, y, c, q, s, keep_weights=True)
+    ),
     "log-warped + linear kernel per column": _variant(lambda x, y, c, q, s: warped_ucb_batch(x, y, c, q, s, "linear")),
     "shared kernel per column": _variant(lambda x, y, c, q, s: ucb_batch(_fit_shared(x, y), c, q, BETA, s)),
     "qLogNEI per column": _variant(lambda x, y, c, q, s: qnei_batch(fit_surrogate(x, y), x, c, q, s)),
@@ -454,6 +465,8 @@ PER_COLUMN = {
     "GP-UCB",
     "log-warped per column",
     "log-warped + linear kernel per column",
+    "MAP-SAAS (log-ratios) per column",
+    "MAP-SAAS (weights + log-ratios) per column",
     "qLogNEI per column",
     "shared kernel per column",
     "regression's pick last",
@@ -482,7 +495,7 @@ def main() -> None:
     parser.add_argument("--swarms", help="comma-separated subset of the swarm names (default: all)")
     parser.add_argument("--per-seed", action="store_true", help="also print each cell's trials seed by seed")
     args = parser.parse_args()
-    chosen = args.variants.split(",") if args.variants else list(VARIANTS)
+    chosen = listed(args.variants) if args.variants else list(VARIANTS)
     unknown = set(chosen) - set(VARIANTS)
     if unknown:
         parser.error(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")
@@ -491,7 +504,7 @@ def main() -> None:
     setup = Setup()
     with tempfile.TemporaryDirectory() as folder:
         pools = swarms(Path(folder))
-    names = args.swarms.split(",") if args.swarms else list(pools)
+    names = listed(args.swarms) if args.swarms else list(pools)
     print("| variant | " + " | ".join(names) + " |\n|---|" + "---:|" * len(names))
     for variant in chosen:
         propose = _model_proposer(VARIANTS[variant], parts=variant in PER_COLUMN)
