@@ -69,8 +69,8 @@ def test_loader_joins_on_index_and_renormalises_the_weights(sq: ModuleType, tmp_
     with pytest.warns(UserWarning) as caught:
         pool = load_pool([mixtures, scores], LAYOUT)
     assert [str(w.message) for w in caught if "left out" in str(w.message)] == [
-        f"{mixtures}: 1 runs have no row in {scores} ('index': 3); they are left out",
-        f"{scores}: 1 runs have no row in {mixtures} ('index': 11); they are left out",
+        f"{mixtures}: 1 run has no row in {scores} ('index': 3); they are left out",
+        f"{scores}: 1 run has no row in {mixtures} ('index': 11); they are left out",
     ]
     assert pool.domains == DOMAINS
     # Runs 3 and 11 are in one file only and left out; runs come in `index` order, numerically (10 after 2).
@@ -325,6 +325,23 @@ def test_runs_without_a_score_are_left_out_with_a_warning(tmp_path: Path) -> Non
 def test_errors_name_the_file_and_the_column(tmp_path: Path, layout: Layout, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         load_pool([one_file_swarm(tmp_path)], layout)
+
+
+def test_a_column_named_twice_is_refused_not_read_once(tmp_path: Path) -> None:
+    """csv headers may repeat a name; reading the first of two `w_a` columns would drop the other's weights."""
+    rows = [[0.2, 0.3, 0.5, 1.0], [0.5, 0.1, 0.4, 2.0], [0.1, 0.1, 0.8, 3.0]]
+    path = write_csv(tmp_path / "twice.csv", ["w_a", "w_b", "w_a", "loss"], rows)
+    with pytest.raises(ValueError, match=r"twice\.csv: column 'w_a' appears 2 times \(columns 1, 3\); rename"):
+        load_pool([path], Layout(target=("loss",), weight_prefix="w_"))
+    with pytest.raises(ValueError, match=r"twice\.csv: the weight column 'w_b' is named twice"):
+        load_pool([path], Layout(target=("loss",), weight_columns=("w_b", "w_b")))
+
+
+def test_one_run_left_out_is_one_run(tmp_path: Path) -> None:
+    rows = [[0.5, 0.5, 1.0], [1.0, 0.0, ""], [0.0, 1.0, 2.0]]
+    path = write_csv(tmp_path / "one.csv", ["w_a", "w_b", "loss"], rows)
+    with pytest.warns(UserWarning, match=r"one\.csv: 1 run has no value in 'loss' \(empty or NaN; lines 3\)"):
+        load_pool([path], Layout(target=("loss",), weight_prefix="w_"))
 
 
 def test_two_files_need_the_id_column(tmp_path: Path) -> None:

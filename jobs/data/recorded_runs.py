@@ -65,6 +65,13 @@ class _Table:
     def column(self, name: str) -> int:
         if name not in self.header:
             raise ValueError(f"{self.path}: no column {name!r}; the columns are {', '.join(self.header)}")
+        # Which of two same-named columns holds the run's value is a guess: one would be read, the other lost.
+        places = [str(i + 1) for i, other in enumerate(self.header) if other == name]
+        if len(places) > 1:
+            raise ValueError(
+                f"{self.path}: column {name!r} appears {len(places)} times (columns {', '.join(places)}); "
+                "rename all but one"
+            )
         return self.header.index(name)
 
     def blank(self, name: str, keys: Sequence[int]) -> np.ndarray:
@@ -122,8 +129,10 @@ def _parse(path: Path, text: str) -> _Table:
 
 def _weight_names(table: _Table, layout: Layout, other: set[str]) -> list[str]:
     if layout.weight_columns is not None:
-        for name in layout.weight_columns:
+        for position, name in enumerate(layout.weight_columns):
             table.column(name)
+            if name in layout.weight_columns[:position]:
+                raise ValueError(f"{table.path}: the weight column {name!r} is named twice")
         return list(layout.weight_columns)
     if layout.weight_prefix is not None:
         names = [name for name in table.header if name.startswith(layout.weight_prefix)]
@@ -179,11 +188,15 @@ def _positions(mixtures: _Table, scores: _Table, id_column: str) -> tuple[list[i
         alone = sorted(keys.keys() - set(shared), key=_id_order)
         if alone:
             warnings.warn(
-                f"{table.path}: {len(alone)} runs have no row in {other.path} ({id_column!r}: {_listed(alone)}); "
+                f"{table.path}: {_runs_have(len(alone))} no row in {other.path} ({id_column!r}: {_listed(alone)}); "
                 "they are left out",
                 stacklevel=2,
             )
     return [mixture_keys[k] for k in shared], [score_keys[k] for k in shared]
+
+
+def _runs_have(count: int) -> str:
+    return "1 run has" if count == 1 else f"{count} runs have"
 
 
 def _listed(names: Sequence[str]) -> str:
@@ -197,7 +210,7 @@ def _scored(scores: _Table, rows: list[int], target: tuple[str, ...]) -> np.ndar
     if unscored.any():
         lines = [str(scores.rows[rows[i]][0]) for i in np.flatnonzero(unscored)]
         warnings.warn(
-            f"{scores.path}: {len(lines)} runs have no value in {', '.join(map(repr, target))} (empty or NaN; "
+            f"{scores.path}: {_runs_have(len(lines))} no value in {', '.join(map(repr, target))} (empty or NaN; "
             f"lines {_listed(lines)}); they are left out",
             stacklevel=2,
         )
