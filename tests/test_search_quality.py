@@ -320,6 +320,7 @@ def test_runs_without_a_score_are_left_out_with_a_warning(tmp_path: Path) -> Non
         (Layout(target=("acc_x",)), r"runs.csv, line 2, column 'run_id': 'run-0' is not a finite number \(every"),
         (Layout(target=("acc_x",)), r"taken as a weight; name the weight columns \(--weight-prefix or --weight-col"),
         (Layout(target=("acc_z",), weight_prefix="w_"), "runs.csv: no column 'acc_z'"),
+        (Layout(target=("acc_x",), weight_columns=("w_a", "acc_x")), "column 'acc_x' is the run ID or the target"),
     ],
 )
 def test_errors_name_the_file_and_the_column(tmp_path: Path, layout: Layout, message: str) -> None:
@@ -335,6 +336,14 @@ def test_a_column_named_twice_is_refused_not_read_once(tmp_path: Path) -> None:
         load_pool([path], Layout(target=("loss",), weight_prefix="w_"))
     with pytest.raises(ValueError, match=r"twice\.csv: the weight column 'w_b' is named twice"):
         load_pool([path], Layout(target=("loss",), weight_columns=("w_b", "w_b")))
+
+
+def test_the_target_is_never_a_weight_though_it_has_the_prefix(tmp_path: Path) -> None:
+    rows = [[0.5, 0.5, 1.0], [1.0, 0.0, 2.0], [0.0, 1.0, 3.0]]
+    path = write_csv(tmp_path / "prefixed.csv", ["w_a", "w_b", "w_loss"], rows)
+    pool = load_pool([path], Layout(target=("w_loss",), weight_prefix="w_"))
+    assert pool.domains == ("w_a", "w_b")
+    np.testing.assert_array_equal(pool.scores, [1.0, 2.0, 3.0])
 
 
 def test_one_run_left_out_is_one_run(tmp_path: Path) -> None:

@@ -128,14 +128,18 @@ def _parse(path: Path, text: str) -> _Table:
 
 
 def _weight_names(table: _Table, layout: Layout, other: set[str]) -> list[str]:
+    """The weight columns: those named, those with the prefix, or every named column but `other` (the ID, and
+    the target where it is in the same file), which is never a weight."""
     if layout.weight_columns is not None:
         for position, name in enumerate(layout.weight_columns):
             table.column(name)
             if name in layout.weight_columns[:position]:
                 raise ValueError(f"{table.path}: the weight column {name!r} is named twice")
+            if name in other:
+                raise ValueError(f"{table.path}: column {name!r} is the run ID or the target, not a weight")
         return list(layout.weight_columns)
     if layout.weight_prefix is not None:
-        names = [name for name in table.header if name.startswith(layout.weight_prefix)]
+        names = [name for name in table.header if name.startswith(layout.weight_prefix) and name not in other]
         if not names:
             raise ValueError(f"{table.path}: no column starts with {layout.weight_prefix!r}")
         return names
