@@ -160,6 +160,33 @@ def micro_batches(picks: list, world: World, accumulation: int) -> list[list]:
     return [mine[k * size : (k + 1) * size] for k in range(accumulation)]
 
 
+def _backward(
+    forward: nn.Module,
+    batches: list[Any],
+    step: int,
+    augment_rng: np.random.Generator,
+    placement: Placement,
+    world: World,
+) -> tuple[float, dict]:
+    """The gradients of one optimizer step, from this rank's micro-batches: its share of the step's loss, and
+    the augmentation's logs (of the last micro-batch)."""
+    accumulation = len(batches)
+    # The gradient of the mean over the global batch's answer tokens: each micro-batch's sum over all of them.
+    tokens = max(world.sum([sum(answer_tokens(b) for b in batches)], placement.device)[0], 1)
+    step_loss, logs = 0.0, {}
+    for k, batch in enumerate(batches):
+        gradient_sync(forward, k + 1 == accumulation)
+        with placement.autocast():
+            sum_logp, _, extra, logs = forward(batch, step, augment_rng)
+            sft = -sum_logp.sum() / tokens
+            # DDP and FSDP average the ranks' gradients: the SFT sum is scaled back up, the augmentation's
+            # term (a mean over its own batch) averaged over the micro-batches too.
+            loss = sft * world.size + extra / accumulation
+        loss.backward()
+        step_loss += (sft + extra / (accumulation * world.size)).item()
+    return step_loss, logs
+
+
 def train_on_mixture(
     domains: Mapping[str, DomainData | DomainSamples],
     weights: dict[str, float],
@@ -251,20 +278,8 @@ def train_on_mixture(
             group["lr"] = lr_at(step, cfg)
         picks = sample_batch_indices(weights, members, cfg["batch_size"], data_rng)
         batches = [backend.collate(picked_samples(rows)) for rows in micro_batches(picks, world, accumulation)]
-        # The gradient of the mean over the global batch's answer tokens: each micro-batch's sum over all of them.
-        tokens = max(world.sum([sum(answer_tokens(b) for b in batches)], placement.device)[0], 1)
         optimizer.zero_grad(set_to_none=True)
-        step_loss = 0.0
-        for k, batch in enumerate(batches):
-            gradient_sync(forward, k + 1 == accumulation)
-            with placement.autocast():
-                sum_logp, _, extra, logs = forward(batch, step, augment_rng)
-                sft = -sum_logp.sum() / tokens
-                # DDP and FSDP average the ranks' gradients: the SFT sum is scaled back up, the augmentation's
-                # term (a mean over its own batch) averaged over the micro-batches too.
-                loss = sft * world.size + extra / accumulation
-            loss.backward()
-            step_loss += (sft + extra / (accumulation * world.size)).item()
+        step_loss, logs = _backward(forward, batches, step, augment_rng, placement, world)
         torch.nn.utils.clip_grad_norm_(parameters, cfg["grad_clip"])
         optimizer.step()
 
