@@ -29,6 +29,8 @@ TOP_CANDIDATES = 8
 # What the comparison's curves show: the built-in trainer's held-out loss, whatever spec.objective is.
 CURVE_OBJECTIVE = "held-out loss (mean over domains)"
 SLICE_GRID = 41
+# A succeeded trial as the report reads it: (trial ID, its mixture record, its metrics, its objective value).
+Trial = tuple[str, dict, dict, float]
 
 
 def _png(fig) -> bytes:
@@ -236,7 +238,7 @@ def _ratio_text(ratio: float | None) -> str:
     return f"{ratio:.2f} ({1 / ratio:.2f}x fewer steps)" if ratio > 0 else "0 (from the start)"
 
 
-def _noise_rows(trials: list[tuple[str, dict, dict, float]]) -> list[list[str]]:
+def _noise_rows(trials: list[Trial]) -> list[list[str]]:
     """The seed noise measured by repeats beside the spread between mixtures, as summary rows."""
     repeat_of = {tid: m["repeatOf"] for tid, m, _, _ in trials if "repeatOf" in m}
     spread = seed_noise.spread(np.array([value for tid, _, _, value in trials if tid not in repeat_of]))
@@ -349,6 +351,84 @@ document.querySelectorAll("table.sortable th").forEach((th, col) => th.addEventL
 </script>"""
 
 
+def _trials(store, objective) -> tuple[list[Trial], list[str]]:
+    """The succeeded trials, best first by the objective's goal, and the IDs of the failed ones (a trial whose
+    metrics hold no usable objective among them, as the operator counted it)."""
+    trials, failed = [], sorted(key.split("/")[1] for key in store.list("trials") if key.endswith("/_FAILED"))
+    for key in store.list("trials"):
+        if key.endswith("/_SUCCESS"):
+            tid = key.split("/")[1]
+            metrics = store.get_json(layout.trial_metrics(tid))
+            try:
+                value = objective_value(metrics, objective)
+            except (ValueError, KeyError):
+                failed.append(tid)
+                continue
+            trials.append((tid, store.get_json(layout.trial_mixture(tid)), metrics, value))
+    trials.sort(key=lambda t: -score(t[3], objective))
+    return trials, failed
+
+
+def _trial_rows(store, trials: list[Trial], failed: list[str], stopped: list[tuple[str, float]]) -> list[list[str]]:
+    """The trials table: succeeded, failed, then stopped early."""
+    rows = [
+        [
+            tid,
+            f"{value:.4f}",
+            str(m["round"]),
+            f"repeat of {m['repeatOf']}" if "repeatOf" in m else m["source"],
+            r.get("augmentation", "none"),
+            _weights_text(m),
+            _trial_links(store, tid),
+        ]
+        for tid, m, r, value in trials
+    ] + [[tid, "failed", "", "", "", "", _trial_links(store, tid)] for tid in failed]
+    return rows + [
+        [tid, f"{value:.4f} stopped", str(m["round"]), m["source"], "", _weights_text(m), _trial_links(store, tid)]
+        for tid, value in stopped
+        for m in [store.get_json(layout.trial_mixture(tid))]
+    ]
+
+
+def _summary(
+    ctx: StepContext,
+    outcomes: tuple[list[Trial], list[str], list[tuple[str, float]]],
+    final_metrics: dict | None,
+    comparisons: list[dict],
+    fit: dict | None,
+) -> list[list[str]]:
+    """The report's first table: what was searched, how, and what came of it (`outcomes`: the succeeded,
+    failed and stopped trials)."""
+    spec, (trials, failed, stopped) = ctx.search.spec, outcomes
+    measure = objective_label(spec.objective)
+    reruns = f" and {spec.search.repeat_top} reruns" if spec.search.repeat_top else ""
+    summary = [
+        ["search", f"{ctx.search.metadata.namespace}/{ctx.search.metadata.name}"],
+        ["objective", measure],
+        ["method", spec.method],
+        [
+            "trials",
+            f"{len(trials)} succeeded, {len(failed)} failed, {len(stopped)} stopped early of "
+            f"{spec.budget.max_trials}{reruns}",
+        ],
+        ["augmentation", spec.training.augmentation.type],
+    ]
+    if searches(spec):
+        summary.append(["schedule", _schedule_text(spec)])
+        summary += _noise_rows(trials)
+    if stopped:
+        summary.append(["stopped trials", _stopped_text(spec)])
+    if spec.search.prior_runs is not None:
+        summary.append(["imported runs", f"{len(prior_runs(ctx))} from {spec.search.prior_runs.uri} (prior:<row>)"])
+    if final_metrics:
+        value = objective_value(final_metrics, spec.objective)
+        summary.append([f"chosen mixture's final {measure}", f"{value:.4f}"])
+    summary += [[f"steps ratio against {c['baseline']}", _ratio_text(c.get("stepsRatio"))] for c in comparisons]
+    if fit is not None:
+        summary.append(["surrogate leave-one-out", f"R² {fit['looR2']:.2f}, Spearman {fit['looSpearman']:.2f}"])
+    return summary
+
+
 def run(ctx: StepContext, args: argparse.Namespace) -> None:
     if ctx.is_done("report"):
         return
@@ -362,20 +442,8 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
     final = store.get_json(layout.FINAL_MIXTURE) if store.exists(layout.FINAL_MIXTURE) else None
     final_metrics = store.get_json(layout.FINAL_METRICS) if store.exists(layout.FINAL_METRICS) else None
     objective, measure = spec.objective, objective_label(spec.objective)
-    trials, failed = [], sorted(key.split("/")[1] for key in store.list("trials") if key.endswith("/_FAILED"))
-    for key in store.list("trials"):
-        if key.endswith("/_SUCCESS"):
-            tid = key.split("/")[1]
-            metrics = store.get_json(layout.trial_metrics(tid))
-            try:
-                value = objective_value(metrics, objective)
-            except (ValueError, KeyError):  # no usable objective: the operator counted the trial as failed
-                failed.append(tid)
-                continue
-            trials.append((tid, store.get_json(layout.trial_mixture(tid)), metrics, value))
+    trials, failed = _trials(store, objective)
     stopped = stopped_trials(ctx)
-    # Best first, by the objective's goal.
-    trials.sort(key=lambda t: -score(t[3], objective))
     if trials:
         columns["best trial"] = ctx.vector(trials[0][1]["weights"])
     if final:
@@ -407,47 +475,8 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
         store.put_bytes(f"report/{name}", data)
 
     weight_rows = [[n] + [f"{w[i]:.4f}" for w in columns.values()] for i, n in enumerate(names)]
-    trial_rows = [
-        [
-            tid,
-            f"{value:.4f}",
-            str(m["round"]),
-            f"repeat of {m['repeatOf']}" if "repeatOf" in m else m["source"],
-            r.get("augmentation", "none"),
-            _weights_text(m),
-            _trial_links(store, tid),
-        ]
-        for tid, m, r, value in trials
-    ] + [[tid, "failed", "", "", "", "", _trial_links(store, tid)] for tid in failed]
-    trial_rows += [
-        [tid, f"{value:.4f} stopped", str(m["round"]), m["source"], "", _weights_text(m), _trial_links(store, tid)]
-        for tid, value in stopped
-        for m in [store.get_json(layout.trial_mixture(tid))]
-    ]
-    reruns = f" and {spec.search.repeat_top} reruns" if spec.search.repeat_top else ""
-    summary = [
-        ["search", f"{ctx.search.metadata.namespace}/{ctx.search.metadata.name}"],
-        ["objective", measure],
-        ["method", spec.method],
-        [
-            "trials",
-            f"{len(trials)} succeeded, {len(failed)} failed, {len(stopped)} stopped early of "
-            f"{spec.budget.max_trials}{reruns}",
-        ],
-        ["augmentation", spec.training.augmentation.type],
-    ]
-    if searches(spec):
-        summary.append(["schedule", _schedule_text(spec)])
-        summary += _noise_rows(trials)
-    if stopped:
-        summary.append(["stopped trials", _stopped_text(spec)])
-    if spec.search.prior_runs is not None:
-        summary.append(["imported runs", f"{len(prior_runs(ctx))} from {spec.search.prior_runs.uri} (prior:<row>)"])
-    if final_metrics:
-        summary.append([f"chosen mixture's final {measure}", f"{objective_value(final_metrics, objective):.4f}"])
-    summary += [[f"steps ratio against {c['baseline']}", _ratio_text(c.get("stepsRatio"))] for c in comparisons]
-    if fit is not None:
-        summary.append(["surrogate leave-one-out", f"R² {fit['looR2']:.2f}, Spearman {fit['looSpearman']:.2f}"])
+    trial_rows = _trial_rows(store, trials, failed, stopped)
+    summary = _summary(ctx, (trials, failed, stopped), final_metrics, comparisons, fit)
     name = html.escape(ctx.search.metadata.name)
     trials_html = ""
     if trial_rows:
