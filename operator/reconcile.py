@@ -319,7 +319,7 @@ def reconcile(search: MixtureSearch, domainset: DomainSet | None, observed: Obse
         return b.finish(
             Phase.FAILED,
             "TooManyFailedTrials",
-            f"{b.status.trials.failed} trials failed (maxFailedTrials: {search.spec.budget.max_failed_trials})",
+            f"{_trials(b.status.trials.failed)} failed (maxFailedTrials: {search.spec.budget.max_failed_trials})",
         )
     if search.spec.suspend:
         return _suspend(b)
@@ -480,8 +480,16 @@ def _search(b: _Builder, failed: Mapping[str, str]) -> Decision | None:
     return b.finish(
         Phase.SEARCHING,
         "TrialsRunning",
-        f"{what}: {len(plan.open_trials)} trials in flight, {b.status.trials.progress} finished",
+        f"{what}: {_trials(len(plan.open_trials))} in flight, {b.status.trials.progress} finished",
     )
+
+
+def _trials(count: int) -> str:
+    return f"{count} trial{'s' * (count != 1)}"
+
+
+def _running(count: int) -> str:
+    return f"{_trials(count)} {'runs' if count == 1 else 'run'}"
 
 
 def _trial_args(tid: str, repeats: Mapping[str, str]) -> tuple[str, ...]:
@@ -503,11 +511,11 @@ def _propose(b: _Builder, proposal: schedule.Proposal, running: int) -> Decision
     b.ensure(proposal.step_key, "--round", str(proposal.index), "--trials", trials, *pending, *repeat_of, *imported)
     n = len(proposal.trials)
     if proposal.repeat_of:
-        message = f"repeating the best {n} trials ({', '.join(proposal.repeat_of)}) with new seeds"
+        message = f"repeating the best {_trials(n)} ({', '.join(proposal.repeat_of)}) with new seeds"
     elif b.search.spec.search.schedule == "async" and under_way:
-        message = f"async: proposal {proposal.index} under way while {running} trials run"
+        message = f"async: proposal {proposal.index} under way while {_running(running)}"
     elif b.search.spec.search.schedule == "async" and proposal.index > 0:
-        message = f"async: proposing for {n} freed slot{'s' * (n != 1)} while {running} trials run"
+        message = f"async: proposing for {n} freed slot{'s' * (n != 1)} while {_running(running)}"
     else:
         message = f"proposing round {proposal.index}"
     return b.finish(Phase.SEARCHING, "Proposing", message)

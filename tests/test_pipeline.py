@@ -302,7 +302,7 @@ def test_too_many_crashing_trials_fail_the_search(small, tmp_path):
     run, root = run_crashing(tmp_path, small, max_failed_trials=0)
     assert run.returncode == 1, run.stdout + run.stderr
     assert status(root)["phase"] == "Failed"
-    assert status(root)["message"] == "1 trials failed (maxFailedTrials: 0)"
+    assert status(root)["message"] == "1 trial failed (maxFailedTrials: 0)"
     assert status(root)["message"] in run.stdout
     assert (root / "trials/001/_FAILED").exists() and not (root / "report").exists()
     assert_no_jobs_left(tmp_path / "artifacts")

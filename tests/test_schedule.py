@@ -106,7 +106,7 @@ def test_rounds_wait_for_the_slowest_trial():
     world.finish("trial/000")
     world.finish("trial/001")
     s, decision = step(s, world)
-    assert decision.actions == () and decision.status.message == "round 0: 1 trials in flight, 2/6 finished"
+    assert decision.actions == () and decision.status.message == "round 0: 1 trial in flight, 2/6 finished"
     world.finish("trial/002")
     s, decision = step(s, world)
     assert world.args["propose/1"] == ("--round", "1", "--trials", "003,004,005")
