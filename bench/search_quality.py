@@ -239,38 +239,34 @@ def plot_curves(results: dict[str, MethodResult], pool: Pool, setup: Setup, path
 def report(results: dict[str, MethodResult], pool: Pool, args: argparse.Namespace, setup: Setup) -> None:
     """The tables: trials to a hit, regret, and the ratios to regression and to random's exact median."""
     budgets = [b for b in args.regret_at if b <= args.horizon]
-    print(
-        "| method | trials to a hit after the first batch (median [IQR]) | in total | censored | "
-        + " | ".join(f"regret @{b} (median)" for b in budgets)
-        + " | time (s) |"
-    )
-    print("|---|---:|---:|---:|" + "---:|" * len(budgets) + "---:|")
+    regrets = [f"regret @{b} (median)" for b in budgets]
+    _header(["trials to a hit after the first batch (median [IQR])", "in total", "censored", *regrets, "time (s)"])
     for name, result in results.items():
         cells = [
             _quartiles_text([after_first_batch(t, setup.batch) for t in result.trials], args.budget),
             _quartiles_text(result.trials, args.budget),
             f"{trials_summary(result.trials)[3]}/{len(args.seeds)}",
             *(f"{np.median(result.regrets[:, b - 1]):.4g}" for b in budgets),
+            f"{result.seconds:.0f}",
         ]
-        print(f"| {name} | " + " | ".join(cells) + f" | {result.seconds:.0f} |")
+        _row(name, cells)
 
     hits = int(np.sum(pool.scores <= setup.hit_level(pool)))
     random_total = random_search_median(len(pool.scores), hits)
     random_after = max(random_total - setup.batch, 0)
     regression = results.get("regression (RegMix)")
-    print(
-        f"\nrandom search's exact median: {random_total} trials in total, {random_after} after the first batch\n\n"
-        f"| method | ÷ regression, after the first batch [{INTERVAL_LEVEL:.0%} interval] | ÷ regression, in total "
-        "| ÷ random's exact median, after the first batch | ÷ random's exact median, in total |\n"
-        "|---|---:|---:|---:|---:|"
-    )
+    print(f"\nrandom search's exact median: {random_total} trials in total, {random_after} after the first batch\n")
+    ratios = ["÷ random's exact median, after the first batch", "÷ random's exact median, in total"]
     if regression is not None:
         regression_after = [after_first_batch(t, setup.batch) for t in regression.trials]
         regression_medians = trials_summary(regression_after)[0], trials_summary(regression.trials)[0]
+        interval = f"÷ regression, after the first batch [{INTERVAL_LEVEL:.0%} interval]"
+        ratios = [interval, "÷ regression, in total", *ratios]
+    _header(ratios)
     for name, result in results.items():
         trials_after = [after_first_batch(t, setup.batch) for t in result.trials]
         after, total = trials_summary(trials_after)[0], trials_summary(result.trials)[0]
-        cells = ["", ""]
+        cells = []
         if regression is not None:
             low, high = ratio_interval(trials_after, regression_after)
             cells = [
@@ -278,7 +274,17 @@ def report(results: dict[str, MethodResult], pool: Pool, args: argparse.Namespac
                 _ratio_text(total, regression_medians[1]),
             ]
         cells += [_ratio_text(after, random_after), _ratio_text(total, random_total)]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+        _row(name, cells)
+
+
+def _header(columns: list[str]) -> None:
+    """A table's header after its `method` column, every column but that one right-aligned."""
+    _row("method", columns)
+    print("|---|" + "---:|" * len(columns))
+
+
+def _row(name: str, cells: list[str]) -> None:
+    print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -318,8 +324,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if len(args.files) > 2:
         parser.error(f"give one CSV or two (mixtures, scores), got {len(args.files)}")
-    if not 0 < args.threshold < 1 or args.batch < 1 or args.budget < 1 or args.beta <= 0:
-        parser.error("need 0 < --threshold < 1, --batch >= 1, --budget >= 1 and --beta > 0")
+    if not 0 < args.threshold < 1 or args.batch < 1 or args.beta <= 0:
+        parser.error("need 0 < --threshold < 1, --batch >= 1 and --beta > 0")
+    if args.budget <= args.batch:
+        parser.error(f"--budget ({args.budget}) must exceed --batch ({args.batch}): the first batch is random for all")
     if args.methods:
         unknown = set(listed(args.methods)) - set(methods(DEFAULT_BETA))
         if unknown:

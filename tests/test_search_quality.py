@@ -378,6 +378,25 @@ def test_the_command_runs_on_a_users_file_and_states_no_targets_of_its_own(
     assert (out / "search_quality_regret.png").is_file()
 
 
+def test_every_table_row_has_its_headers_cells(
+    sq: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without the regression there are no ratios to it, and regret counts past the budget are no columns."""
+    argv = [str(one_file_swarm(tmp_path)), "--weight-prefix", "w_", "--target", "acc_x", "--goal", "max"]
+    argv += ["--seeds", "0-1", "--methods", "random", "--budget", "12", "--regret-at", "16,32"]
+    with pytest.warns(UserWarning, match="renormalised"):
+        sq.main(argv)
+    tables = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    assert "regret @" not in tables[0] and "÷ regression" not in tables[3]
+    assert [line.count("|") for line in tables] == [6, 6, 6, 4, 4, 4]
+
+
+def test_a_budget_within_the_first_batch_is_refused(sq: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        sq.parse_args(["--batch", "8", "--budget", "8"])
+    assert "--budget (8) must exceed --batch (8)" in capsys.readouterr().err
+
+
 def test_the_command_reports_bad_files_without_a_traceback(sq: ModuleType, tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"error: .*runs.csv: no column 'acc_z'"):
         sq.main([str(one_file_swarm(tmp_path)), "--weight-prefix", "w_", "--target", "acc_z"])
