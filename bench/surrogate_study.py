@@ -505,6 +505,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         pools = swarms(Path(folder))
     names = listed(args.swarms) if args.swarms else list(pools)
+    if set(names) - set(pools):
+        parser.error(f"unknown swarms {sorted(set(names) - set(pools))}; choose from {list(pools)}")
     print("| variant | " + " | ".join(names) + " |\n|---|" + "---:|" * len(names))
     for variant in chosen:
         propose = _model_proposer(VARIANTS[variant], parts=variant in PER_COLUMN)
