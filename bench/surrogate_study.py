@@ -202,10 +202,14 @@ def _fit(x: np.ndarray, y: np.ndarray, extra: str | None = None) -> SingleTaskGP
     return model.eval()
 
 
+def _each_column(fit: Callable[[np.ndarray], SingleTaskGP], y: np.ndarray) -> SingleTaskGP | SumOfGPs:
+    """fit on each score column of y (m, M), summed as GP-UCB sums its per-column GPs (on y (m,), one fit)."""
+    return fit(y) if y.ndim == 1 else SumOfGPs([fit(column) for column in y.T])
+
+
 def _fit_each(x: np.ndarray, y: np.ndarray, extra: str) -> SingleTaskGP | SumOfGPs:
-    """_fit with `extra` on each score column of y (m, M), summed as GP-UCB sums its per-column GPs (on y (m,),
-    one _fit)."""
-    return _fit(x, y, extra) if y.ndim == 1 else SumOfGPs([_fit(x, column, extra) for column in y.T])
+    """_fit with `extra` on each score column of y."""
+    return _each_column(lambda column: _fit(x, column, extra), y)
 
 
 def _fit_shared(x: np.ndarray, y: np.ndarray) -> SingleTaskGP | SumOfGPs:
@@ -256,7 +260,7 @@ def saas_batch(
     `keep_weights`): one on y (m,), or one per score column of y (m, M), summed as GP-UCB sums its parts."""
     features = LogRatio(keep_weights=keep_weights)
     inputs = features.transform(torch.as_tensor(x, dtype=DTYPE))
-    model = _saas(inputs, y, additive) if y.ndim == 1 else SumOfGPs([_saas(inputs, c, additive) for c in y.T])
+    model = _each_column(lambda column: _saas(inputs, column, additive), y)
     return ucb_batch(model, features.transform(torch.as_tensor(candidates, dtype=DTYPE)).numpy(), q, BETA, seed)
 
 

@@ -319,7 +319,8 @@ def reconcile(search: MixtureSearch, domainset: DomainSet | None, observed: Obse
         return b.finish(
             Phase.FAILED,
             "TooManyFailedTrials",
-            f"{_trials(b.status.trials.failed)} failed (maxFailedTrials: {search.spec.budget.max_failed_trials})",
+            f"{_counted(b.status.trials.failed, 'trial')} failed "
+            f"(maxFailedTrials: {search.spec.budget.max_failed_trials})",
         )
     if search.spec.suspend:
         return _suspend(b)
@@ -480,16 +481,16 @@ def _search(b: _Builder, failed: Mapping[str, str]) -> Decision | None:
     return b.finish(
         Phase.SEARCHING,
         "TrialsRunning",
-        f"{what}: {_trials(len(plan.open_trials))} in flight, {b.status.trials.progress} finished",
+        f"{what}: {_counted(len(plan.open_trials), 'trial')} in flight, {b.status.trials.progress} finished",
     )
 
 
-def _trials(count: int) -> str:
-    return f"{count} trial{'s' * (count != 1)}"
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' * (count != 1)}"
 
 
 def _running(count: int) -> str:
-    return f"{_trials(count)} {'runs' if count == 1 else 'run'}"
+    return f"{_counted(count, 'trial')} {'runs' if count == 1 else 'run'}"
 
 
 def _trial_args(tid: str, repeats: Mapping[str, str]) -> tuple[str, ...]:
@@ -511,11 +512,11 @@ def _propose(b: _Builder, proposal: schedule.Proposal, running: int) -> Decision
     b.ensure(proposal.step_key, "--round", str(proposal.index), "--trials", trials, *pending, *repeat_of, *imported)
     n = len(proposal.trials)
     if proposal.repeat_of:
-        message = f"repeating the best {_trials(n)} ({', '.join(proposal.repeat_of)}) with new seeds"
+        message = f"repeating the best {_counted(n, 'trial')} ({', '.join(proposal.repeat_of)}) with new seeds"
     elif b.search.spec.search.schedule == "async" and under_way:
         message = f"async: proposal {proposal.index} under way while {_running(running)}"
     elif b.search.spec.search.schedule == "async" and proposal.index > 0:
-        message = f"async: proposing for {n} freed slot{'s' * (n != 1)} while {_running(running)}"
+        message = f"async: proposing for {_counted(n, 'freed slot')} while {_running(running)}"
     else:
         message = f"proposing round {proposal.index}"
     return b.finish(Phase.SEARCHING, "Proposing", message)
