@@ -12,6 +12,7 @@ training saves every `checkpoint_every` steps and resumes from the newest checkp
 import math
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from mixtura_jobs.data.samples import Sample
 from mixtura_jobs.data.sampling import sample_batch_indices
 from mixtura_jobs.data.streaming import Groups, mixture_data
 from mixtura_jobs.training.backends import ModelRef, VLMBackend, build_vlm_backend
-from mixtura_jobs.training.checkpointing import Checkpoints
+from mixtura_jobs.training.checkpointing import Checkpoints, Resumed
 from mixtura_jobs.training.device import Placement
 from mixtura_jobs.training.distributed import World, current_world, full_state_dict, gradient_sync, wrap
 from mixtura_jobs.training.tiny_vlm import IGNORE
@@ -187,6 +188,65 @@ def _backward(
     return step_loss, logs
 
 
+@dataclass
+class _Progress:
+    """What the loop carries from step to step besides the weights and the optimizer, all of it in a checkpoint:
+    the data sampler's and the augmentation's streams (separate, so an augmentation never changes which samples
+    are drawn), the logged losses, the held-out curve and the losses since the last log line."""
+
+    data_rng: np.random.Generator
+    augment_rng: np.random.Generator
+    train_loss: list[float] = field(default_factory=list)
+    curve: list[list[float]] = field(default_factory=list)
+    window: list[float] = field(default_factory=list)
+
+    def saved(self) -> dict:
+        return {
+            "train_loss": self.train_loss,
+            "curve": self.curve,
+            "window": self.window,
+            "data_rng": self.data_rng.bit_generator.state,
+            "augment_rng": self.augment_rng.bit_generator.state,
+        }
+
+    def resume(self, resumed: Resumed, draw: Callable[[], object], where: str) -> None:
+        """Take the loop's state from `resumed`; `draw` draws one step's batch from `data_rng`: the draws of the
+        steps done, replayed, leave every domain's stream where it was."""
+        state = resumed.state
+        self.train_loss, self.curve, self.window = state["train_loss"], state["curve"], state["window"]
+        self.augment_rng.bit_generator.state = state["augment_rng"]
+        for _ in range(resumed.step):
+            draw()
+        if self.data_rng.bit_generator.state != state["data_rng"]:
+            raise RuntimeError(f"{where}: the replayed data position differs from the saved one")
+
+
+def _checkpoints(
+    store: ArtifactStore | None, cfg: dict, weights: dict[str, float], seed: int, model: ModelRef, world: World
+) -> Checkpoints | None:
+    """The training's checkpoints in `store`, when it has one and `checkpoint_every` > 0; a checkpoint resumes
+    only a run with the same settings, mixture, seed and model."""
+    if store is None or cfg["checkpoint_every"] <= 0:
+        return None
+    settings = {k: cfg[k] for k in RESUME_SETTINGS}
+    settings |= {"weights": weights, "seed": seed, "model": [model.backend, model.path, model.config]}
+    return Checkpoints(store, cfg["checkpoint_every"], cfg["keep_checkpoints"], settings, world)
+
+
+class _Clock:
+    """Training throughput: the wall time since the start, less the held-out curve's evaluations."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.eval_seconds = 0.0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def training(self) -> float:
+        return self.elapsed() - self.eval_seconds
+
+
 def train_on_mixture(
     domains: Mapping[str, DomainData | DomainSamples],
     weights: dict[str, float],
@@ -222,8 +282,6 @@ def train_on_mixture(
     mixture = mixture_data(
         data, groups, cfg["heldout_fraction"], cfg["max_heldout_samples"], cfg["shuffle_buffer"], seed
     )
-    heldout, members = mixture.heldout, mixture.pools
-
     if augment is not None and cfg["strategy"] == "fsdp" and world.size > 1:
         # The augmentation's extra forwards depend on the rank's rows: FSDP's weight gathers would not match.
         raise ValueError("spec.training.augmentation: mergemix trains under finalTraining.strategy ddp, not fsdp")
@@ -231,43 +289,30 @@ def train_on_mixture(
     forward = wrap(_Forward(backend, augment), cfg["strategy"], world)
     parameters = [p for p in forward.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    data_rng = np.random.default_rng(seed)
-    # A separate stream, so an augmentation never changes which samples are drawn.
-    augment_rng = np.random.default_rng([seed, 1])
-    accumulation = cfg["gradient_accumulation"]
+    progress = _Progress(np.random.default_rng(seed), np.random.default_rng([seed, 1]))
 
-    train_loss: list[float] = []
-    curve: list[list[float]] = []
-    window: list[float] = []
-    checkpoints = None
+    def draw() -> list:
+        return sample_batch_indices(weights, mixture.pools, cfg["batch_size"], progress.data_rng)
+
+    checkpoints = _checkpoints(checkpoint_store, cfg, weights, seed, model, world)
+    resumed = checkpoints.restore(forward, optimizer) if checkpoints is not None else None
     first = 0
-    if checkpoint_store is not None and cfg["checkpoint_every"] > 0:
-        settings = {k: cfg[k] for k in RESUME_SETTINGS}
-        settings |= {"weights": weights, "seed": seed, "model": [model.backend, model.path, model.config]}
-        checkpoints = Checkpoints(checkpoint_store, cfg["checkpoint_every"], cfg["keep_checkpoints"], settings, world)
-        resumed = checkpoints.restore(forward, optimizer)
-        if resumed is not None:
-            first = resumed.step
-            train_loss, curve, window = resumed.state["train_loss"], resumed.state["curve"], resumed.state["window"]
-            augment_rng.bit_generator.state = resumed.state["augment_rng"]
-            # The data position: the draws of the steps done, replayed, leave every stream where it was.
-            for _ in range(first):
-                sample_batch_indices(weights, members, cfg["batch_size"], data_rng)
-            if data_rng.bit_generator.state != resumed.state["data_rng"]:
-                raise RuntimeError(f"{checkpoint_store.uri}: the replayed data position differs from the saved one")
-            if world.is_main:
-                print(f"resumed at step {first}", flush=True)
+    if resumed is not None:
+        progress.resume(resumed, draw, checkpoint_store.uri)
+        first = resumed.step
+        if world.is_main:
+            print(f"resumed at step {first}", flush=True)
 
-    start = time.perf_counter()
-    # The curve's evaluations are left out of the training throughput.
-    eval_seconds = 0.0
+    clock = _Clock()
+
+    def evaluated() -> dict[str, float]:
+        return evaluate(backend, forward, mixture.heldout, cfg["eval_batch_size"], placement, world)
 
     def record_curve(step: int) -> None:
-        nonlocal eval_seconds
         tick = time.perf_counter()
-        losses = evaluate(backend, forward, heldout, cfg["eval_batch_size"], placement, world)
-        curve.append([step, _objective(losses)])
-        eval_seconds += time.perf_counter() - tick
+        losses = evaluated()
+        progress.curve.append([step, _objective(losses)])
+        clock.eval_seconds += time.perf_counter() - tick
         if on_eval is not None:
             on_eval(step, losses)
 
@@ -276,48 +321,34 @@ def train_on_mixture(
     for step in range(first, cfg["steps"]):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
-        picks = sample_batch_indices(weights, members, cfg["batch_size"], data_rng)
-        batches = [backend.collate(picked_samples(rows)) for rows in micro_batches(picks, world, accumulation)]
+        rows = micro_batches(draw(), world, cfg["gradient_accumulation"])
+        batches = [backend.collate(picked_samples(micro)) for micro in rows]
         optimizer.zero_grad(set_to_none=True)
-        step_loss, logs = _backward(forward, batches, step, augment_rng, placement, world)
+        step_loss, logs = _backward(forward, batches, step, progress.augment_rng, placement, world)
         torch.nn.utils.clip_grad_norm_(parameters, cfg["grad_clip"])
         optimizer.step()
 
-        window.append(world.sum([step_loss], placement.device)[0])
+        progress.window.append(world.sum([step_loss], placement.device)[0])
         if (step + 1) % cfg["log_every"] == 0 or step + 1 == cfg["steps"]:
-            mean_loss = sum(window) / len(window)
-            window.clear()
-            train_loss.append(mean_loss)
-            rate = (step + 1 - first) * cfg["batch_size"] / (time.perf_counter() - start - eval_seconds)
-            if world.is_main:
-                print(f"step={step + 1} loss={mean_loss:.4f} samples_per_s={rate:.1f}", flush=True)
-                if on_log is not None:
-                    on_log({"step": step + 1, "loss": mean_loss, "samples_per_s": rate, **logs})
+            rate = (step + 1 - first) * cfg["batch_size"] / clock.training()
+            _log(progress, step + 1, rate, logs, world.is_main, on_log)
         if cfg["eval_every"] and (step + 1) % cfg["eval_every"] == 0 and step + 1 < cfg["steps"]:
             record_curve(step + 1)
         if checkpoints is not None and checkpoints.due(step + 1, cfg["steps"]):
-            state = {
-                "train_loss": train_loss,
-                "curve": curve,
-                "window": window,
-                "data_rng": data_rng.bit_generator.state,
-                "augment_rng": augment_rng.bit_generator.state,
-            }
-            checkpoints.save(step + 1, forward, optimizer, state)
-    train_seconds = time.perf_counter() - start - eval_seconds
+            checkpoints.save(step + 1, forward, optimizer, progress.saved())
+    train_seconds = clock.training()
 
-    heldout_loss = evaluate(backend, forward, heldout, cfg["eval_batch_size"], placement, world)
-    objective = _objective(heldout_loss)
+    heldout_loss = evaluated()
     if on_trained is not None:
         whole = full_state_dict(backend.model, world) if world.size > 1 else None
         if world.is_main:
             on_trained(backend, whole)
     metrics = {
         "heldout_loss": heldout_loss,
-        "objective": objective,
-        "train_loss": train_loss,
+        "objective": _objective(heldout_loss),
+        "train_loss": progress.train_loss,
         "steps": cfg["steps"],
-        "seconds": time.perf_counter() - start,
+        "seconds": clock.elapsed(),
         "samples_per_second": (cfg["steps"] - first) * cfg["batch_size"] / train_seconds,
         "backend": backend.name,
         "processes": world.size,
@@ -325,4 +356,20 @@ def train_on_mixture(
     }
     if first:
         metrics["resumed_at_step"] = first
-    return {**metrics, "heldout_curve": [*curve, [cfg["steps"], objective]]} if cfg["eval_every"] else metrics
+    if cfg["eval_every"]:
+        metrics["heldout_curve"] = [*progress.curve, [cfg["steps"], metrics["objective"]]]
+    return metrics
+
+
+def _log(
+    progress: _Progress, steps: int, rate: float, logs: dict, main: bool, on_log: Callable[[dict], None] | None
+) -> None:
+    """Close the log window after `steps` steps: its mean loss joins `train_loss`; the main rank prints the line
+    and passes it to `on_log`."""
+    mean_loss = sum(progress.window) / len(progress.window)
+    progress.window.clear()
+    progress.train_loss.append(mean_loss)
+    if main:
+        print(f"step={steps} loss={mean_loss:.4f} samples_per_s={rate:.1f}", flush=True)
+        if on_log is not None:
+            on_log({"step": steps, "loss": mean_loss, "samples_per_s": rate, **logs})
