@@ -429,66 +429,42 @@ def _summary(
     return summary
 
 
-def run(ctx: StepContext, args: argparse.Namespace) -> None:
-    if ctx.is_done("report"):
-        return
-    spec, store, names = ctx.search.spec, ctx.store, ctx.domain_names
+def _weight_columns(ctx: StepContext, best: dict | None, final: dict | None) -> dict[str, np.ndarray]:
+    """The mixtures the report compares, by column title: uniform, the manual weights, MaD-Mix's, the best
+    trial's and the chosen one, each that the search has."""
+    names, store = ctx.domain_names, ctx.store
     columns = {"uniform": uniform_weights(len(names))}
     manual = {d.name: d.weight for d in ctx.domainset.spec.domains if d.weight is not None}
     if manual:
         columns["manual"] = ctx.vector(manual) / sum(manual.values())
     if store.exists(layout.MADMIX):
         columns["MaD-Mix"] = ctx.vector(store.get_json(layout.MADMIX)["weights"])
-    final = store.get_json(layout.FINAL_MIXTURE) if store.exists(layout.FINAL_MIXTURE) else None
-    final_metrics = store.get_json(layout.FINAL_METRICS) if store.exists(layout.FINAL_METRICS) else None
-    objective, measure = spec.objective, objective_label(spec.objective)
-    trials, failed = _trials(store, objective)
-    stopped = stopped_trials(ctx)
-    if trials:
-        columns["best trial"] = ctx.vector(trials[0][1]["weights"])
+    if best:
+        columns["best trial"] = ctx.vector(best["weights"])
     if final:
         columns[f"chosen ({final['source']})"] = ctx.vector(final["weights"])
-    chosen = final or (trials[0][1] if trials else None)
+    return columns
 
-    images = {"weights.png": weights_plot(names, columns)}
-    if trials:
-        by_id = sorted(trials)
-        rounds = np.array([t[1]["round"] for t in by_id])
-        values = np.array([t[3] for t in by_id])
-        images["trials.png"] = trials_plot(rounds, values, measure, objective.goal == "maximize")
-    surrogate_images, surrogate_html, fit = _surrogate(ctx, chosen) if searches(spec) else ({}, "", None)
-    images.update(surrogate_images)
-    comparison_images, comparison_html, comparisons = _comparison(ctx, final_metrics)
-    images.update(comparison_images)
-    if final_metrics and final_metrics.get("train_loss"):
-        images["final-training.png"] = loss_curve_plot(final_metrics["train_loss"])
-    cells_html = ""
-    if store.exists(layout.CELLS):
-        record = store.get_json(layout.CELLS)
-        images["concepts.png"] = concept_thumbnails(_exemplar_images(ctx, record["exemplars"]))
-        cells_html = '<h2>Concepts</h2><img src="concepts.png" alt="most typical images per concept">'
-        if chosen and "cells" in chosen:
-            title = f"Cell weights ({'chosen' if final else 'best trial'})"
-            images["cells.png"] = cell_heatmap(cell_weights.from_record(record), chosen["cells"], title)
-            cells_html += '<h2>Cells</h2><img src="cells.png" alt="cell weights, concept x task">'
-    for name, data in images.items():
-        store.put_bytes(f"report/{name}", data)
 
+def _cells(ctx: StepContext, chosen: dict | None, final: bool) -> tuple[dict[str, bytes], str]:
+    """The concept thumbnails and the chosen mixture's cell heatmap (images, html), when the search has cells."""
+    if not ctx.store.exists(layout.CELLS):
+        return {}, ""
+    record = ctx.store.get_json(layout.CELLS)
+    images = {"concepts.png": concept_thumbnails(_exemplar_images(ctx, record["exemplars"]))}
+    section = '<h2>Concepts</h2><img src="concepts.png" alt="most typical images per concept">'
+    if chosen and "cells" in chosen:
+        title = f"Cell weights ({'chosen' if final else 'best trial'})"
+        images["cells.png"] = cell_heatmap(cell_weights.from_record(record), chosen["cells"], title)
+        section += '<h2>Cells</h2><img src="cells.png" alt="cell weights, concept x task">'
+    return images, section
+
+
+def _page(name: str, summary: list[list[str]], columns: dict[str, np.ndarray], names: list[str], *sections: str) -> str:
+    """The report's HTML: the summary, the weights per column, then `sections` in order."""
     weight_rows = [[n] + [f"{w[i]:.4f}" for w in columns.values()] for i, n in enumerate(names)]
-    trial_rows = _trial_rows(store, trials, failed, stopped)
-    summary = _summary(ctx, (trials, failed, stopped), final_metrics, comparisons, fit)
-    name = html.escape(ctx.search.metadata.name)
-    trials_html = ""
-    if trial_rows:
-        header = ["trial", measure, "round", "source", "augmentation", "domain weights", "store"]
-        trials_html = f"""<h2>Trials</h2><img src="trials.png" alt="objective per trial">
-<p>Click a heading to sort.</p>{_table(header, trial_rows, css="sortable", raw=6)}"""
-    final_plot_html = (
-        '<h2>Final training</h2><img src="final-training.png" alt="final training loss">'
-        if "final-training.png" in images
-        else ""
-    )
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Mixtura: {name}</title>
+    body = "\n".join(sections)
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Mixtura: {name}</title>
 <style>body{{font-family:sans-serif;margin:2em auto;max-width:70em;padding:0 1em}}
 table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left;font-size:90%}}
@@ -498,13 +474,52 @@ th{{background:#f3f3f3}}table.sortable th{{cursor:pointer}}img{{max-width:100%;m
 {_table(["", ""], summary)}
 <h2>Weights</h2><img src="weights.png" alt="weights per method">
 {_table(["domain", *columns], weight_rows)}
-{comparison_html}
-{trials_html}
-{surrogate_html}
-{final_plot_html}
-{cells_html}
+{body}
 {SORT_SCRIPT}
 </body></html>"""
+
+
+def run(ctx: StepContext, args: argparse.Namespace) -> None:
+    if ctx.is_done("report"):
+        return
+    spec, store, names = ctx.search.spec, ctx.store, ctx.domain_names
+    final = store.get_json(layout.FINAL_MIXTURE) if store.exists(layout.FINAL_MIXTURE) else None
+    final_metrics = store.get_json(layout.FINAL_METRICS) if store.exists(layout.FINAL_METRICS) else None
+    objective, measure = spec.objective, objective_label(spec.objective)
+    trials, failed = _trials(store, objective)
+    stopped = stopped_trials(ctx)
+    best = trials[0][1] if trials else None
+    columns = _weight_columns(ctx, best, final)
+    chosen = final or best
+
+    images = {"weights.png": weights_plot(names, columns)}
+    trials_html = ""
+    if trials:
+        by_id = sorted(trials)
+        rounds = np.array([t[1]["round"] for t in by_id])
+        values = np.array([t[3] for t in by_id])
+        images["trials.png"] = trials_plot(rounds, values, measure, objective.goal == "maximize")
+        trials_html = '<img src="trials.png" alt="objective per trial">'
+    rows = _trial_rows(store, trials, failed, stopped)
+    if rows:
+        header = ["trial", measure, "round", "source", "augmentation", "domain weights", "store"]
+        table = _table(header, rows, css="sortable", raw=6)
+        trials_html = f"<h2>Trials</h2>{trials_html}\n<p>Click a heading to sort.</p>{table}"
+    surrogate_images, surrogate_html, fit = _surrogate(ctx, chosen) if searches(spec) else ({}, "", None)
+    comparison_images, comparison_html, comparisons = _comparison(ctx, final_metrics)
+    cell_images, cells_html = _cells(ctx, chosen, final is not None)
+    images |= surrogate_images | comparison_images | cell_images
+    final_plot_html = ""
+    if final_metrics and final_metrics.get("train_loss"):
+        images["final-training.png"] = loss_curve_plot(final_metrics["train_loss"])
+        final_plot_html = '<h2>Final training</h2><img src="final-training.png" alt="final training loss">'
+    for image, data in images.items():
+        store.put_bytes(f"report/{image}", data)
+
+    summary = _summary(ctx, (trials, failed, stopped), final_metrics, comparisons, fit)
+    name = html.escape(ctx.search.metadata.name)
+    sections = (comparison_html, trials_html, surrogate_html, final_plot_html, cells_html)
+    page = _page(name, summary, columns, names, *sections)
     store.put_json(layout.REPORT_SUMMARY, {"comparison": comparisons, **({"surrogate": fit} if fit else {})})
     store.put_bytes(layout.REPORT, page.encode())
     print(f"report {store.uri}/{layout.REPORT}", flush=True)
