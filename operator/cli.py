@@ -180,7 +180,8 @@ def cmd_operator(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
+    """The `mixtura` command line: a subcommand each, its handler as `func`."""
     parser = argparse.ArgumentParser(prog="mixtura", description="Find the data mixture for training a VLM.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the MixtureSearch(es) of a manifest file locally")
@@ -235,6 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     op.add_argument("--health-port", type=int, default=8081)
     op.add_argument("--bind-address", default="0.0.0.0")
     op.set_defaults(func=cmd_operator)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     # Options export does not know go on to the jobs' export, which defines and checks them.
     args, passed_on = parser.parse_known_args(argv)
     if passed_on and args.func is not cmd_export:

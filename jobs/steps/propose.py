@@ -153,6 +153,25 @@ def previous_fit(ctx: StepContext, round_index: int) -> gp_ucb.Hyperparameters |
     return ctx.store.get_json(key).get("gp") if round_index > 0 and ctx.store.exists(key) else None
 
 
+def _write_trials(
+    ctx: StepContext,
+    space: NamedSpace,
+    trial_ids: list[str],
+    points: np.ndarray,
+    fields: dict,
+    mean: np.ndarray | None,
+    std: np.ndarray | None,
+) -> None:
+    """Each trial's mixture record: its point in `space`, the proposal's `fields` and, from a surrogate, the
+    predicted objective and its std."""
+    for index, (tid, point) in enumerate(zip(trial_ids, points, strict=True)):
+        record = {**space.record(point), **fields}
+        if mean is not None and std is not None:
+            predicted = score(float(mean[index]), ctx.search.spec.objective)  # the score's own inverse
+            record["predicted"] = {"objective": predicted, "std": float(std[index])}
+        ctx.store.put_json(layout.trial_mixture(tid), record)
+
+
 def run(ctx: StepContext, args: argparse.Namespace) -> None:
     step_key = f"propose/{args.round}"
     if ctx.is_done(step_key):
@@ -194,12 +213,7 @@ def run(ctx: StepContext, args: argparse.Namespace) -> None:
         points, mean, std = proposal.weights, proposal.predicted_mean, proposal.predicted_std
         fitted = proposal.hyperparameters
         source = "initial-design" if mean is None else "gp-ucb"
-    for index, (tid, point) in enumerate(zip(trial_ids, points, strict=True)):
-        record = {**space.record(point), "round": args.round, "source": source}
-        if mean is not None and std is not None:
-            predicted = score(float(mean[index]), spec.objective)  # the score's own inverse
-            record["predicted"] = {"objective": predicted, "std": float(std[index])}
-        ctx.store.put_json(layout.trial_mixture(tid), record)
+    _write_trials(ctx, space, trial_ids, points, {"round": args.round, "source": source}, mean, std)
     summary = {
         "round": args.round,
         "source": source,
