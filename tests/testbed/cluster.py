@@ -106,8 +106,30 @@ class ControlPlane:
 
     def start(self) -> ControlPlane:
         self.pki = make_pki(self.work / "pki")
-        etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
+        api_port = free_port()
         self.server = f"https://127.0.0.1:{api_port}"
+        self._start_apiserver(self._start_etcd(), api_port)
+        kc = self.work / "admin.kubeconfig"
+        p = self.pki
+        kc.write_text(yaml.safe_dump(kubeconfig(self.server, p["ca"], cert=p["admin"], key=p["admin-key"])))
+        self.kubeconfig_path = kc
+        wait_for("kube-apiserver", lambda: self._get("/readyz"), 120, self.processes)
+        self._start_controllers(kc)
+        self._start_kwok(kc)
+        for name, gpus in GPU_NODES.items():
+            self.kubectl("apply", "-f", "-", input=yaml.safe_dump(node_manifest(name, gpus)))
+        wait_for("KWOK nodes Ready", self._nodes_ready, 60, self.processes)
+        wait_for(
+            "default ServiceAccount",
+            lambda: self.kubectl("get", "sa", "default", check=False).returncode == 0,
+            60,
+            self.processes,
+        )
+        return self
+
+    def _start_etcd(self) -> str:
+        """etcd on loopback; its client URL."""
+        etcd_port, peer_port = free_port(), free_port()
         etcd = f"http://127.0.0.1:{etcd_port}"
         self._start(
             "etcd",
@@ -131,6 +153,10 @@ class ControlPlane:
                 "warn",
             ],
         )
+        return etcd
+
+    def _start_apiserver(self, etcd: str, api_port: int) -> None:
+        """kube-apiserver on loopback, TLS from the test bed's PKI, RBAC on."""
         p = self.pki
         self._start(
             "kube-apiserver",
@@ -171,10 +197,10 @@ class ControlPlane:
                 *self._audit_flags(),
             ],
         )
-        kc = self.work / "admin.kubeconfig"
-        kc.write_text(yaml.safe_dump(kubeconfig(self.server, p["ca"], cert=p["admin"], key=p["admin-key"])))
-        self.kubeconfig_path = kc
-        wait_for("kube-apiserver", lambda: self._get("/readyz"), 120, self.processes)
+
+    def _start_controllers(self, kc: Path) -> None:
+        """kube-controller-manager (Jobs, garbage collection) and kube-scheduler."""
+        p = self.pki
         self._start_component(
             "kube-controller-manager",
             kc,
@@ -201,6 +227,9 @@ class ControlPlane:
             kc,
             [],
         )
+
+    def _start_kwok(self, kc: Path) -> None:
+        """KWOK: it runs the pods of the nodes annotated as fake, through the stages in STAGES."""
         self._start(
             "kwok",
             [
@@ -220,16 +249,6 @@ class ControlPlane:
                 f"127.0.0.1:{free_port()}",
             ],
         )
-        for name, gpus in GPU_NODES.items():
-            self.kubectl("apply", "-f", "-", input=yaml.safe_dump(node_manifest(name, gpus)))
-        wait_for("KWOK nodes Ready", self._nodes_ready, 60, self.processes)
-        wait_for(
-            "default ServiceAccount",
-            lambda: self.kubectl("get", "sa", "default", check=False).returncode == 0,
-            60,
-            self.processes,
-        )
-        return self
 
     def restart_apiserver(self, down_seconds: float = 2) -> None:
         """Stop kube-apiserver and start it again with the same flags; etcd keeps the state."""
