@@ -589,7 +589,7 @@ def _summarise(b: _Builder, failed: Mapping[str, str], stopped: Mapping[str, str
     if stuck:
         b.condition("Degraded", True, "Unschedulable", f"job {stuck[0][0]} cannot be scheduled: {stuck[0][1]}")
     elif n_failed:
-        b.condition("Degraded", True, "TrialsFailed", f"{n_failed} trial(s) failed")
+        b.condition("Degraded", True, "TrialsFailed", f"{_counted(n_failed, 'trial')} failed")
     elif observed.surrogate is not None and not observed.surrogate.reliable:
         b.condition("Degraded", True, "SurrogateUnreliable", _unreliable(observed.surrogate))
     else:
