@@ -37,6 +37,7 @@ import torch
 from linear_operator.utils.warnings import NumericalWarning
 
 from mixtura_jobs.data.recorded_runs import Layout, Pool, join_pools, load_pool
+from mixtura_operator.wording import counted
 from pool_search import gp_ucb_pool_batch, regression_pool_batch
 
 DATA = Path(__file__).resolve().parent / "data" / "regmix"
@@ -397,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     hits = int(np.sum(pool.scores <= setup.hit_level(pool)))
     columns = args.target or [DEFAULT_TARGET]
     target = columns[0] if len(columns) == 1 else f"the mean of {', '.join(columns)}"
-    within = f"{hits} run{'s' * (hits != 1)} within {args.threshold:.1%} of it"
+    within = f"{counted(hits, 'run')} within {args.threshold:.1%} of it"
     goal, shown_best = ("maximised", -best) if args.goal == "max" else ("minimised", best)
     print(
         f"{len(pool.scores)} runs over {len(pool.domains)} domains; target {target} ({goal}), best {shown_best:.6g}; "

@@ -12,6 +12,7 @@ from mixtura_operator.api import crdgen
 from mixtura_operator.api.manifests import ManifestError, load
 from mixtura_operator.api.mixturesearch import MixtureSearch, MixtureSearchStatus, Phase
 from mixtura_operator.status_view import render
+from mixtura_operator.wording import counted
 
 # The jobs' `export --format` choices (the jobs check them again; the operator cannot import theirs).
 EXPORT_FORMATS = ("json", "samples", "hf", "megatron", "webdataset")
@@ -148,8 +149,9 @@ def cmd_crds(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     bundle = load(Path(args.manifest))
     bundle.check(cluster=args.cluster)
-    counts = f"{len(bundle.domainsets)} DomainSet(s), {len(bundle.searches)} MixtureSearch(es)"
-    others = f", {len(bundle.others)} other object(s)" if bundle.others else ""
+    searches = counted(len(bundle.searches), "MixtureSearch", "MixtureSearches")
+    counts = f"{counted(len(bundle.domainsets), 'DomainSet')}, {searches}"
+    others = f", {counted(len(bundle.others), 'other object')}" if bundle.others else ""
     print(f"{args.manifest}: {counts}{others} valid")
     return 0
 

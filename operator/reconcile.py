@@ -35,6 +35,7 @@ from mixtura_operator.api.plan import (
     uses_cells,
     uses_madmix,
 )
+from mixtura_operator.wording import counted
 
 JobPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
 TERMINAL = (Phase.SUCCEEDED, Phase.FAILED)
@@ -319,7 +320,7 @@ def reconcile(search: MixtureSearch, domainset: DomainSet | None, observed: Obse
         return b.finish(
             Phase.FAILED,
             "TooManyFailedTrials",
-            f"{_counted(b.status.trials.failed, 'trial')} failed "
+            f"{counted(b.status.trials.failed, 'trial')} failed "
             f"(maxFailedTrials: {search.spec.budget.max_failed_trials})",
         )
     if search.spec.suspend:
@@ -481,16 +482,12 @@ def _search(b: _Builder, failed: Mapping[str, str]) -> Decision | None:
     return b.finish(
         Phase.SEARCHING,
         "TrialsRunning",
-        f"{what}: {_counted(len(plan.open_trials), 'trial')} in flight, {b.status.trials.progress} finished",
+        f"{what}: {counted(len(plan.open_trials), 'trial')} in flight, {b.status.trials.progress} finished",
     )
 
 
-def _counted(count: int, noun: str) -> str:
-    return f"{count} {noun}{'s' * (count != 1)}"
-
-
 def _running(count: int) -> str:
-    return f"{_counted(count, 'trial')} {'runs' if count == 1 else 'run'}"
+    return f"{counted(count, 'trial')} {'runs' if count == 1 else 'run'}"
 
 
 def _trial_args(tid: str, repeats: Mapping[str, str]) -> tuple[str, ...]:
@@ -512,11 +509,11 @@ def _propose(b: _Builder, proposal: schedule.Proposal, running: int) -> Decision
     b.ensure(proposal.step_key, "--round", str(proposal.index), "--trials", trials, *pending, *repeat_of, *imported)
     n = len(proposal.trials)
     if proposal.repeat_of:
-        message = f"repeating the best {_counted(n, 'trial')} ({', '.join(proposal.repeat_of)}) with new seeds"
+        message = f"repeating the best {counted(n, 'trial')} ({', '.join(proposal.repeat_of)}) with new seeds"
     elif b.search.spec.search.schedule == "async" and under_way:
         message = f"async: proposal {proposal.index} under way while {_running(running)}"
     elif b.search.spec.search.schedule == "async" and proposal.index > 0:
-        message = f"async: proposing for {_counted(n, 'freed slot')} while {_running(running)}"
+        message = f"async: proposing for {counted(n, 'freed slot')} while {_running(running)}"
     else:
         message = f"proposing round {proposal.index}"
     return b.finish(Phase.SEARCHING, "Proposing", message)
@@ -589,7 +586,7 @@ def _summarise(b: _Builder, failed: Mapping[str, str], stopped: Mapping[str, str
     if stuck:
         b.condition("Degraded", True, "Unschedulable", f"job {stuck[0][0]} cannot be scheduled: {stuck[0][1]}")
     elif n_failed:
-        b.condition("Degraded", True, "TrialsFailed", f"{_counted(n_failed, 'trial')} failed")
+        b.condition("Degraded", True, "TrialsFailed", f"{counted(n_failed, 'trial')} failed")
     elif observed.surrogate is not None and not observed.surrogate.reliable:
         b.condition("Degraded", True, "SurrogateUnreliable", _unreliable(observed.surrogate))
     else:

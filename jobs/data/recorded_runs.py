@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mixtura_operator.wording import counted
+
 # Rows whose weights sum further than this from 1 are reported when renormalised (RegMix rounds to 3 decimals).
 SUM_TOLERANCE = 0.02
 # How many of the runs only one file holds a warning names.
@@ -200,7 +202,7 @@ def _positions(mixtures: _Table, scores: _Table, id_column: str) -> tuple[list[i
 
 
 def _runs_have(count: int) -> str:
-    return "1 run has" if count == 1 else f"{count} runs have"
+    return f"{counted(count, 'run')} {'has' if count == 1 else 'have'}"
 
 
 def _listed(names: Sequence[str]) -> str:

@@ -1,0 +1,8 @@
+from mixtura_operator.wording import counted
+
+
+def test_a_count_of_one_takes_the_singular_and_any_other_the_plural():
+    assert counted(1, "trial") == "1 trial"
+    assert [counted(n, "trial") for n in (0, 2)] == ["0 trials", "2 trials"]
+    assert counted(2, "MixtureSearch", "MixtureSearches") == "2 MixtureSearches"
+    assert counted(1, "MixtureSearch", "MixtureSearches") == "1 MixtureSearch"
