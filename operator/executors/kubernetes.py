@@ -128,19 +128,26 @@ def _metadata(search: MixtureSearch, job: CreateJob, name: str, queued: bool = F
     }
 
 
-def _job_spec(search: MixtureSearch, job: CreateJob, search_uri: str, launch: Launch) -> dict[str, Any]:
-    """The batch/v1 JobSpec of a step (a JobSet's replicated Job's too): one pod per node."""
-    spec = search.spec
-    resources = spec.resources
+def _step_env(search: MixtureSearch) -> list[dict[str, Any]]:
+    """What every step's containers get in their environment: the writable cache paths, the store's endpoint and,
+    from the search's Secret, its S3 credentials."""
+    artifacts = search.spec.artifacts
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in WRITABLE_ENV.items()]
-    endpoint = spec.artifacts.endpoint_url or os.environ.get("MIXTURA_S3_ENDPOINT")
+    endpoint = artifacts.endpoint_url or os.environ.get("MIXTURA_S3_ENDPOINT")
     if endpoint:
         env.append({"name": "MIXTURA_S3_ENDPOINT", "value": endpoint})
-    if spec.artifacts.credentials_secret:
+    if artifacts.credentials_secret:
         env += [
-            {"name": key, "valueFrom": {"secretKeyRef": {"name": spec.artifacts.credentials_secret, "key": key}}}
+            {"name": key, "valueFrom": {"secretKeyRef": {"name": artifacts.credentials_secret, "key": key}}}
             for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
         ]
+    return env
+
+
+def _job_spec(search: MixtureSearch, job: CreateJob, search_uri: str, launch: Launch) -> dict[str, Any]:
+    """The batch/v1 JobSpec of a step (a JobSet's replicated Job's too): one pod per node."""
+    resources = search.spec.resources
+    env = _step_env(search)
     requests = {"cpu": resources.cpu, "memory": resources.memory}
     jobs_image = resources.image or os.environ.get("MIXTURA_JOBS_IMAGE", DEFAULT_JOBS_IMAGE)
 
