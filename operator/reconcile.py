@@ -35,7 +35,7 @@ from mixtura_operator.api.plan import (
     uses_cells,
     uses_madmix,
 )
-from mixtura_operator.wording import counted
+from mixtura_operator.wording import counted, counted_subject
 
 JobPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
 TERMINAL = (Phase.SUCCEEDED, Phase.FAILED)
@@ -486,10 +486,6 @@ def _search(b: _Builder, failed: Mapping[str, str]) -> Decision | None:
     )
 
 
-def _running(count: int) -> str:
-    return f"{counted(count, 'trial')} {'runs' if count == 1 else 'run'}"
-
-
 def _trial_args(tid: str, repeats: Mapping[str, str]) -> tuple[str, ...]:
     repeat = schedule.repeat_number(tid, repeats)
     return ("--trial", tid, *(("--repeat", str(repeat)) if repeat else ()))
@@ -508,12 +504,13 @@ def _propose(b: _Builder, proposal: schedule.Proposal, running: int) -> Decision
     under_way = proposal.step_key in b.observed.jobs
     b.ensure(proposal.step_key, "--round", str(proposal.index), "--trials", trials, *pending, *repeat_of, *imported)
     n = len(proposal.trials)
+    while_running = f"while {counted_subject(running, 'trial', 'runs', 'run')}"
     if proposal.repeat_of:
         message = f"repeating the best {counted(n, 'trial')} ({', '.join(proposal.repeat_of)}) with new seeds"
     elif b.search.spec.search.schedule == "async" and under_way:
-        message = f"async: proposal {proposal.index} under way while {_running(running)}"
+        message = f"async: proposal {proposal.index} under way {while_running}"
     elif b.search.spec.search.schedule == "async" and proposal.index > 0:
-        message = f"async: proposing for {counted(n, 'freed slot')} while {_running(running)}"
+        message = f"async: proposing for {counted(n, 'freed slot')} {while_running}"
     else:
         message = f"proposing round {proposal.index}"
     return b.finish(Phase.SEARCHING, "Proposing", message)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mixtura_operator.wording import counted
+from mixtura_operator.wording import counted_subject
 
 # Rows whose weights sum further than this from 1 are reported when renormalised (RegMix rounds to 3 decimals).
 SUM_TOLERANCE = 0.02
@@ -193,16 +193,13 @@ def _positions(mixtures: _Table, scores: _Table, id_column: str) -> tuple[list[i
     for table, other, keys in ((mixtures, scores, mixture_keys), (scores, mixtures, score_keys)):
         alone = sorted(keys.keys() - set(shared), key=_id_order)
         if alone:
+            runs_have = counted_subject(len(alone), "run", "has", "have")
             warnings.warn(
-                f"{table.path}: {_runs_have(len(alone))} no row in {other.path} ({id_column!r}: {_listed(alone)}); "
+                f"{table.path}: {runs_have} no row in {other.path} ({id_column!r}: {_listed(alone)}); "
                 "they are left out",
                 stacklevel=2,
             )
     return [mixture_keys[k] for k in shared], [score_keys[k] for k in shared]
-
-
-def _runs_have(count: int) -> str:
-    return f"{counted(count, 'run')} {'has' if count == 1 else 'have'}"
 
 
 def _listed(names: Sequence[str]) -> str:
@@ -215,8 +212,9 @@ def _scored(scores: _Table, rows: list[int], target: tuple[str, ...]) -> np.ndar
     unscored = np.any([scores.blank(name, rows) for name in target], axis=0)
     if unscored.any():
         lines = [str(scores.rows[rows[i]][0]) for i in np.flatnonzero(unscored)]
+        runs_have = counted_subject(len(lines), "run", "has", "have")
         warnings.warn(
-            f"{scores.path}: {_runs_have(len(lines))} no value in {', '.join(map(repr, target))} (empty or NaN; "
+            f"{scores.path}: {runs_have} no value in {', '.join(map(repr, target))} (empty or NaN; "
             f"lines {_listed(lines)}); they are left out",
             stacklevel=2,
         )
